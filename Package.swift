@@ -1,0 +1,124 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "buildgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "buildgate", targets: ["buildgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "BuildGateCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(
+            name: "ContextArchive",
+            dependencies: ["CZlib"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildGateStore",
+            dependencies: [
+                "BuildGateCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "EngineAPIDriver",
+            dependencies: [
+                "BuildGateCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildGateAPI",
+            dependencies: [
+                "BuildGateCore",
+                "ContextArchive",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildGateApp",
+            dependencies: [
+                "BuildGateAPI",
+                "BuildGateCore",
+                "BuildGateStore",
+                "EngineAPIDriver",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "buildgate",
+            dependencies: [
+                "BuildGateApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildGateTesting",
+            dependencies: ["BuildGateCore", "BuildGateStore"],
+            path: "Tests/BuildGateTesting",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BuildGateCoreTests",
+            dependencies: ["BuildGateCore", "BuildGateTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ContextArchiveTests",
+            dependencies: ["ContextArchive", "CZlib"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BuildGateStoreTests",
+            dependencies: ["BuildGateStore", "BuildGateTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EngineAPIDriverTests",
+            dependencies: ["EngineAPIDriver"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BuildGateAPITests",
+            dependencies: [
+                "BuildGateApp",
+                "BuildGateTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A build as the gateway knows it: the request, its context, and how far it got.
+package struct Build: Sendable, Equatable, Identifiable {
+    package var id: BuildID
+    package var status: BuildStatus
+    package var request: BuildRequest
+    package var context: BuildContext
+    package var createdAt: Date
+    /// When a dispatcher claimed it.
+    package var startedAt: Date?
+    /// When it reached a terminal status.
+    package var finishedAt: Date?
+    /// Name of the builder endpoint it was dispatched to.
+    package var builder: String?
+    package var reason: BuildFailureReason?
+    /// A human-readable account of the failure, e.g. the engine's error.
+    package var message: String?
+    package var pushedImages: [PushedImage]
+    /// A cancellation was asked for and the engine has not stopped yet.
+    package var cancelRequested: Bool
+    package var idempotencyKey: String?
+
+    package init(
+        id: BuildID,
+        status: BuildStatus = .queued,
+        request: BuildRequest,
+        context: BuildContext,
+        createdAt: Date,
+        startedAt: Date? = nil,
+        finishedAt: Date? = nil,
+        builder: String? = nil,
+        reason: BuildFailureReason? = nil,
+        message: String? = nil,
+        pushedImages: [PushedImage] = [],
+        cancelRequested: Bool = false,
+        idempotencyKey: String? = nil
+    ) {
+        self.id = id
+        self.status = status
+        self.request = request
+        self.context = context
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.builder = builder
+        self.reason = reason
+        self.message = message
+        self.pushedImages = pushedImages
+        self.cancelRequested = cancelRequested
+        self.idempotencyKey = idempotencyKey
+    }
+}

@@ -1,0 +1,333 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Claims queued builds and runs them on the builder pool, one `Service` for the whole pool.
+///
+/// For every endpoint with a free slot it claims the oldest queued build (one statement, with a lease), runs it
+/// through the endpoint's driver, streams the driver's events into the build log, and settles the result. While
+/// builds run it renews their leases and picks up cancellation requests; a build's `timeout` cancels its driver.
+/// A slot is freed only when the driver returns, which drivers promise happens after the engine stopped.
+///
+/// On graceful shutdown it stops claiming and waits for the builds it is running.
+package final class BuildDispatcher: Service {
+    package struct Configuration: Sendable {
+        /// How long a claim stays valid without renewal; after that the lease reaper settles the build.
+        package var leaseDuration: Duration = .seconds(15)
+        /// How often leases are renewed and cancellation requests checked.
+        package var renewInterval: Duration = .seconds(1)
+        /// How often an idle dispatcher looks for work when nobody wakes it.
+        package var pollInterval: Duration = .seconds(1)
+
+        package init() {}
+    }
+
+    private let queue: any BuildQueue
+    private let logs: any BuildLogStore
+    private let contexts: any ContextStore
+    private let endpoints: [BuilderEndpoint]
+    private let drivers: [BuilderEngine: any BuilderDriver]
+    private let credentials: @Sendable (String) -> RegistryCredential?
+    private let configuration: Configuration
+    private let logger: Logger
+    /// Unique per process run, so a restarted gateway never mistakes an old lease for its own.
+    package let owner: String
+
+    private struct State {
+        var busySlots: [String: Int] = [:]
+        var cancellations: [BuildID: CancellationSignal] = [:]
+    }
+    private let state = Mutex(State())
+    private let wakeUp: AsyncStream<Void>.Continuation
+    private let wakeUps: AsyncStream<Void>
+
+    package init(
+        queue: any BuildQueue,
+        logs: any BuildLogStore,
+        contexts: any ContextStore,
+        endpoints: [BuilderEndpoint],
+        drivers: [BuilderEngine: any BuilderDriver],
+        credentials: @escaping @Sendable (String) -> RegistryCredential? = { _ in nil },
+        configuration: Configuration = .init(),
+        logger: Logger
+    ) {
+        self.queue = queue
+        self.logs = logs
+        self.contexts = contexts
+        self.endpoints = endpoints
+        self.drivers = drivers
+        self.credentials = credentials
+        self.configuration = configuration
+        self.logger = logger
+        self.owner = "dispatcher-\(UUID().uuidString.lowercased())"
+        (self.wakeUps, self.wakeUp) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Asks the dispatcher to look for work now (e.g. right after a build was queued).
+    package func wake() {
+        wakeUp.yield()
+    }
+
+    package func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.renewLeasesUntilCancelled() }
+            group.addTask { await self.ringPeriodically() }
+            await withGracefulShutdownHandler {
+                for await _ in self.wakeUps {
+                    await self.claimForFreeSlots(into: &group)
+                }
+            } onGracefulShutdown: {
+                self.wakeUp.finish()
+            }
+            await self.waitForRunningBuilds()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: - Claiming
+
+    /// Claims builds until every endpoint is full or nothing is queued; each claimed build runs as a child task.
+    private func claimForFreeSlots(into group: inout TaskGroup<Void>) async {
+        for endpoint in endpoints {
+            while hasFreeSlot(endpoint) {
+                let build: Build
+                do {
+                    let now = Date()
+                    guard let claimed = try await queue.claimNext(
+                        builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
+                    else { return }
+                    build = claimed
+                } catch {
+                    logger.error("claiming a build failed", metadata: ["buildgate.error": "\(error)"])
+                    return
+                }
+                let signal = reserveSlot(endpoint, for: build.id)
+                group.addTask {
+                    await self.execute(build, on: endpoint, cancellation: signal)
+                    self.releaseSlot(endpoint, for: build.id)
+                    self.wake()
+                }
+            }
+        }
+    }
+
+    /// Wakes the claim loop every `pollInterval`, so work queued by another process is found too.
+    private func ringPeriodically() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.pollInterval)
+            wakeUp.yield()
+        }
+    }
+
+    private func hasFreeSlot(_ endpoint: BuilderEndpoint) -> Bool {
+        state.withLock { $0.busySlots[endpoint.name, default: 0] < endpoint.capacity }
+    }
+
+    private func reserveSlot(_ endpoint: BuilderEndpoint, for id: BuildID) -> CancellationSignal {
+        let signal = CancellationSignal()
+        state.withLock {
+            $0.busySlots[endpoint.name, default: 0] += 1
+            $0.cancellations[id] = signal
+        }
+        return signal
+    }
+
+    private func releaseSlot(_ endpoint: BuilderEndpoint, for id: BuildID) {
+        state.withLock {
+            $0.busySlots[endpoint.name, default: 1] -= 1
+            $0.cancellations[id] = nil
+        }
+    }
+
+    private func waitForRunningBuilds() async {
+        while state.withLock({ !$0.cancellations.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    // MARK: - Running one build
+
+    private func execute(_ build: Build, on endpoint: BuilderEndpoint, cancellation: CancellationSignal) async {
+        var buildLogger = self.logger
+        buildLogger[metadataKey: "buildgate.build.id"] = "\(build.id)"
+        buildLogger[metadataKey: "buildgate.builder.endpoint"] = "\(endpoint.name)"
+        let logger = buildLogger
+        let id = build.id
+        let log: @Sendable (String) async -> Void = { [logs] line in
+            do { try await logs.appendGatewayLine(line, to: id) } catch {
+                logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
+            }
+        }
+        await log("dispatched to builder \(endpoint)")
+
+        let outcome: BuildOutcome
+        let timedOut: Bool
+        if let driver = drivers[endpoint.engine] {
+            let job = BuildJob(
+                id: id,
+                request: build.request,
+                context: build.context,
+                contextPath: contexts.path(of: build.context),
+                registryCredentials: Dictionary(
+                    build.request.images.compactMap { image in credentials(image.registry).map { (image.registry, $0) } },
+                    uniquingKeysWith: { first, _ in first }
+                )
+            )
+            (outcome, timedOut) = await runRacingDeadline(
+                driver: driver, job: job, endpoint: endpoint, cancellation: cancellation, log: log, logger: logger)
+        } else {
+            outcome = .failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
+            timedOut = false
+        }
+
+        await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
+    }
+
+    private enum RaceResult: Sendable {
+        case driver(BuildOutcome)
+        case deadline
+        case cancelRequested
+        /// A racer that was cancelled because the race is being decided.
+        case stopped
+    }
+
+    /// Runs the driver until it returns. The build's deadline or a cancel request cancels the driver's task, and
+    /// then we still wait for its outcome: drivers return only once the engine stopped.
+    private func runRacingDeadline(
+        driver: any BuilderDriver,
+        job: BuildJob,
+        endpoint: BuilderEndpoint,
+        cancellation: CancellationSignal,
+        log: @escaping @Sendable (String) async -> Void,
+        logger: Logger
+    ) async -> (BuildOutcome, timedOut: Bool) {
+        let timeout = Duration.seconds(job.request.timeoutSeconds)
+        return await withTaskGroup(of: RaceResult.self) { group in
+            group.addTask {
+                .driver(await driver.run(job, on: endpoint) { event in
+                    await self.handle(event, of: job.id, log: log, logger: logger)
+                })
+            }
+            group.addTask {
+                do { try await Task.sleep(for: timeout) } catch { return .stopped }
+                return .deadline
+            }
+            group.addTask {
+                await cancellation.wait()
+                return Task.isCancelled ? .stopped : .cancelRequested
+            }
+            var timedOut = false
+            var stopping = false
+            while let result = await group.next() {
+                switch result {
+                case .driver(let outcome):
+                    group.cancelAll()
+                    return (outcome, timedOut)
+                case .deadline where !stopping:
+                    timedOut = true
+                    stopping = true
+                    await log("timeout of \(job.request.timeoutSeconds)s reached; stopping the build")
+                    group.cancelAll()
+                case .cancelRequested where !stopping:
+                    stopping = true
+                    await log("cancellation requested; stopping the build")
+                    group.cancelAll()
+                case .deadline, .cancelRequested, .stopped:
+                    continue
+                }
+            }
+            preconditionFailure("the driver's task always reports")
+        }
+    }
+
+    private func handle(_ event: BuildEvent, of id: BuildID, log: @Sendable (String) async -> Void, logger: Logger) async {
+        switch event {
+        case .accepted(let engine):
+            await log("engine: \(engine)")
+            do {
+                _ = try await queue.markRunning(id, owner: owner)
+            } catch {
+                logger.error("marking the build running failed", metadata: ["buildgate.error": "\(error)"])
+            }
+        case .output(let text):
+            do { try await logs.append(Array(text.utf8), to: id) } catch {
+                logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
+            }
+        case .pushing(let image):
+            await log("pushing \(image)")
+        case .pushed(let image):
+            await log("pushed \(image.reference)@\(image.digest)")
+        }
+    }
+
+    private func settle(
+        _ build: Build,
+        outcome: BuildOutcome,
+        timedOut: Bool,
+        log: @Sendable (String) async -> Void,
+        logger: Logger
+    ) async {
+        guard case .finish(let status, let reason, let message) = BuildLifecycle.transition(
+            from: .running, on: .driverFinished(outcome, timedOut: timedOut))
+        else { return }
+        let pushed: [PushedImage]
+        if case .succeeded(let images) = outcome { pushed = images } else { pushed = [] }
+        var resultLine = "result: \(status.rawValue)"
+        if let reason { resultLine += " (\(reason.rawValue))" }
+        if let message, !message.isEmpty { resultLine += ": \(message.trimmingCharacters(in: .whitespacesAndNewlines))" }
+        await log(resultLine)
+        do {
+            let stored = try await queue.finish(
+                build.id, owner: owner, status: status, reason: reason, message: message, pushedImages: pushed,
+                at: Date())
+            if stored == nil {
+                logger.warning("the build's lease was lost before its result could be stored")
+            }
+        } catch {
+            logger.error("storing the build result failed", metadata: ["buildgate.error": "\(error)"])
+        }
+        await logs.finish(build.id)
+    }
+
+    // MARK: - Leases
+
+    private func renewLeasesUntilCancelled() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.renewInterval)
+            let ids = state.withLock { Array($0.cancellations.keys) }
+            guard !ids.isEmpty else { continue }
+            do {
+                let cancelled = try await queue.renewLeases(
+                    ids, owner: owner, until: Date() + configuration.leaseDuration)
+                let signals = state.withLock { state in cancelled.compactMap { state.cancellations[$0] } }
+                for signal in signals { signal.fire() }
+            } catch {
+                logger.error("renewing leases failed", metadata: ["buildgate.error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// A one-shot signal: a cancel request for one running build.
+final class CancellationSignal: Sendable {
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream()
+    }
+
+    func fire() { continuation.finish() }
+
+    func wait() async {
+        for await _ in stream {}
+    }
+}
+
+extension Date {
+    static func + (date: Date, duration: Duration) -> Date {
+        let (seconds, attoseconds) = duration.components
+        return date.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// The queue as dispatchers see it: claim work under a lease, renew it, and settle results.
+///
+/// Every call is one durable transaction. A dispatcher identifies itself with an `owner` string that is unique per
+/// process run; writes made with a lease check (`owner` and status) do nothing when the lease has moved on, so a
+/// dispatcher that lost its lease can never overwrite the result another settled.
+package protocol BuildQueue: Sendable {
+    /// Claims the oldest queued build for `builder` in one statement (`queued → starting`), holding a lease until
+    /// `leaseUntil`. Returns nil when nothing is queued.
+    func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
+
+    /// `starting → running` once the engine accepted the build. Returns false if the lease is no longer ours.
+    func markRunning(_ id: BuildID, owner: String) async throws -> Bool
+
+    /// Extends the leases of `ids` held by `owner`, and returns those among them whose cancellation was requested.
+    func renewLeases(_ ids: [BuildID], owner: String, until: Date) async throws -> Set<BuildID>
+
+    /// Ends a build with a terminal status. Returns the stored build, or nil if the lease was no longer ours.
+    func finish(
+        _ id: BuildID,
+        owner: String,
+        status: BuildStatus,
+        reason: BuildFailureReason?,
+        message: String?,
+        pushedImages: [PushedImage],
+        at date: Date
+    ) async throws -> Build?
+
+    /// Builds in `starting` or `running` whose lease ended before `now`.
+    func expiredLeases(now: Date) async throws -> [Build]
+
+    /// Applies `BuildLifecycle`'s `.leaseExpired` to a build whose lease is still expired at `now`: back to `queued`
+    /// if it never started, `failed`/`interrupted` if it was running. Returns the build afterwards, or nil if it no
+    /// longer qualifies (someone renewed or settled it meanwhile).
+    func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
+}

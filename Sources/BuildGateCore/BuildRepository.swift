@@ -1,0 +1,31 @@
+import Foundation
+
+/// The builds as the API sees them: create, look up, list, cancel.
+///
+/// Implementations are safe to call from any task. Every write is one transaction that is durable (fsynced) when
+/// the call returns; a call that throws has written nothing. Errors are `BuildGateError`s or the store's own.
+package protocol BuildRepository: Sendable {
+    /// Stores a new queued build. If `build.idempotencyKey` is already taken, nothing is written and the build
+    /// created earlier with that key is returned as `.existing`.
+    func create(_ build: Build) async throws -> BuildCreation
+
+    /// The build created earlier with this idempotency key, if any.
+    func build(idempotencyKey: String) async throws -> Build?
+
+    /// The build with this id, or nil.
+    func build(_ id: BuildID) async throws -> Build?
+
+    /// Builds newest first, optionally only those with `status`, starting after the build `after` (a cursor).
+    func list(status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
+
+    /// Applies `BuildLifecycle`'s `.cancelRequested`: a queued build ends `cancelled` at once; a starting or running
+    /// one is marked so its dispatcher stops it; a finished one is left alone. Returns the build afterwards, or nil.
+    func requestCancellation(_ id: BuildID, at date: Date) async throws -> Build?
+}
+
+/// The result of `BuildRepository.create`.
+package enum BuildCreation: Sendable, Equatable {
+    case created(Build)
+    /// An earlier build holds the same idempotency key; it is returned unchanged.
+    case existing(Build)
+}

@@ -1,0 +1,53 @@
+/// Where a build is in its life. Stored as the raw value; the schema checks the set.
+package enum BuildStatus: String, Sendable, Codable, CaseIterable {
+    /// Accepted and durable, waiting for a builder slot.
+    case queued
+    /// Claimed by a dispatcher, which holds a lease; the engine has not accepted it yet.
+    case starting
+    /// The engine is working on it.
+    case running
+    case succeeded
+    case failed
+    case cancelled
+    case timedOut
+
+    package var isTerminal: Bool {
+        switch self {
+        case .queued, .starting, .running: false
+        case .succeeded, .failed, .cancelled, .timedOut: true
+        }
+    }
+}
+
+/// Why a build did not succeed; machine-readable, shown as `reason` in the build JSON.
+package enum BuildFailureReason: String, Sendable, Codable, CaseIterable {
+    /// The builder could not be reached or refused the request before building.
+    case builderUnavailable
+    /// The build itself failed (a `RUN` step, a missing file, a bad Dockerfile…).
+    case buildFailed
+    /// The image was built but could not be pushed.
+    case pushFailed
+    /// The build ran past its `timeout`.
+    case timedOut
+    /// Someone cancelled it.
+    case cancelled
+    /// The gateway stopped while the build was running; its result is unknown.
+    case interrupted
+}
+
+/// An image the build pushed, with the manifest digest the registry stored.
+package struct PushedImage: Hashable, Sendable, Codable {
+    package var reference: ImageReference
+    package var digest: String
+
+    package init(reference: ImageReference, digest: String) {
+        self.reference = reference
+        self.digest = digest
+    }
+}
+
+/// How a driver's run ended.
+package enum BuildOutcome: Sendable, Equatable {
+    case succeeded([PushedImage])
+    case failed(BuildFailureReason, message: String)
+}

@@ -1,0 +1,68 @@
+/// Runs builds on one kind of engine. One driver value serves every endpoint of its engine.
+///
+/// Call order: the dispatcher calls `run` once per claimed build, possibly many at once on the same endpoint (up to
+/// its capacity). `run` reports progress through `events` in order, never concurrently, and returns the outcome.
+///
+/// Cancellation: when the calling task is cancelled (user cancel or timeout), the driver stops the engine's build
+/// as far as the engine allows and returns `.failed(.cancelled, …)`, but **only once the engine has really stopped
+/// working on it**, so the caller can free the endpoint's slot without overbooking the engine.
+///
+/// `run` does not throw: every failure is an outcome with a reason (`builderUnavailable`, `buildFailed`,
+/// `pushFailed`, `cancelled`).
+package protocol BuilderDriver: Sendable {
+    func run(
+        _ job: BuildJob,
+        on endpoint: BuilderEndpoint,
+        events: @escaping @Sendable (BuildEvent) async -> Void
+    ) async -> BuildOutcome
+}
+
+/// Everything a driver needs for one build.
+package struct BuildJob: Sendable {
+    package var id: BuildID
+    package var request: BuildRequest
+    package var context: BuildContext
+    /// Path of the stored context archive (tar or gzip tar) to send to the engine.
+    package var contextPath: String
+    /// Credentials for the registries this build pushes to, by registry host.
+    package var registryCredentials: [String: RegistryCredential]
+
+    package init(
+        id: BuildID,
+        request: BuildRequest,
+        context: BuildContext,
+        contextPath: String,
+        registryCredentials: [String: RegistryCredential]
+    ) {
+        self.id = id
+        self.request = request
+        self.context = context
+        self.contextPath = contextPath
+        self.registryCredentials = registryCredentials
+    }
+}
+
+/// What a driver reports while a build runs.
+package enum BuildEvent: Sendable, Equatable {
+    /// The engine accepted the build; `engine` names it and its version for the log header.
+    case accepted(engine: String)
+    /// Output from the engine, as text for the log.
+    case output(String)
+    /// About to push this image.
+    case pushing(ImageReference)
+    /// Pushed; the registry stored the manifest under `digest`.
+    case pushed(PushedImage)
+}
+
+/// A username and password (or token) for a registry. Its description never shows the secret.
+package struct RegistryCredential: Sendable, Equatable, CustomStringConvertible {
+    package var username: String
+    package var password: String
+
+    package init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    package var description: String { "RegistryCredential(username: \(username), password: <redacted>)" }
+}

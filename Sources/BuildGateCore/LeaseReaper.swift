@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Settles builds whose dispatcher is gone: at start-up, then every `interval`.
+///
+/// A build whose lease expired before it reached the engine goes back to the queue; one that was running ends
+/// `failed` with reason `interrupted` and a line in its log saying so. Never a build that says "running" forever.
+package struct LeaseReaper: Service {
+    private let queue: any BuildQueue
+    private let logs: any BuildLogStore
+    private let interval: Duration
+    private let onRequeue: @Sendable () -> Void
+    private let logger: Logger
+
+    package init(
+        queue: any BuildQueue,
+        logs: any BuildLogStore,
+        interval: Duration,
+        onRequeue: @escaping @Sendable () -> Void = {},
+        logger: Logger
+    ) {
+        self.queue = queue
+        self.logs = logs
+        self.interval = interval
+        self.onRequeue = onRequeue
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await settleExpiredLeases(now: Date())
+            } catch {
+                logger.error("settling expired leases failed", metadata: ["buildgate.error": "\(error)"])
+            }
+            try? await gracefulShutdownAwareSleep(interval)
+        }
+    }
+
+    /// One pass: settles every build whose lease ended before `now`.
+    package func settleExpiredLeases(now: Date) async throws {
+        for build in try await queue.expiredLeases(now: now) {
+            switch BuildLifecycle.transition(from: build.status, on: .leaseExpired) {
+            case .finish(_, _, let message):
+                try await logs.appendGatewayLine("\(message ?? "interrupted"); result: failed (interrupted)", to: build.id)
+                if try await queue.settleExpiredLease(build.id, now: now) != nil {
+                    await logs.finish(build.id)
+                    logger.notice("settled an interrupted build", metadata: ["buildgate.build.id": "\(build.id)"])
+                }
+            case .moveTo:
+                if try await queue.settleExpiredLease(build.id, now: now) != nil {
+                    try await logs.appendGatewayLine("the dispatcher that claimed this build is gone; queued again", to: build.id)
+                    onRequeue()
+                }
+            case .markCancelRequested, .ignore:
+                continue
+            }
+        }
+    }
+
+    private func gracefulShutdownAwareSleep(_ duration: Duration) async throws {
+        try await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: duration)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import BuildGateCore
+import Foundation
+import GRDB
+
+/// The gateway's SQLite database: owns the connection pool and the migrator (GRDB's `AppDatabase` pattern).
+///
+/// WAL journal, `synchronous=FULL` on the writer (a committed build survives power loss), write transactions begun
+/// with `BEGIN IMMEDIATE` by GRDB's pool, and a busy timeout so a second process waits rather than fails.
+package final class BuildGateDatabase: Sendable {
+    package let writer: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and applies the migrations in `migrationsDirectory`.
+    package init(path: String, migrationsDirectory: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.foreignKeysEnabled = true
+        writer = try DatabasePool(path: path, configuration: configuration)
+        try writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        try Self.migrator(directory: migrationsDirectory).migrate(writer)
+    }
+
+    /// A migrator that registers every `NNNN_name.sql` file of `directory`, in numeric order.
+    ///
+    /// Each file runs in its own transaction, once; GRDB records it by its file name. Shipped files are never edited.
+    package static func migrator(directory: String) throws -> DatabaseMigrator {
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            .filter { $0.hasSuffix(".sql") }
+            .sorted { migrationNumber($0) < migrationNumber($1) }
+        guard !files.isEmpty else {
+            throw BuildGateError(.internalError, "no migrations found in \(directory)")
+        }
+        var migrator = DatabaseMigrator()
+        for file in files {
+            guard migrationNumber(file) != Int.max else {
+                throw BuildGateError(.internalError, "migration \(file) must start with its number, e.g. 0001_…")
+            }
+            let sql = try String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8)
+            migrator.registerMigration(String(file.dropLast(".sql".count))) { db in
+                try db.execute(sql: sql)
+            }
+        }
+        return migrator
+    }
+
+    private static func migrationNumber(_ file: String) -> Int {
+        Int(file.prefix(while: \.isNumber)) ?? .max
+    }
+}

@@ -1,0 +1,76 @@
+import BuildGateCore
+import Foundation
+import GRDB
+
+/// One row of the `build` table.
+struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "build"
+    static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
+    static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+
+    var id: String
+    var status: String
+    var request: String
+    var contextDigest: String
+    var contextSize: Int64
+    var contextCompression: String
+    var idempotencyKey: String?
+    var createdAt: Date
+    var startedAt: Date?
+    var finishedAt: Date?
+    var builder: String?
+    var leaseOwner: String?
+    var leaseExpiresAt: Date?
+    var cancelRequested: Bool
+    var reason: String?
+    var message: String?
+    var pushedImages: String
+
+    init(_ build: Build) throws {
+        id = build.id.rawValue
+        status = build.status.rawValue
+        request = String(decoding: try JSONEncoder.sorted.encode(build.request), as: UTF8.self)
+        contextDigest = build.context.digest.description
+        contextSize = build.context.size
+        contextCompression = build.context.compression.rawValue
+        idempotencyKey = build.idempotencyKey
+        createdAt = build.createdAt
+        startedAt = build.startedAt
+        finishedAt = build.finishedAt
+        builder = build.builder
+        cancelRequested = build.cancelRequested
+        reason = build.reason?.rawValue
+        message = build.message
+        pushedImages = String(decoding: try JSONEncoder.sorted.encode(build.pushedImages), as: UTF8.self)
+    }
+
+    func build() throws -> Build {
+        guard let id = BuildID(id), let status = BuildStatus(rawValue: status),
+            let digest = ContextDigest(contextDigest),
+            let compression = BuildContext.Compression(rawValue: contextCompression)
+        else { throw BuildGateError(.internalError, "build row \(id) does not decode") }
+        return Build(
+            id: id,
+            status: status,
+            request: try JSONDecoder().decode(BuildRequest.self, from: Data(request.utf8)),
+            context: BuildContext(digest: digest, size: contextSize, compression: compression),
+            createdAt: createdAt,
+            startedAt: startedAt,
+            finishedAt: finishedAt,
+            builder: builder,
+            reason: reason.flatMap(BuildFailureReason.init(rawValue:)),
+            message: message,
+            pushedImages: try JSONDecoder().decode([PushedImage].self, from: Data(pushedImages.utf8)),
+            cancelRequested: cancelRequested,
+            idempotencyKey: idempotencyKey
+        )
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

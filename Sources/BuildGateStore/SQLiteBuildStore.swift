@@ -1,0 +1,195 @@
+import BuildGateCore
+import Foundation
+import GRDB
+
+/// Builds in SQLite: the API's `BuildRepository` and the dispatchers' `BuildQueue` over one table.
+///
+/// Every method is one write or read transaction on `BuildGateDatabase`; status changes follow `BuildLifecycle`
+/// and are guarded in their `WHERE` clauses, so concurrent dispatchers and API calls cannot double-claim or
+/// overwrite a settled build.
+package struct SQLiteBuildStore: BuildRepository, BuildQueue {
+    private let database: BuildGateDatabase
+
+    package init(database: BuildGateDatabase) {
+        self.database = database
+    }
+
+    // MARK: - BuildRepository
+
+    package func create(_ build: Build) async throws -> BuildCreation {
+        let record = try BuildRecord(build)
+        return try await database.writer.write { db in
+            if let key = build.idempotencyKey,
+                let existing = try BuildRecord.filter(Column("idempotencyKey") == key).fetchOne(db)
+            {
+                return .existing(try existing.build())
+            }
+            try record.insert(db)
+            return .created(build)
+        }
+    }
+
+    package func build(idempotencyKey: String) async throws -> Build? {
+        try await database.writer.read { db in
+            try BuildRecord.filter(Column("idempotencyKey") == idempotencyKey).fetchOne(db)?.build()
+        }
+    }
+
+    package func build(_ id: BuildID) async throws -> Build? {
+        try await database.writer.read { db in
+            try BuildRecord.fetchOne(db, key: id.rawValue)?.build()
+        }
+    }
+
+    package func list(status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build] {
+        try await database.writer.read { db in
+            var request = BuildRecord.order(Column("id").desc).limit(limit)
+            if let status { request = request.filter(Column("status") == status.rawValue) }
+            if let after { request = request.filter(Column("id") < after.rawValue) }
+            return try request.fetchAll(db).map { try $0.build() }
+        }
+    }
+
+    package func requestCancellation(_ id: BuildID, at date: Date) async throws -> Build? {
+        try await database.writer.write { db in
+            guard var record = try BuildRecord.fetchOne(db, key: id.rawValue) else { return nil }
+            var build = try record.build()
+            switch BuildLifecycle.transition(from: build.status, on: .cancelRequested) {
+            case .finish(let status, let reason, let message):
+                build.status = status
+                build.reason = reason
+                build.message = message
+                build.finishedAt = date
+                record = try BuildRecord(build)
+                try record.update(db)
+            case .markCancelRequested:
+                build.cancelRequested = true
+                try db.execute(sql: "UPDATE build SET cancelRequested = 1 WHERE id = ?", arguments: [id.rawValue])
+            case .moveTo, .ignore:
+                break
+            }
+            return build
+        }
+    }
+
+    // MARK: - BuildQueue
+
+    package func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
+        try await database.writer.write { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
+                    WHERE id = (SELECT id FROM build WHERE status = 'queued' ORDER BY id LIMIT 1)
+                    RETURNING *
+                    """,
+                arguments: [builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970]
+            )?.build()
+        }
+    }
+
+    package func markRunning(_ id: BuildID, owner: String) async throws -> Bool {
+        try await database.writer.write { db in
+            try db.execute(
+                sql: "UPDATE build SET status = 'running' WHERE id = ? AND leaseOwner = ? AND status = 'starting'",
+                arguments: [id.rawValue, owner]
+            )
+            return db.changesCount == 1
+        }
+    }
+
+    package func renewLeases(_ ids: [BuildID], owner: String, until: Date) async throws -> Set<BuildID> {
+        try await database.writer.write { db in
+            var cancelled: Set<BuildID> = []
+            for id in ids {
+                let flag = try Bool.fetchOne(
+                    db,
+                    sql: """
+                        UPDATE build SET leaseExpiresAt = ?
+                        WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
+                        RETURNING cancelRequested
+                        """,
+                    arguments: [until.timeIntervalSince1970, id.rawValue, owner]
+                )
+                if flag == true { cancelled.insert(id) }
+            }
+            return cancelled
+        }
+    }
+
+    package func finish(
+        _ id: BuildID,
+        owner: String,
+        status: BuildStatus,
+        reason: BuildFailureReason?,
+        message: String?,
+        pushedImages: [PushedImage],
+        at date: Date
+    ) async throws -> Build? {
+        precondition(status.isTerminal, "finish needs a terminal status")
+        let images = String(decoding: try JSONEncoder.sorted.encode(pushedImages), as: UTF8.self)
+        return try await database.writer.write { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = ?, reason = ?, message = ?, pushedImages = ?, finishedAt = ?,
+                        leaseOwner = NULL, leaseExpiresAt = NULL
+                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
+                    RETURNING *
+                    """,
+                arguments: [
+                    status.rawValue, reason?.rawValue, message, images, date.timeIntervalSince1970, id.rawValue, owner,
+                ]
+            )?.build()
+        }
+    }
+
+    package func expiredLeases(now: Date) async throws -> [Build] {
+        try await database.writer.read { db in
+            try BuildRecord
+                .filter(sql: "leaseOwner IS NOT NULL AND leaseExpiresAt < ?", arguments: [now.timeIntervalSince1970])
+                .order(Column("id"))
+                .fetchAll(db)
+                .map { try $0.build() }
+        }
+    }
+
+    package func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build? {
+        try await database.writer.write { db in
+            guard
+                let record = try BuildRecord
+                    .filter(key: id.rawValue)
+                    .filter(sql: "leaseOwner IS NOT NULL AND leaseExpiresAt < ?", arguments: [now.timeIntervalSince1970])
+                    .fetchOne(db)
+            else { return nil }
+            var build = try record.build()
+            switch BuildLifecycle.transition(from: build.status, on: .leaseExpired) {
+            case .moveTo(let status) where build.cancelRequested:
+                // Asked to cancel before its dispatcher vanished: honour that rather than queue it again.
+                _ = status
+                build.status = .cancelled
+                build.reason = .cancelled
+                build.message = "cancelled before it started"
+                build.finishedAt = now
+            case .moveTo(let status):
+                build.status = status
+                build.startedAt = nil
+                build.builder = nil
+            case .finish(let status, let reason, let message):
+                build.status = status
+                build.reason = reason
+                build.message = message
+                build.finishedAt = now
+            case .markCancelRequested, .ignore:
+                return nil
+            }
+            var updated = try BuildRecord(build)
+            updated.leaseOwner = nil
+            updated.leaseExpiresAt = nil
+            try updated.update(db)
+            return build
+        }
+    }
+}
