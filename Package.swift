@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "BuildGateCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

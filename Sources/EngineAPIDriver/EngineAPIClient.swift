@@ -1,0 +1,96 @@
+import AsyncHTTPClient
+import BuildGateCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A thin client for one Engine API endpoint (unix socket or TCP): URLs, the `Host` header, error text.
+struct EngineAPIClient: Sendable {
+    let endpoint: BuilderEndpoint
+    let httpClient: HTTPClient
+
+    private var baseURL: String {
+        switch endpoint.address {
+        case .unix(let path):
+            // AsyncHTTPClient takes the socket path percent-encoded in the host part.
+            "http+unix://\(path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path)"
+        case .tcp(let host, let port):
+            "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        }
+    }
+
+    func execute(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String)] = [],
+        headers: HTTPHeaders = [:],
+        body: HTTPClientRequest.Body?,
+        timeout: TimeAmount
+    ) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: baseURL + path + Self.queryString(query))
+        request.method = method
+        request.headers = headers
+        // Over a unix socket AsyncHTTPClient sends no Host header, and Podman answers 400 without one.
+        request.headers.replaceOrAdd(name: "Host", value: "localhost")
+        request.body = body
+        return try await httpClient.execute(request, timeout: timeout)
+    }
+
+    /// "Podman Engine 4.3.1 (API 1.41) at unix:///…", for the log header.
+    func describe() async throws -> String {
+        struct Version: Decodable {
+            struct Component: Decodable { var Name: String }
+            var Version: String?
+            var ApiVersion: String?
+            var Components: [Component]?
+        }
+        let response = try await execute(.GET, "/version", body: nil, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else {
+            throw BuildGateError(.internalError, "GET /version answered \(response.status.code)")
+        }
+        let version = try JSONDecoder().decode(Version.self, from: Data(body.readableBytesView))
+        var name = version.Components?.first?.Name ?? "Engine"
+        if name == "Engine" { name = "Docker Engine" }
+        return "\(name) \(version.Version ?? "?") (API \(version.ApiVersion ?? "?")) at \(endpoint.address)"
+    }
+
+    /// Podman's build (working) containers, which `podman ps --external` lists.
+    func buildContainers() async throws -> Set<String> {
+        struct Container: Decodable { var Id: String }
+        let response = try await execute(
+            .GET, "/v4.0.0/libpod/containers/json", query: [("all", "true"), ("external", "true")], body: nil,
+            timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        guard response.status == .ok else {
+            throw BuildGateError(.internalError, "listing containers answered \(response.status.code)")
+        }
+        return Set(try JSONDecoder().decode([Container].self, from: Data(body.readableBytesView)).map(\.Id))
+    }
+
+    /// The `message` (or `cause`) of an engine's JSON error body, or the body's text.
+    static func errorMessage(of response: HTTPClientResponse) async throws -> String {
+        struct ErrorBody: Decodable { var message: String?; var cause: String? }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let data = Data(body.readableBytesView)
+        if let decoded = try? JSONDecoder().decode(ErrorBody.self, from: data), let message = decoded.message ?? decoded.cause {
+            return message
+        }
+        return String(decoding: data.prefix(1000), as: UTF8.self)
+    }
+
+    static func explain(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError { return "\(error)" }
+        if let error = error as? BuildGateError { return error.message }
+        return "\(error)"
+    }
+
+    static func queryString(_ items: [(String, String)]) -> String {
+        guard !items.isEmpty else { return "" }
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return "?" + items.map { key, value in
+            "\(key)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+    }
+}

@@ -1,0 +1,256 @@
+import AsyncHTTPClient
+import BuildGateCore
+import Foundation
+import Logging
+import NIOCore
+import NIOFileSystem
+import NIOHTTP1
+
+/// Runs builds through the Docker-compatible Engine API (`POST /build`, `POST /images/{name}/push`), as served by
+/// `podman system service` and by dockerd.
+///
+/// The stored context archive is streamed as the request body; the JSON message stream becomes log text; an
+/// `error` message means failure even though the HTTP status stays 200. Each image is then pushed and the digest
+/// the registry stored is read from the push stream.
+///
+/// Engine difference that shapes cancellation: dockerd cancels a build when its client disconnects, Podman 4.3
+/// keeps building. So after a cancelled Podman build this driver waits (bounded by `engineStopTimeout`) until the
+/// engine has no build container left that appeared during the build, and only then returns.
+package struct EngineAPIDriver: BuilderDriver {
+    package struct Configuration: Sendable {
+        /// Registries reached over plain HTTP or with self-signed certificates (`tlsVerify=false` on push).
+        package var insecureRegistries: Set<String> = []
+        /// How long to wait for a cancelled Podman build to stop before giving its slot back anyway.
+        package var engineStopTimeout: Duration = .seconds(600)
+        /// How often to look whether a cancelled Podman build has stopped.
+        package var engineStopPollInterval: Duration = .seconds(1)
+
+        package init() {}
+    }
+
+    private let httpClient: HTTPClient
+    private let configuration: Configuration
+    private let logger: Logger
+
+    package init(httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
+        self.httpClient = httpClient
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    package func run(
+        _ job: BuildJob,
+        on endpoint: BuilderEndpoint,
+        events: @escaping @Sendable (BuildEvent) async -> Void
+    ) async -> BuildOutcome {
+        let engine = EngineAPIClient(endpoint: endpoint, httpClient: httpClient)
+        let description: String
+        let containersBefore: Set<String>
+        do {
+            description = try await engine.describe()
+            containersBefore = endpoint.engine == .podman ? try await engine.buildContainers() : []
+        } catch {
+            if Task.isCancelled { return .failed(.cancelled, message: "cancelled before the engine was reached") }
+            return .failed(.builderUnavailable, message: "builder \(endpoint.name) is unreachable: \(EngineAPIClient.explain(error))")
+        }
+
+        let built = await build(job, engine: engine, description: description, events: events)
+        if Task.isCancelled {
+            if endpoint.engine == .podman {
+                await events(.output("[buildgate] waiting for Podman to stop the build (it keeps building after a disconnect)\n"))
+                await waitForPodmanToStop(engine, ignoring: containersBefore)
+            }
+            return .failed(.cancelled, message: "the build was stopped")
+        }
+        guard case .succeeded = built else { return built }
+
+        var pushed: [PushedImage] = []
+        for image in job.request.images {
+            await events(.pushing(image))
+            switch await push(image, job: job, engine: engine, events: events) {
+            case .pushed(let digest):
+                let result = PushedImage(reference: image, digest: digest)
+                pushed.append(result)
+                await events(.pushed(result))
+            case .failed(let outcome):
+                return Task.isCancelled ? .failed(.cancelled, message: "the build was stopped while pushing") : outcome
+            }
+        }
+        return .succeeded(pushed)
+    }
+
+    // MARK: - Build
+
+    private func build(
+        _ job: BuildJob,
+        engine: EngineAPIClient,
+        description: String,
+        events: @escaping @Sendable (BuildEvent) async -> Void
+    ) async -> BuildOutcome {
+        let request = job.request
+        var query: [(String, String)] = request.images.map { ("t", $0.description) }
+        query.append(("dockerfile", request.dockerfile))
+        if let target = request.target { query.append(("target", target)) }
+        if let platform = request.platform { query.append(("platform", platform.description)) }
+        if !request.buildArgs.isEmpty { query.append(("buildargs", Self.json(request.buildArgs))) }
+        if !request.labels.isEmpty { query.append(("labels", Self.json(request.labels))) }
+        if request.noCache { query.append(("nocache", "true")) }
+        query.append(("rm", "true"))
+        query.append(("forcerm", "true"))
+
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/x-tar")
+        if !job.registryCredentials.isEmpty {
+            headers.add(name: "X-Registry-Config", value: Self.registryConfig(job.registryCredentials))
+        }
+
+        do {
+            return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(job.contextPath)) { file in
+                let response = try await engine.execute(
+                    .POST, "/v1.41/build", query: query, headers: headers,
+                    body: .stream(file.readChunks(chunkLength: .kibibytes(256)), length: .known(job.context.size)),
+                    timeout: .seconds(Int64(request.timeoutSeconds) + 60))
+                guard response.status == .ok else {
+                    let message = try await EngineAPIClient.errorMessage(of: response)
+                    return .failed(.buildFailed, message: "the engine refused the build (\(response.status.code)): \(message)")
+                }
+                await events(.accepted(engine: description))
+                var decoder = EngineStreamDecoder()
+                var failure: String?
+                for try await buffer in response.body {
+                    for message in decoder.decode(buffer.readableBytesView) {
+                        if case .error(let text) = message { failure = text }
+                        await report(message, events: events)
+                    }
+                }
+                for message in decoder.finish() {
+                    if case .error(let text) = message { failure = text }
+                    await report(message, events: events)
+                }
+                if let failure { return .failed(.buildFailed, message: failure) }
+                return .succeeded([])
+            }
+        } catch {
+            if Task.isCancelled { return .failed(.cancelled, message: "the build was stopped") }
+            return .failed(.builderUnavailable, message: "lost the builder during the build: \(EngineAPIClient.explain(error))")
+        }
+    }
+
+    private func report(_ message: EngineMessage, events: @Sendable (BuildEvent) async -> Void) async {
+        switch message {
+        case .stream(let text):
+            await events(.output(text))
+        case .error(let text):
+            await events(.output(text.hasSuffix("\n") ? "ERROR: \(text)" : "ERROR: \(text)\n"))
+        case .status(let text, let id):
+            await events(.output(id.map { "\($0): \(text)\n" } ?? "\(text)\n"))
+        case .imageID, .other:
+            break
+        }
+    }
+
+    // MARK: - Push
+
+    private func push(
+        _ image: ImageReference,
+        job: BuildJob,
+        engine: EngineAPIClient,
+        events: @escaping @Sendable (BuildEvent) async -> Void
+    ) async -> PushResult {
+        var query = [("tag", image.tag)]
+        if configuration.insecureRegistries.contains(image.registry) { query.append(("tlsVerify", "false")) }
+        var headers = HTTPHeaders()
+        headers.add(name: "X-Registry-Auth", value: Self.registryAuth(job.registryCredentials[image.registry], for: image.registry))
+        do {
+            let response = try await engine.execute(
+                .POST, "/v1.41/images/\(image.name)/push", query: query, headers: headers, body: nil,
+                timeout: .seconds(3600))
+            guard response.status == .ok else {
+                let message = try await EngineAPIClient.errorMessage(of: response)
+                return .failed(.failed(.pushFailed, message: "pushing \(image) failed (\(response.status.code)): \(message)"))
+            }
+            var decoder = EngineStreamDecoder()
+            var digest: String?
+            var failure: String?
+            for try await buffer in response.body {
+                for message in decoder.decode(buffer.readableBytesView) {
+                    switch message {
+                    case .error(let text): failure = text
+                    case .status(let text, _): digest = EngineStreamDecoder.pushedDigest(in: text) ?? digest
+                    default: break
+                    }
+                }
+            }
+            for case .error(let text) in decoder.finish() { failure = text }
+            if let failure {
+                await events(.output("ERROR: \(failure.trimmingCharacters(in: .newlines))\n"))
+                return .failed(.failed(.pushFailed, message: "pushing \(image) failed: \(failure)"))
+            }
+            guard let digest else {
+                return .failed(.failed(.pushFailed, message: "pushing \(image): the engine reported no manifest digest"))
+            }
+            return .pushed(digest: digest)
+        } catch {
+            return .failed(.failed(.pushFailed, message: "pushing \(image) failed: \(EngineAPIClient.explain(error))"))
+        }
+    }
+
+    private enum PushResult {
+        case pushed(digest: String)
+        case failed(BuildOutcome)
+    }
+
+    // MARK: - Cancellation on Podman
+
+    /// Waits until the engine lists no build container that was not there before the build (checked twice in a
+    /// row, as stages hand over between containers), or until `engineStopTimeout`.
+    private func waitForPodmanToStop(_ engine: EngineAPIClient, ignoring before: Set<String>) async {
+        let deadline = ContinuousClock.now + configuration.engineStopTimeout
+        var quietChecks = 0
+        while ContinuousClock.now < deadline && quietChecks < 2 {
+            // The task is cancelled; sleep and ask in a child that is not, so the wait really happens.
+            let busy = await Task.detached { [configuration] in
+                try? await Task.sleep(for: configuration.engineStopPollInterval)
+                guard let now = try? await engine.buildContainers() else { return false }
+                return !now.subtracting(before).isEmpty
+            }.value
+            quietChecks = busy ? 0 : quietChecks + 1
+        }
+        if quietChecks < 2 {
+            logger.warning("a cancelled Podman build did not stop in time; giving its slot back")
+        }
+    }
+
+    // MARK: - Encoding
+
+    static func json(_ dictionary: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: (try? encoder.encode(dictionary)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    private struct AuthConfig: Encodable {
+        var username: String?
+        var password: String?
+        var serveraddress: String?
+    }
+
+    /// `X-Registry-Auth`: base64url of one auth config. dockerd insists on the header, so an empty config is sent
+    /// when there are no credentials.
+    static func registryAuth(_ credential: RegistryCredential?, for registry: String) -> String {
+        let config = credential.map {
+            AuthConfig(username: $0.username, password: $0.password, serveraddress: registry)
+        } ?? AuthConfig()
+        return base64URL((try? JSONEncoder().encode(config)) ?? Data("{}".utf8))
+    }
+
+    /// `X-Registry-Config`: base64url of a map from registry host to auth config, for pulls during the build.
+    static func registryConfig(_ credentials: [String: RegistryCredential]) -> String {
+        let map = credentials.mapValues { AuthConfig(username: $0.username, password: $0.password, serveraddress: nil) }
+        return base64URL((try? JSONEncoder().encode(map)) ?? Data("{}".utf8))
+    }
+
+    private static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// One message of a Docker-compatible JSON stream (`/build`, `/images/{name}/push`).
+package enum EngineMessage: Sendable, Equatable {
+    /// Build output text (`{"stream":…}`), not necessarily a whole line.
+    case stream(String)
+    /// A progress or status line (`{"status":…,"id":…}`), as pushes send them.
+    case status(String, id: String?)
+    /// The engine reports failure (`{"error":…,"errorDetail":{"message":…}}`); the HTTP status stays 200.
+    case error(String)
+    /// The built image's id (`{"aux":{"ID":"sha256:…"}}`).
+    case imageID(String)
+    /// Anything else (other `aux` payloads, BuildKit traces): ignored by the classic decoder.
+    case other
+}
+
+/// Splits a Docker-compatible JSON message stream into messages, across arbitrary chunk boundaries.
+///
+/// Pure and incremental: feed chunks with `decode`, then call `finish` for a last line without a newline.
+/// A line that is not JSON is reported as `.stream` text rather than dropped, so nothing the engine said is lost.
+package struct EngineStreamDecoder {
+    private var pending: [UInt8] = []
+    /// Lines longer than this are cut, so a hostile or broken engine cannot grow memory without bound.
+    private let maxLineLength: Int
+
+    package init(maxLineLength: Int = 8 << 20) {
+        self.maxLineLength = maxLineLength
+    }
+
+    package mutating func decode(_ chunk: some Sequence<UInt8>) -> [EngineMessage] {
+        var messages: [EngineMessage] = []
+        for byte in chunk {
+            if byte == UInt8(ascii: "\n") {
+                if let message = Self.message(from: pending) { messages.append(message) }
+                pending.removeAll(keepingCapacity: true)
+            } else if pending.count < maxLineLength {
+                pending.append(byte)
+            }
+        }
+        return messages
+    }
+
+    package mutating func finish() -> [EngineMessage] {
+        defer { pending.removeAll() }
+        return Self.message(from: pending).map { [$0] } ?? []
+    }
+
+    private struct Wire: Decodable {
+        struct ErrorDetail: Decodable { var message: String? }
+        struct Aux: Decodable { var ID: String? }
+        var stream: String?
+        var status: String?
+        var id: String?
+        var error: String?
+        var errorDetail: ErrorDetail?
+        var aux: Aux?
+    }
+
+    static func message(from line: [UInt8]) -> EngineMessage? {
+        let trimmed = line.last == UInt8(ascii: "\r") ? Array(line.dropLast()) : line
+        guard !trimmed.allSatisfy({ $0 == UInt8(ascii: " ") }) else { return nil }
+        guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(trimmed)) else {
+            return .stream(String(decoding: trimmed, as: UTF8.self) + "\n")
+        }
+        if let message = wire.errorDetail?.message ?? wire.error { return .error(message) }
+        if let stream = wire.stream { return .stream(stream) }
+        if let status = wire.status { return .status(status, id: wire.id) }
+        if let id = wire.aux?.ID { return .imageID(id) }
+        return .other
+    }
+
+    /// The manifest digest in a push's final status line, `"<tag>: digest: sha256:<hex> size: <n>"`.
+    package static func pushedDigest(in status: String) -> String? {
+        guard let range = status.range(of: "digest: sha256:") else { return nil }
+        let hex = status[range.upperBound...].prefix { $0.isHexDigit }
+        guard hex.count == 64 else { return nil }
+        return "sha256:\(hex)"
+    }
+}
