@@ -1,0 +1,67 @@
+import BuildGateCore
+import Hummingbird
+import Logging
+
+/// Everything the HTTP API needs, as ports: the composition root fills it in.
+package struct BuildGateAPIDependencies: Sendable {
+    package var repository: any BuildRepository
+    package var logs: any BuildLogStore
+    package var contexts: any ContextStore
+    package var onQueued: @Sendable () -> Void
+
+    package init(
+        repository: any BuildRepository,
+        logs: any BuildLogStore,
+        contexts: any ContextStore,
+        onQueued: @escaping @Sendable () -> Void
+    ) {
+        self.repository = repository
+        self.logs = logs
+        self.contexts = contexts
+        self.onQueued = onQueued
+    }
+}
+
+/// Limits the API enforces at intake.
+package struct BuildGateAPILimits: Sendable {
+    /// Largest context body in bytes (413 beyond).
+    package var maxContextSize: Int64 = 2 << 30
+    /// Most entries in a context archive (422 beyond).
+    package var maxContextEntries = 100_000
+    /// Largest PAX header or GNU long name in a context archive (422 beyond).
+    package var maxArchiveHeaderSize = 1 << 20
+    /// Timeout of a build that names none, in seconds.
+    package var defaultBuildTimeout = 3600
+    /// Longest `timeout` a build may ask for, in seconds.
+    package var maxBuildTimeout = 6 * 3600
+
+    package init() {}
+}
+
+/// Builds the router: `/v1/builds…`, `/healthz`, and the error shape for every failure.
+package func buildRouter<Context: RequestContext>(
+    context: Context.Type = BasicRequestContext.self,
+    dependencies: BuildGateAPIDependencies,
+    limits: BuildGateAPILimits,
+    logger: Logger
+) -> Router<Context> {
+    let router = Router(context: Context.self)
+    router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
+    router.get("healthz") { _, _ in "ok\n" }
+
+    var intake = ContextIntake.Limits()
+    intake.maxContextSize = limits.maxContextSize
+    intake.archive.maxEntries = limits.maxContextEntries
+    intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
+    let builds = router.group("v1/builds")
+    BuildsController<Context>(
+        repository: dependencies.repository,
+        logs: dependencies.logs,
+        contexts: dependencies.contexts,
+        configuration: .init(
+            intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
+        onQueued: dependencies.onQueued
+    ).addRoutes(to: builds)
+    BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
+    return router
+}

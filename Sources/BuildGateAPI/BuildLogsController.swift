@@ -1,0 +1,193 @@
+import BuildGateCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import ServiceLifecycle
+
+/// `GET /v1/builds/{id}/logs`: the build's output as the gateway stored it.
+///
+/// Modes: the whole text so far; `Range: bytes=N-` (206, or 416 with `Content-Range: bytes */LEN` when nothing is at
+/// N yet); `?offset=N` (200 with the bytes from N); `?offset=N&wait=S` (long-poll up to S seconds for new bytes or
+/// the end of the build); `?follow=true` (chunked, until the build is over). Every response carries
+/// `X-Build-Status`, `X-Log-Complete` and `X-Next-Offset`.
+///
+/// Completeness rule: the build's status is read *before* the log snapshot; drivers' last bytes are written before
+/// the terminal status is committed, so a terminal status read first means the snapshot holds every byte.
+struct BuildLogsController<Context: RequestContext>: Sendable {
+    let repository: any BuildRepository
+    let logs: any BuildLogStore
+    /// The longest long-poll a client may ask for.
+    let maxWait = 60
+    /// Largest piece read from the file and written to the client at once.
+    let chunkSize = 256 * 1024
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.get("{id}/logs", use: read)
+    }
+
+    private struct Query {
+        var follow = false
+        var offset: Int64?
+        var wait: Int?
+        var range: ClosedRange<Int64>?
+        var rangeFrom: Int64?
+    }
+
+    @Sendable func read(_ request: Request, context: Context) async throws -> Response {
+        let query = try parse(request)
+        let build = try await BuildsController<Context>.find(context, in: repository)
+        let start = query.rangeFrom ?? query.offset ?? 0
+
+        if query.follow {
+            return follow(build, from: start, request: request)
+        }
+
+        var status = build.status
+        var snapshot = await logs.snapshot(build.id)
+        if let wait = query.wait, snapshot.length <= start, !status.isTerminal {
+            (status, snapshot) = await waitForBytes(of: build.id, beyond: start, seconds: wait)
+        }
+        let complete = status.isTerminal
+        var headers = Self.headers(status: status, complete: complete, nextOffset: max(start, snapshot.length))
+
+        if let rangeFrom = query.rangeFrom {
+            guard rangeFrom < snapshot.length else {
+                headers[.contentRange] = "bytes */\(snapshot.length)"
+                throw APIError(
+                    status: .rangeNotSatisfiable, code: "rangeNotSatisfiable",
+                    message: "the log has \(snapshot.length) bytes; nothing at \(rangeFrom) yet", headers: headers)
+            }
+            let end = min(snapshot.length, (query.range?.upperBound).map { $0 + 1 } ?? snapshot.length)
+            headers[.contentRange] = "bytes \(rangeFrom)-\(end - 1)/\(complete ? String(snapshot.length) : "*")"
+            headers[.nextOffset] = String(end)
+            return Response(status: .partialContent, headers: headers, body: body(build.id, from: rangeFrom, to: end))
+        }
+        return Response(status: .ok, headers: headers, body: body(build.id, from: start, to: snapshot.length))
+    }
+
+    /// Streams `[from, to)` of the file in chunks; the length is known up front.
+    private func body(_ id: BuildID, from: Int64, to end: Int64) -> ResponseBody {
+        let length = max(0, end - from)
+        return ResponseBody(contentLength: Int(length)) { [logs, chunkSize] writer in
+            var offset = from
+            while offset < end {
+                let bytes = try await logs.read(id, from: offset, maxLength: Int(min(Int64(chunkSize), end - offset)))
+                guard !bytes.isEmpty else { break }
+                try await writer.write(ByteBuffer(bytes: bytes))
+                offset += Int64(bytes.count)
+            }
+            try await writer.finish(nil)
+        }
+    }
+
+    /// Long-poll: returns once the log grows past `offset`, the build ends, or `seconds` pass.
+    private func waitForBytes(of id: BuildID, beyond offset: Int64, seconds: Int) async -> (BuildStatus, BuildLogSnapshot) {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while true {
+            let status = (try? await repository.build(id))?.status ?? .failed
+            let snapshot = await logs.snapshot(id)
+            let remaining = deadline - ContinuousClock.now
+            if status.isTerminal || snapshot.length > offset || snapshot.isFinished || remaining <= .zero {
+                return (status, snapshot)
+            }
+            // Wake on new bytes; re-read the status at least every second (another process may settle the build).
+            _ = await logs.waitForChange(id, beyond: offset, timeout: min(remaining, .seconds(1)))
+        }
+    }
+
+    private func follow(_ build: Build, from start: Int64, request: Request) -> Response {
+        let headers = Self.headers(status: build.status, complete: false, nextOffset: start)
+        var responseHeaders = headers
+        responseHeaders[.cacheControl] = "no-store"
+        return Response(
+            status: .ok, headers: responseHeaders,
+            body: ResponseBody { [logs, repository, chunkSize] writer in
+                try await request.body.consumeWithCancellationOnInboundClose { _ in
+                    var offset = start
+                    var terminal = build.status.isTerminal
+                    while !Task.isCancelled {
+                        let snapshot = await logs.snapshot(build.id)
+                        if snapshot.length > offset {
+                            let bytes = try await logs.read(
+                                build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
+                            try await writer.write(ByteBuffer(bytes: bytes))
+                            offset += Int64(bytes.count)
+                            continue
+                        }
+                        if terminal || snapshot.isFinished { break }
+                        if Task.isShuttingDownGracefully { break }
+                        let changed = await logs.waitForChange(build.id, beyond: offset, timeout: .seconds(2))
+                        if changed.length <= offset && !changed.isFinished {
+                            // Quiet for a while: check whether the build ended without this process seeing it.
+                            terminal = (try await repository.build(build.id))?.status.isTerminal ?? true
+                        }
+                    }
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    // MARK: - Parsing and headers
+
+    private func parse(_ request: Request) throws -> Query {
+        var query = Query()
+        let parameters = request.uri.queryParameters
+        if let unknown = parameters.first(where: { !["follow", "offset", "wait", "access_token"].contains($0.key) }) {
+            throw BuildGateError(.invalidParameter, "unknown parameter '\(unknown.key)'; known: follow, offset, wait")
+        }
+        switch parameters["follow"].map(String.init) {
+        case nil, "false", "0": break
+        case "true", "1", "": query.follow = true
+        case let other?: throw BuildGateError(.invalidParameter, "'follow' must be true or false, got '\(other)'")
+        }
+        if let text = parameters["offset"] {
+            guard let value = Int64(text), value >= 0 else {
+                throw BuildGateError(.invalidParameter, "'offset' must be a byte offset (0 or more)")
+            }
+            query.offset = value
+        }
+        if let text = parameters["wait"] {
+            let digits = text.hasSuffix("s") ? text.dropLast() : text[...]
+            guard let value = Int(digits), (0...maxWait).contains(value) else {
+                throw BuildGateError(.invalidParameter, "'wait' must be whole seconds from 0 to \(maxWait)")
+            }
+            query.wait = value
+        }
+        if let range = request.headers[.range] {
+            let spec = range.trimmingCharacters(in: .whitespaces)
+            guard spec.hasPrefix("bytes="), !spec.contains(",") else {
+                throw BuildGateError(.invalidParameter, "Range must be 'bytes=N-' or 'bytes=N-M'")
+            }
+            let bounds = spec.dropFirst("bytes=".count).split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count == 2, let from = Int64(bounds[0]), from >= 0 else {
+                throw BuildGateError(.invalidParameter, "Range must be 'bytes=N-' or 'bytes=N-M'")
+            }
+            query.rangeFrom = from
+            if !bounds[1].isEmpty {
+                guard let to = Int64(bounds[1]), to >= from else {
+                    throw BuildGateError(.invalidParameter, "Range must be 'bytes=N-' or 'bytes=N-M' with M ≥ N")
+                }
+                query.range = from...to
+            }
+        }
+        return query
+    }
+
+    private static func headers(status: BuildStatus, complete: Bool, nextOffset: Int64) -> HTTPFields {
+        var headers: HTTPFields = [:]
+        headers[.contentType] = "text/plain; charset=utf-8"
+        headers[.buildStatus] = status.rawValue
+        headers[.logComplete] = complete ? "true" : "false"
+        headers[.nextOffset] = String(nextOffset)
+        headers[.acceptRanges] = "bytes"
+        return headers
+    }
+}
+
+extension HTTPField.Name {
+    static let buildStatus = Self("X-Build-Status")!
+    static let logComplete = Self("X-Log-Complete")!
+    static let nextOffset = Self("X-Next-Offset")!
+    static let idempotencyKey = Self("Idempotency-Key")!
+}

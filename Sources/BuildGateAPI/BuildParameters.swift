@@ -1,0 +1,72 @@
+import BuildGateCore
+import ContextArchive
+
+/// The query parameters of `POST /v1/builds`, parsed and checked into a `BuildRequest`.
+enum BuildParameters {
+    static let known: Set<String> = [
+        "image", "dockerfile", "target", "buildArg", "label", "platform", "noCache", "timeout",
+    ]
+
+    /// - Parameter query: every `name=value` pair in order (repeated names allowed), already percent-decoded.
+    /// - Throws: `BuildGateError.invalidParameter` naming the parameter at fault.
+    static func parse(_ query: [(name: String, value: String)], defaultTimeout: Int, maxTimeout: Int) throws -> BuildRequest {
+        if let unknown = query.first(where: { !known.contains($0.name) }) {
+            throw BuildGateError(
+                .invalidParameter,
+                "unknown parameter '\(unknown.name)'; known: \(known.sorted().joined(separator: ", "))")
+        }
+        func single(_ name: String) throws -> String? {
+            let values = query.filter { $0.name == name }.map(\.value)
+            guard values.count <= 1 else { throw BuildGateError(.invalidParameter, "'\(name)' may be given once") }
+            return values.first
+        }
+        func pairs(_ name: String) throws -> [String: String] {
+            var result: [String: String] = [:]
+            for item in query where item.name == name {
+                guard let equals = item.value.firstIndex(of: "="), equals != item.value.startIndex else {
+                    throw BuildGateError(.invalidParameter, "'\(name)' must be KEY=VALUE, got '\(item.value)'")
+                }
+                let key = String(item.value[..<equals])
+                guard result[key] == nil else {
+                    throw BuildGateError(.invalidParameter, "'\(name)' sets '\(key)' twice")
+                }
+                result[key] = String(item.value[item.value.index(after: equals)...])
+            }
+            return result
+        }
+
+        let images = try query.filter { $0.name == "image" }.map { try ImageReference(parsing: $0.value) }
+        guard !images.isEmpty else {
+            throw BuildGateError(.invalidParameter, "give at least one 'image', e.g. ?image=registry.example.com/app:1")
+        }
+        guard Set(images).count == images.count else {
+            throw BuildGateError(.invalidParameter, "'image' lists the same reference twice")
+        }
+        let dockerfileText = try single("dockerfile") ?? "Dockerfile"
+        guard let dockerfile = ContextPath.normalize(dockerfileText), dockerfile != "." else {
+            throw BuildGateError(
+                .invalidParameter, "'dockerfile' must be a relative path inside the context, got '\(dockerfileText)'")
+        }
+        let target = try single("target")
+        if let target, target.isEmpty || !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            throw BuildGateError(.invalidParameter, "'target' must be a stage name, got '\(target)'")
+        }
+        let platform = try single("platform").map { text throws(BuildGateError) in try Platform(parsing: text) }
+        let noCache: Bool
+        switch try single("noCache") {
+        case nil, "false", "0": noCache = false
+        case "true", "1", "": noCache = true
+        case let other?: throw BuildGateError(.invalidParameter, "'noCache' must be true or false, got '\(other)'")
+        }
+        var timeout = defaultTimeout
+        if let text = try single("timeout") {
+            guard let seconds = Int(text), (1...maxTimeout).contains(seconds) else {
+                throw BuildGateError(.invalidParameter, "'timeout' must be whole seconds from 1 to \(maxTimeout), got '\(text)'")
+            }
+            timeout = seconds
+        }
+        return BuildRequest(
+            images: images, dockerfile: dockerfile, target: target, buildArgs: try pairs("buildArg"),
+            labels: try pairs("label"), platform: platform, noCache: noCache, timeoutSeconds: timeout)
+    }
+}

@@ -1,0 +1,163 @@
+import BuildGateCore
+import ContextArchive
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// `/v1/builds`: intake, status, listing, cancellation. Logs are `BuildLogsController`'s.
+struct BuildsController<Context: RequestContext>: Sendable {
+    struct Configuration: Sendable {
+        var intake = ContextIntake.Limits()
+        var defaultTimeout = 3600
+        var maxTimeout = 6 * 3600
+    }
+
+    let repository: any BuildRepository
+    let logs: any BuildLogStore
+    let contexts: any ContextStore
+    let configuration: Configuration
+    /// Called after a build is durably queued, e.g. to wake the dispatcher.
+    let onQueued: @Sendable () -> Void
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.post(use: create)
+        group.get(use: list)
+        group.get("{id}", use: show)
+        group.post("{id}/cancel", use: cancel)
+    }
+
+    // MARK: - POST /v1/builds
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> Response {
+        let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
+        let buildRequest = try BuildParameters.parse(
+            query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        let idempotencyKey = try Self.idempotencyKey(request.headers)
+        if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
+            return try Self.buildResponse(existing, status: .ok)
+        }
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.intake.maxContextSize {
+            throw BuildGateError(
+                .contextTooLarge,
+                "the context (\(length) bytes) is larger than the limit of \(configuration.intake.maxContextSize) bytes")
+        }
+
+        let intake = ContextIntake(store: contexts, limits: configuration.intake)
+        let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
+        let build = Build(
+            id: .generate(), request: buildRequest, context: buildContext, createdAt: Date(),
+            idempotencyKey: idempotencyKey)
+        switch try await repository.create(build) {
+        case .existing(let earlier):
+            return try Self.buildResponse(earlier, status: .ok)
+        case .created(let build):
+            try await logs.appendGatewayLine(
+                "queued: context \(build.context.digest) (\(build.context.size) bytes), "
+                    + "image\(build.request.images.count == 1 ? "" : "s") \(build.request.images.map(\.description).joined(separator: ", "))",
+                to: build.id)
+            onQueued()
+            return try Self.buildResponse(build, status: .accepted)
+        }
+    }
+
+    private static func idempotencyKey(_ headers: HTTPFields) throws -> String? {
+        guard let key = headers[.idempotencyKey] else { return nil }
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw BuildGateError(.invalidParameter, "Idempotency-Key must be 1 to 255 visible ASCII characters")
+        }
+        return key
+    }
+
+    // MARK: - GET /v1/builds/{id}
+
+    @Sendable func show(_ request: Request, context: Context) async throws -> Response {
+        try Self.buildResponse(try await Self.find(context, in: repository), status: .ok)
+    }
+
+    // MARK: - GET /v1/builds
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        if let unknown = parameters.first(where: { !["status", "limit", "cursor"].contains($0.key) }) {
+            throw BuildGateError(.invalidParameter, "unknown parameter '\(unknown.key)'; known: cursor, limit, status")
+        }
+        var status: BuildStatus?
+        if let text = parameters["status"] {
+            guard let value = BuildStatus(rawValue: String(text)) else {
+                throw BuildGateError(
+                    .invalidParameter,
+                    "'status' must be one of \(BuildStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            status = value
+        }
+        var limit = 50
+        if let text = parameters["limit"] {
+            guard let value = Int(text), (1...200).contains(value) else {
+                throw BuildGateError(.invalidParameter, "'limit' must be from 1 to 200")
+            }
+            limit = value
+        }
+        var cursor: BuildID?
+        if let text = parameters["cursor"] {
+            guard let id = BuildID(String(text)) else { throw BuildGateError(.invalidParameter, "'cursor' is not valid") }
+            cursor = id
+        }
+        let builds = try await repository.list(status: status, limit: limit + 1, after: cursor)
+        let page = BuildPage(
+            builds: builds.prefix(limit).map(BuildRepresentation.init),
+            nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
+        return try Self.json(page, status: .ok)
+    }
+
+    // MARK: - POST /v1/builds/{id}/cancel
+
+    @Sendable func cancel(_ request: Request, context: Context) async throws -> Response {
+        let build = try await Self.find(context, in: repository)
+        if build.status.isTerminal {
+            if build.status == .cancelled { return try Self.buildResponse(build, status: .ok) }
+            throw BuildGateError(.conflict, "build \(build.id) already ended (\(build.status.rawValue))")
+        }
+        guard let updated = try await repository.requestCancellation(build.id, at: Date()) else {
+            throw BuildGateError(.notFound, "no build \(build.id)")
+        }
+        if updated.status == .cancelled {
+            try await logs.appendGatewayLine("cancelled before it started; result: cancelled", to: updated.id)
+            await logs.finish(updated.id)
+            return try Self.buildResponse(updated, status: .ok)
+        }
+        return try Self.buildResponse(updated, status: updated.status.isTerminal ? .ok : .accepted)
+    }
+
+    // MARK: - Helpers
+
+    static func find(_ context: Context, in repository: any BuildRepository) async throws -> Build {
+        let text = try context.parameters.require("id")
+        guard let id = BuildID(text), let build = try await repository.build(id) else {
+            throw BuildGateError(.notFound, "no build '\(text)'")
+        }
+        return build
+    }
+
+    static func buildResponse(_ build: Build, status: HTTPResponse.Status) throws -> Response {
+        var response = try json(BuildRepresentation(build), status: status)
+        if status == .accepted || status == .ok {
+            response.headers[.location] = "/v1/builds/\(build.id)"
+        }
+        return response
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status) throws -> Response {
+        let data = try BuildRepresentation.encoder.encode(value)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// One page of `GET /v1/builds`.
+struct BuildPage: Encodable {
+    var builds: [BuildRepresentation]
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    var nextCursor: String?
+}

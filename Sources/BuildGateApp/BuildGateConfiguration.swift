@@ -1,0 +1,179 @@
+import BuildGateAPI
+import BuildGateCore
+import Foundation
+
+/// Everything `buildgate serve` can be told, typed. Resolved from layers: flags > environment > config file > defaults.
+///
+/// | key (config file) | environment | flag | default |
+/// |---|---|---|---|
+/// | `listen` | `BUILDGATE_LISTEN` | `--listen` | `127.0.0.1:8080` |
+/// | `dataDirectory` | `BUILDGATE_DATA_DIR` | `--data-dir` | `$XDG_DATA_HOME/buildgate` or `~/.local/share/buildgate` |
+/// | `builders` | `BUILDGATE_BUILDERS` (space-separated) | `--builder` (repeatable) | embedded Podman |
+/// | `registryAuthFile` | `BUILDGATE_REGISTRY_AUTH_FILE` | `--registry-auth-file` | none |
+/// | `insecureRegistries` | `BUILDGATE_INSECURE_REGISTRIES` (comma-separated) | `--insecure-registry` | none |
+/// | `maxContextSize` | `BUILDGATE_MAX_CONTEXT_SIZE` | `--max-context-size` | 2147483648 (2 GiB) |
+/// | `maxContextEntries` | `BUILDGATE_MAX_CONTEXT_ENTRIES` | `--max-context-entries` | 100000 |
+/// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
+/// | `leaseSeconds` | `BUILDGATE_LEASE_SECONDS` | `--lease-seconds` | 15 |
+/// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
+/// | `podmanArguments` | `BUILDGATE_PODMAN_ARGS` (space-separated) | `--podman-args` | `--runtime runc --cgroup-manager cgroupfs` |
+/// | `migrationsDirectory` | `BUILDGATE_MIGRATIONS` | `--migrations` | `./migrations`, else `/usr/share/buildgate/migrations` |
+///
+/// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME]`, e.g. `podman=unix:///run/podman/podman.sock` or
+/// `podman=tcp://10.0.0.5:8888,capacity=2`. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
+/// keys above; `builders` and `insecureRegistries` are arrays of strings there.
+package struct BuildGateConfiguration: Sendable {
+    package var host = "127.0.0.1"
+    package var port = 8080
+    package var dataDirectory: String
+    /// Explicit builders; empty means "start and use an embedded Podman service".
+    package var builders: [BuilderEndpoint] = []
+    /// A Docker `config.json`-style file with registry credentials (`{"auths":{"host":{"auth":"base64(user:pass)"}}}`).
+    package var registryAuthFile: String?
+    package var insecureRegistries: Set<String> = []
+    package var limits = BuildGateAPILimits()
+    package var leaseDuration: Duration = .seconds(15)
+    package var podmanExecutable = "podman"
+    package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+    package var migrationsDirectory: String
+
+    package init(dataDirectory: String, migrationsDirectory: String) {
+        self.dataDirectory = dataDirectory
+        self.migrationsDirectory = migrationsDirectory
+    }
+
+    /// One source of settings; every key optional. Later layers are overridden by earlier ones in `resolve`.
+    package struct Layer: Sendable, Decodable {
+        package var listen: String?
+        package var dataDirectory: String?
+        package var builders: [String]?
+        package var registryAuthFile: String?
+        package var insecureRegistries: [String]?
+        package var maxContextSize: Int64?
+        package var maxContextEntries: Int?
+        package var buildTimeout: Int?
+        package var leaseSeconds: Int?
+        package var podman: String?
+        package var podmanArguments: [String]?
+        package var migrationsDirectory: String?
+
+        package init() {}
+
+        /// The `BUILDGATE_*` variables of `environment`.
+        package init(environment: [String: String]) throws {
+            func words(_ key: String, separator: Character = " ") -> [String]? {
+                environment[key].map { $0.split(separator: separator).map { $0.trimmingCharacters(in: .whitespaces) } }
+            }
+            func number<T: LosslessStringConvertible>(_ key: String) throws -> T? {
+                guard let text = environment[key] else { return nil }
+                guard let value = T(text) else {
+                    throw BuildGateError(.invalidParameter, "\(key) must be a number, got '\(text)'")
+                }
+                return value
+            }
+            listen = environment["BUILDGATE_LISTEN"]
+            dataDirectory = environment["BUILDGATE_DATA_DIR"]
+            builders = words("BUILDGATE_BUILDERS")
+            registryAuthFile = environment["BUILDGATE_REGISTRY_AUTH_FILE"]
+            insecureRegistries = words("BUILDGATE_INSECURE_REGISTRIES", separator: ",")
+            maxContextSize = try number("BUILDGATE_MAX_CONTEXT_SIZE")
+            maxContextEntries = try number("BUILDGATE_MAX_CONTEXT_ENTRIES")
+            buildTimeout = try number("BUILDGATE_BUILD_TIMEOUT")
+            leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
+            podman = environment["BUILDGATE_PODMAN"]
+            podmanArguments = words("BUILDGATE_PODMAN_ARGS")
+            migrationsDirectory = environment["BUILDGATE_MIGRATIONS"]
+        }
+
+        /// A JSON config file.
+        package init(file path: String) throws {
+            do {
+                self = try JSONDecoder().decode(Layer.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw BuildGateError(.invalidParameter, "cannot read config file \(path): \(error)")
+            }
+        }
+    }
+
+    /// Merges layers, most important first, over the defaults, and checks every value.
+    package static func resolve(_ layers: [Layer], environment: [String: String]) throws -> BuildGateConfiguration {
+        func first<T>(_ key: KeyPath<Layer, T?>) -> T? { layers.lazy.compactMap { $0[keyPath: key] }.first }
+
+        let home = environment["HOME"] ?? "/root"
+        let defaultData = environment["XDG_DATA_HOME"].map { "\($0)/buildgate" } ?? "\(home)/.local/share/buildgate"
+        let defaultMigrations =
+            FileManager.default.fileExists(atPath: "migrations") ? "migrations" : "/usr/share/buildgate/migrations"
+        var configuration = BuildGateConfiguration(
+            dataDirectory: first(\.dataDirectory) ?? defaultData,
+            migrationsDirectory: first(\.migrationsDirectory) ?? defaultMigrations)
+        if let listen = first(\.listen) {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port)
+            else { throw BuildGateError(.invalidParameter, "listen address must be HOST:PORT, got '\(listen)'") }
+            configuration.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            configuration.port = port
+        }
+        configuration.builders = try (first(\.builders) ?? []).enumerated().map { index, text in
+            try parseBuilder(text, index: index)
+        }
+        guard Set(configuration.builders.map(\.name)).count == configuration.builders.count else {
+            throw BuildGateError(.invalidParameter, "two builders have the same name; give each a name=…")
+        }
+        configuration.registryAuthFile = first(\.registryAuthFile)
+        configuration.insecureRegistries = Set(first(\.insecureRegistries) ?? [])
+        if let size = first(\.maxContextSize) {
+            guard size > 0 else { throw BuildGateError(.invalidParameter, "maxContextSize must be positive") }
+            configuration.limits.maxContextSize = size
+        }
+        if let entries = first(\.maxContextEntries) {
+            guard entries > 0 else { throw BuildGateError(.invalidParameter, "maxContextEntries must be positive") }
+            configuration.limits.maxContextEntries = entries
+        }
+        if let timeout = first(\.buildTimeout) {
+            guard timeout > 0 else { throw BuildGateError(.invalidParameter, "buildTimeout must be positive") }
+            configuration.limits.defaultBuildTimeout = timeout
+            configuration.limits.maxBuildTimeout = max(configuration.limits.maxBuildTimeout, timeout)
+        }
+        if let lease = first(\.leaseSeconds) {
+            guard lease >= 2 else { throw BuildGateError(.invalidParameter, "leaseSeconds must be at least 2") }
+            configuration.leaseDuration = .seconds(lease)
+        }
+        configuration.podmanExecutable = first(\.podman) ?? configuration.podmanExecutable
+        configuration.podmanArguments = first(\.podmanArguments) ?? configuration.podmanArguments
+        return configuration
+    }
+
+    /// `ENGINE=ADDRESS[,capacity=N][,name=NAME]`
+    package static func parseBuilder(_ text: String, index: Int) throws -> BuilderEndpoint {
+        let fields = text.split(separator: ",").map(String.init)
+        guard let main = fields.first, let equals = main.firstIndex(of: "="),
+            let engine = BuilderEngine(rawValue: String(main[..<equals]))
+        else {
+            throw BuildGateError(
+                .invalidParameter,
+                "builder '\(text)' must be ENGINE=ADDRESS[,capacity=N][,name=NAME] with ENGINE one of "
+                    + BuilderEngine.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        guard engine != .buildkit else {
+            throw BuildGateError(.invalidParameter, "builder '\(text)': the buildkit engine is not supported yet")
+        }
+        var endpoint = BuilderEndpoint(
+            name: "\(engine.rawValue)-\(index + 1)", engine: engine,
+            address: try BuilderEndpoint.Address(parsing: String(main[main.index(after: equals)...])))
+        for option in fields.dropFirst() {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            switch (parts.first, parts.count) {
+            case ("capacity", 2):
+                guard let capacity = Int(parts[1]), capacity >= 1 else {
+                    throw BuildGateError(.invalidParameter, "builder '\(text)': capacity must be 1 or more")
+                }
+                endpoint.capacity = capacity
+            case ("name", 2) where !parts[1].isEmpty:
+                endpoint.name = parts[1]
+            default:
+                throw BuildGateError(.invalidParameter, "builder '\(text)': unknown option '\(option)'")
+            }
+        }
+        return endpoint
+    }
+}
