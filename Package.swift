@@ -95,12 +95,12 @@ let package = Package(
         ),
         .testTarget(
             name: "BuildGateCoreTests",
-            dependencies: ["BuildGateCore", "BuildGateTesting"],
+            dependencies: ["BuildGateCore", "BuildGateStore", "BuildGateTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ContextArchiveTests",
-            dependencies: ["ContextArchive", "CZlib"],
+            dependencies: ["ContextArchive", "BuildGateTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

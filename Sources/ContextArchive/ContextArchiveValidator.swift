@@ -109,8 +109,8 @@ public struct ContextArchiveValidator {
         case .data:
             throw ContextArchiveError(.corrupt, "the archive is truncated inside an entry")
         case .header:
-            if headersSeen == 0 && block.isEmpty {
-                throw ContextArchiveError(.notAnArchive, "the body holds no tar archive")
+            if headersSeen == 0 && zeroBlocks == 0 {
+                throw ContextArchiveError(.notAnArchive, "the body is not a tar or gzip-compressed tar archive")
             }
             throw ContextArchiveError(.corrupt, "the archive is truncated: it ends without the end-of-archive marker")
         }

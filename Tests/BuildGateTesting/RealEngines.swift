@@ -1,0 +1,21 @@
+import Foundation
+import Testing
+
+/// The real services `scripts/test-services` started for the end-to-end tests, from the environment.
+///
+/// Outside CI, end-to-end tests are skipped (and say so) when the services are missing. Under `CI=true` they run
+/// regardless, and fail on the missing service: CI never passes without the real engines.
+package enum RealEngines {
+    package static let environment = ProcessInfo.processInfo.environment
+
+    package static var isCI: Bool { environment["CI"] == "true" }
+    package static var registry: String? { environment["BUILDGATE_TEST_REGISTRY"] }
+    package static var podmanSocket: String? { environment["BUILDGATE_TEST_PODMAN_SOCKET"] }
+    package static var gatewayBinary: String? { environment["BUILDGATE_TEST_BINARY"] }
+
+    /// Whether the end-to-end tests should run: the services are there, or CI demands they be.
+    package static var shouldRun: Bool { isCI || (registry != nil && podmanSocket != nil) }
+
+    package static let skipReason: Comment =
+        "needs a real registry and Podman service: run scripts/test (sets BUILDGATE_TEST_REGISTRY and BUILDGATE_TEST_PODMAN_SOCKET)"
+}
