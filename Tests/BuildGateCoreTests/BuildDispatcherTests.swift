@@ -1,0 +1,166 @@
+import BuildGateCore
+import BuildGateStore
+import BuildGateTesting
+import Foundation
+import Logging
+import Testing
+
+/// The dispatcher against the real SQLite queue and file log store, with a scripted driver.
+struct BuildDispatcherTests {
+    struct Harness {
+        let directory: TemporaryDirectory
+        let store: SQLiteBuildStore
+        let logs: FileBuildLogStore
+        let contexts: FileContextStore
+
+        init() throws {
+            directory = try TemporaryDirectory("dispatcher")
+            store = SQLiteBuildStore(
+                database: try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
+            logs = try FileBuildLogStore(dataDirectory: directory.path)
+            contexts = try FileContextStore(dataDirectory: directory.path)
+        }
+
+        func enqueue(timeout: Int = 3600) async throws -> BuildID {
+            let build = Build(
+                id: .generate(),
+                request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], timeoutSeconds: timeout),
+                context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
+                createdAt: Date())
+            _ = try await store.create(build)
+            return build.id
+        }
+
+        func dispatcher(_ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15)) -> BuildDispatcher {
+            var configuration = BuildDispatcher.Configuration()
+            configuration.pollInterval = .milliseconds(20)
+            configuration.renewInterval = .milliseconds(50)
+            configuration.leaseDuration = lease
+            return BuildDispatcher(
+                queue: store, logs: logs, contexts: contexts,
+                endpoints: [BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)],
+                drivers: [.podman: driver], configuration: configuration, logger: Logger(label: "test"))
+        }
+
+        /// Polls until `condition` holds for the build, or fails after `timeout`.
+        func waitFor(_ id: BuildID, timeout: Duration = .seconds(10), _ condition: (Build) -> Bool) async throws -> Build {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if let build = try await store.build(id), condition(build) { return build }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let last = try await store.build(id)
+            Issue.record("build \(id) never reached the expected state; last status \(String(describing: last?.status))")
+            throw CancellationError()
+        }
+
+        func log(_ id: BuildID) async throws -> String {
+            String(decoding: try await logs.read(id, from: 0, maxLength: 1 << 20), as: UTF8.self)
+        }
+    }
+
+    /// Runs the dispatcher for the duration of `body`.
+    func running<T: Sendable>(_ dispatcher: BuildDispatcher, _ body: () async throws -> T) async throws -> T {
+        let task = Task { try await dispatcher.run() }
+        defer { task.cancel() }
+        return try await body()
+    }
+
+    @Test func runsEveryQueuedBuildOldestFirstAndRecordsTheResult() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        let ids = [try await harness.enqueue(), try await harness.enqueue(), try await harness.enqueue()]
+        let driver = FakeBuilderDriver()
+        try await running(harness.dispatcher(driver)) {
+            for id in ids { _ = try await harness.waitFor(id) { $0.status == .succeeded } }
+        }
+        #expect(driver.runs == ids)
+        let log = try await harness.log(ids[0])
+        #expect(log.contains("[buildgate] dispatched to builder fake"))
+        #expect(log.contains("[buildgate] engine: fake engine\nstep 1\n"))
+        #expect(log.hasSuffix("[buildgate] result: succeeded\n"))
+        #expect(await harness.logs.snapshot(ids[0]).isFinished)
+    }
+
+    @Test func neverRunsMoreBuildsOnAnEndpointThanItsCapacity() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        let driver = FakeBuilderDriver(script: script)
+        var ids: [BuildID] = []
+        for _ in 0..<5 { ids.append(try await harness.enqueue()) }
+        try await running(harness.dispatcher(driver, capacity: 2)) {
+            _ = try await harness.waitFor(ids[1]) { $0.status == .running }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(driver.maxConcurrent == 2)
+            #expect(try await harness.store.build(ids[2])?.status == .queued)
+            driver.release()
+            for id in ids { _ = try await harness.waitFor(id) { $0.status == .succeeded } }
+        }
+        #expect(driver.maxConcurrent == 2)
+    }
+
+    @Test func aBuildPastItsTimeoutEndsTimedOutAfterTheEngineStops() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        script.stopDelay = .milliseconds(300)
+        let driver = FakeBuilderDriver(script: script)
+        let id = try await harness.enqueue(timeout: 1)
+        let second = try await harness.enqueue()
+        let build = try await running(harness.dispatcher(driver)) {
+            let build = try await harness.waitFor(id) { $0.status.isTerminal }
+            driver.release()
+            _ = try await harness.waitFor(second) { $0.status == .succeeded }
+            return build
+        }
+        #expect(build.status == .timedOut)
+        #expect(build.reason == .timedOut)
+        // The slot stayed busy while the engine stopped: the next build never ran alongside it.
+        #expect(driver.maxConcurrent == 1)
+        #expect(try await harness.log(id).contains("timeout of 1s reached"))
+    }
+
+    @Test func cancellingARunningBuildStopsItsDriver() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        let driver = FakeBuilderDriver(script: script)
+        let id = try await harness.enqueue()
+        let build = try await running(harness.dispatcher(driver)) {
+            _ = try await harness.waitFor(id) { $0.status == .running }
+            let marked = try await harness.store.requestCancellation(id, at: Date())
+            #expect(marked?.status == .running && marked?.cancelRequested == true)
+            return try await harness.waitFor(id) { $0.status.isTerminal }
+        }
+        #expect(build.status == .cancelled)
+        #expect(try await harness.log(id).contains("cancellation requested"))
+    }
+
+    @Test func theReaperInterruptsRunningBuildsAndRequeuesClaimedOnesWhoseLeaseExpired() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        let running = try await harness.enqueue()
+        let claimed = try await harness.enqueue()
+        let now = Date()
+        _ = try await harness.store.claimNext(builder: "gone", owner: "dead", leaseUntil: now + 1, now: now)
+        _ = try await harness.store.markRunning(running, owner: "dead")
+        _ = try await harness.store.claimNext(builder: "gone", owner: "dead", leaseUntil: now + 1, now: now)
+        let reaper = LeaseReaper(queue: harness.store, logs: harness.logs, interval: .seconds(1), logger: Logger(label: "test"))
+
+        try await reaper.settleExpiredLeases(now: now)
+        #expect(try await harness.store.build(running)?.status == .running)
+
+        try await reaper.settleExpiredLeases(now: now + 2)
+        let interrupted = try #require(try await harness.store.build(running))
+        #expect(interrupted.status == .failed)
+        #expect(interrupted.reason == .interrupted)
+        #expect(try await harness.log(running).contains("the gateway stopped while this build was running"))
+        let requeued = try #require(try await harness.store.build(claimed))
+        #expect(requeued.status == .queued)
+        #expect(requeued.builder == nil)
+    }
+}
