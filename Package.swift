@@ -105,7 +105,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BuildGateStoreTests",
-            dependencies: ["BuildGateStore", "BuildGateTesting"],
+            dependencies: ["BuildGateStore", "BuildGateTesting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

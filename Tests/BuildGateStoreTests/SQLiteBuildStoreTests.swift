@@ -1,0 +1,158 @@
+import BuildGateCore
+import BuildGateStore
+import BuildGateTesting
+import Foundation
+import GRDB
+import Testing
+
+struct SQLiteBuildStoreTests {
+    let directory: TemporaryDirectory
+    let database: BuildGateDatabase
+    let store: SQLiteBuildStore
+
+    init() throws {
+        directory = try TemporaryDirectory("store")
+        database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        store = SQLiteBuildStore(database: database)
+    }
+
+    private func build(key: String? = nil, at date: Date = Date()) throws -> Build {
+        Build(
+            id: .generate(at: date),
+            request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], labels: ["a": "b"]),
+            context: BuildContext(digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: 42, compression: .gzip),
+            createdAt: date, idempotencyKey: key)
+    }
+
+    @Test func theQueueDatabaseIsWALWithFullSynchronousCommits() throws {
+        defer { directory.remove() }
+        let (journal, synchronous) = try database.writer.writeWithoutTransaction { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
+        }
+        #expect(journal == "wal")
+        #expect(synchronous == 2)
+    }
+
+    @Test func aBuildRoundTripsThroughItsRow() async throws {
+        defer { directory.remove() }
+        let original = try build(key: "k1")
+        #expect(try await store.create(original) == .created(original))
+        let loaded = try #require(try await store.build(original.id))
+        #expect(loaded.request == original.request)
+        #expect(loaded.context == original.context)
+        #expect(abs(loaded.createdAt.timeIntervalSince(original.createdAt)) < 0.001)
+    }
+
+    @Test func anIdempotencyKeyReturnsTheEarlierBuildAndWritesNothing() async throws {
+        defer { directory.remove() }
+        let first = try build(key: "same")
+        _ = try await store.create(first)
+        let second = try build(key: "same")
+        guard case .existing(let existing) = try await store.create(second) else {
+            Issue.record("a second build with the same key was created")
+            return
+        }
+        #expect(existing.id == first.id)
+        #expect(try await store.build(second.id) == nil)
+        #expect(try await store.list(status: nil, limit: 10, after: nil).count == 1)
+    }
+
+    @Test func claimsTakeTheOldestQueuedBuildOnceEvenUnderConcurrentClaimers() async throws {
+        defer { directory.remove() }
+        let start = Date(timeIntervalSince1970: 1_700_000_000)
+        var ids: [BuildID] = []
+        for index in 0..<40 {
+            let value = try build(at: start.addingTimeInterval(Double(index)))
+            ids.append(value.id)
+            _ = try await store.create(value)
+        }
+        let claimed = try await withThrowingTaskGroup(of: [BuildID].self) { group in
+            for claimer in 0..<4 {
+                group.addTask {
+                    var mine: [BuildID] = []
+                    while let build = try await store.claimNext(
+                        builder: "b\(claimer)", owner: "o\(claimer)", leaseUntil: Date() + 60, now: Date())
+                    {
+                        mine.append(build.id)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claimed.count == 40)
+        #expect(Set(claimed) == Set(ids))
+        let first = try await store.claimNext(builder: "x", owner: "x", leaseUntil: Date(), now: Date())
+        #expect(first == nil)
+    }
+
+    @Test func aResultIsStoredOnlyByTheLeaseHolder() async throws {
+        defer { directory.remove() }
+        let value = try build()
+        _ = try await store.create(value)
+        _ = try await store.claimNext(builder: "b", owner: "mine", leaseUntil: Date() + 60, now: Date())
+        let stolen = try await store.finish(
+            value.id, owner: "someone-else", status: .succeeded, reason: nil, message: nil, pushedImages: [], at: Date())
+        #expect(stolen == nil)
+        let pushed = [PushedImage(reference: try ImageReference(parsing: "r.example.com/app:1"), digest: "sha256:" + String(repeating: "c", count: 64))]
+        let stored = try await store.finish(
+            value.id, owner: "mine", status: .succeeded, reason: nil, message: nil, pushedImages: pushed, at: Date())
+        #expect(stored?.status == .succeeded)
+        #expect(stored?.pushedImages == pushed)
+        #expect(try await store.renewLeases([value.id], owner: "mine", until: Date() + 60).isEmpty)
+    }
+
+    @Test func renewingReportsCancellationRequests() async throws {
+        defer { directory.remove() }
+        let value = try build()
+        _ = try await store.create(value)
+        _ = try await store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())
+        #expect(try await store.renewLeases([value.id], owner: "o", until: Date() + 60).isEmpty)
+        _ = try await store.requestCancellation(value.id, at: Date())
+        #expect(try await store.renewLeases([value.id], owner: "o", until: Date() + 60) == [value.id])
+    }
+
+    @Test func listingIsNewestFirstWithACursor() async throws {
+        defer { directory.remove() }
+        let start = Date(timeIntervalSince1970: 1_700_000_000)
+        var ids: [BuildID] = []
+        for index in 0..<5 {
+            let value = try build(at: start.addingTimeInterval(Double(index)))
+            ids.append(value.id)
+            _ = try await store.create(value)
+        }
+        let page1 = try await store.list(status: nil, limit: 2, after: nil).map(\.id)
+        let page2 = try await store.list(status: nil, limit: 2, after: page1.last).map(\.id)
+        #expect(page1 == [ids[4], ids[3]])
+        #expect(page2 == [ids[2], ids[1]])
+        #expect(try await store.list(status: .running, limit: 10, after: nil).isEmpty)
+    }
+
+    @Test func theSchemaRefusesRowsTheCodeMustNeverWrite() throws {
+        defer { directory.remove() }
+        #expect(throws: DatabaseError.self) {
+            try database.writer.write { db in
+                try db.execute(sql: """
+                    INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
+                    VALUES ('x', 'running', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
+                    """)
+            }
+        }
+        #expect(throws: DatabaseError.self) {
+            try database.writer.write { db in
+                try db.execute(sql: """
+                    INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
+                    VALUES ('y', 'exploded', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
+                    """)
+            }
+        }
+    }
+
+    @Test func migrationsAreAppliedOnceAndInOrder() throws {
+        defer { directory.remove() }
+        let again = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        let applied = try again.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(applied == files.map { String($0.dropLast(4)) })
+    }
+}
