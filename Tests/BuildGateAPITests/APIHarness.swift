@@ -1,0 +1,88 @@
+import AsyncHTTPClient
+import BuildGateAPI
+import BuildGateCore
+import BuildGateStore
+import BuildGateTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// The HTTP API over the real SQLite store, file context store and file log store in a temp directory, with no
+/// dispatcher (builds stay queued unless a test moves them).
+struct APIHarness {
+    let directory: TemporaryDirectory
+    let store: SQLiteBuildStore
+    let logs: FileBuildLogStore
+    let contexts: FileContextStore
+    let limits: BuildGateAPILimits
+
+    init(limits: BuildGateAPILimits = .init()) throws {
+        directory = try TemporaryDirectory("api")
+        store = SQLiteBuildStore(
+            database: try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
+        logs = try FileBuildLogStore(dataDirectory: directory.path)
+        contexts = try FileContextStore(dataDirectory: directory.path)
+        self.limits = limits
+    }
+
+    func application() -> some ApplicationProtocol {
+        let router = buildRouter(
+            context: BasicRequestContext.self,
+            dependencies: BuildGateAPIDependencies(repository: store, logs: logs, contexts: contexts, onQueued: {}),
+            limits: limits, logger: Logger(label: "test"))
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    /// Rows in the build table.
+    func buildCount() async throws -> Int {
+        try await store.list(status: nil, limit: 200, after: nil).count
+    }
+
+    /// Files under tmp/ and contexts/ (uploads in flight and stored contexts).
+    var contextFiles: [String] { directory.files(under: "tmp") + directory.files(under: "contexts") }
+}
+
+/// A minimal valid context: a Dockerfile and one file.
+func sampleContext(dockerfile: String = "FROM scratch\nCOPY hello /\n") -> [UInt8] {
+    var tar = TarWriter()
+    tar.file("Dockerfile", dockerfile)
+    tar.file("hello", "hello\n")
+    tar.end()
+    return tar.bytes
+}
+
+struct ErrorEnvelope: Decodable {
+    struct Detail: Decodable { var code: String; var message: String }
+    var error: Detail
+}
+
+struct BuildJSON: Decodable {
+    struct Context: Decodable { var digest: String; var size: Int64 }
+    struct Image: Decodable { var reference: String; var digest: String? }
+    struct Links: Decodable { var `self`: String; var logs: String }
+    var id: String
+    var status: String
+    var reason: String?
+    var message: String?
+    var createdAt: String
+    var context: Context
+    var images: [Image]
+    var links: Links
+}
+
+struct PageJSON: Decodable {
+    var builds: [BuildJSON]
+    var nextCursor: String?
+}
+
+extension TestResponse {
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+    }
+
+    var text: String { String(buffer: body) }
+}
