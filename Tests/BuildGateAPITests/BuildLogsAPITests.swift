@@ -1,0 +1,143 @@
+import AsyncHTTPClient
+import BuildGateCore
+import BuildGateTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+struct BuildLogsAPITests {
+    /// A queued build whose log the test writes itself, standing in for the dispatcher.
+    private func queuedBuild(_ harness: APIHarness, client: some TestClientProtocol) async throws -> BuildID {
+        let response = try await client.execute(
+            uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+        return try #require(BuildID(try response.decode(BuildJSON.self).id))
+    }
+
+    /// Ends the build the way the dispatcher does: claim, result committed, then the log finished.
+    private func finish(_ id: BuildID, _ harness: APIHarness) async throws {
+        _ = try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())
+        _ = try await harness.store.finish(id, owner: "o", status: .succeeded, reason: nil, message: nil, pushedImages: [], at: Date())
+        await harness.logs.finish(id)
+    }
+
+    @Test func rangeAndOffsetReadFromAByteAndSay416WhenNothingIsThereYet() async throws {
+        let harness = try APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let id = try await queuedBuild(harness, client: client)
+            let queuedLine = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get)
+            #expect(queuedLine.status == .ok)
+            #expect(queuedLine.headers[.init("X-Build-Status")!] == "queued")
+            #expect(queuedLine.headers[.init("X-Log-Complete")!] == "false")
+            let length = queuedLine.body.readableBytes
+            #expect(queuedLine.headers[.init("X-Next-Offset")!] == String(length))
+
+            try await harness.logs.append(Array("0123456789".utf8), to: id)
+            let ranged = try await client.execute(
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length + 4)-"])
+            #expect(ranged.status == .partialContent)
+            #expect(ranged.text == "456789")
+            #expect(ranged.headers[.contentRange] == "bytes \(length + 4)-\(length + 9)/*")
+            #expect(ranged.headers[.init("X-Next-Offset")!] == String(length + 10))
+
+            let bounded = try await client.execute(
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length)-\(length + 2)"])
+            #expect(bounded.text == "012")
+
+            let beyond = try await client.execute(
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length + 10)-"])
+            #expect(beyond.status == .rangeNotSatisfiable)
+            #expect(beyond.headers[.contentRange] == "bytes */\(length + 10)")
+
+            let offset = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 8)", method: .get)
+            #expect(offset.status == .ok)
+            #expect(offset.text == "89")
+
+            try await finish(id, harness)
+            let complete = try await client.execute(
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length)-"])
+            #expect(complete.headers[.init("X-Log-Complete")!] == "true")
+            #expect(complete.headers[.contentRange] == "bytes \(length)-\(length + 9)/\(length + 10)")
+
+            let bad = try await client.execute(uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get)
+            #expect(bad.status == .badRequest)
+        }
+    }
+
+    @Test func aLongPollReturnsAsSoonAsBytesArriveOrWhenTheWaitEnds() async throws {
+        let harness = try APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let id = try await queuedBuild(harness, client: client)
+            let length = await harness.logs.snapshot(id).length
+
+            let clock = ContinuousClock()
+            let start = clock.now
+            let quiet = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=1", method: .get)
+            #expect(clock.now - start >= .milliseconds(900))
+            #expect(quiet.status == .ok && quiet.body.readableBytes == 0)
+            #expect(quiet.headers[.init("X-Next-Offset")!] == String(length))
+
+            let writer = Task {
+                try await Task.sleep(for: .milliseconds(300))
+                try await harness.logs.append(Array("new line\n".utf8), to: id)
+            }
+            let woken = clock.now
+            let answer = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=30", method: .get)
+            try await writer.value
+            #expect(clock.now - woken < .seconds(10))
+            #expect(answer.text == "new line\n")
+            #expect(answer.headers[.init("X-Next-Offset")!] == String(length + 9))
+
+            let ending = Task {
+                try await Task.sleep(for: .milliseconds(300))
+                try await finish(id, harness)
+            }
+            let final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 9)&wait=30", method: .get)
+            try await ending.value
+            #expect(final.headers[.init("X-Build-Status")!] == "succeeded")
+            #expect(final.headers[.init("X-Log-Complete")!] == "true")
+        }
+    }
+
+    @Test func twoFollowersGetEveryByteOnceFromFileThenLiveUntilTheBuildEnds() async throws {
+        let harness = try APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.live) { client in
+            let id = try await queuedBuild(harness, client: client)
+            for line in 0..<50 { try await harness.logs.append(Array("before \(line)\n".utf8), to: id) }
+            let url = "http://127.0.0.1:\(client.port!)/v1/builds/\(id)/logs?follow=true"
+
+            let followers = (0..<2).map { _ in
+                Task {
+                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                    #expect(response.status == .ok)
+                    var received: [UInt8] = []
+                    for try await chunk in response.body { received += chunk.readableBytesView }
+                    return received
+                }
+            }
+            // One follower that goes away early must cost nothing and disturb no one.
+            let quitter = Task {
+                let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                for try await _ in response.body { break }
+            }
+            for line in 0..<200 {
+                try await harness.logs.append(Array("live \(line) \(String(repeating: "x", count: line))\n".utf8), to: id)
+                if line % 20 == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            try await quitter.value
+            try await finish(id, harness)
+
+            let expected = try await harness.logs.read(id, from: 0, maxLength: 1 << 24)
+            for follower in followers {
+                let received = try await follower.value
+                #expect(received.count == expected.count)
+                #expect(received == expected)
+            }
+        }
+    }
+}
