@@ -117,7 +117,9 @@ let package = Package(
         .testTarget(
             name: "BuildGateAPITests",
             dependencies: [
+                "BuildGateAPI",
                 "BuildGateApp",
+                "BuildGateStore",
                 "BuildGateTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

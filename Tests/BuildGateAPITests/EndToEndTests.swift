@@ -1,0 +1,178 @@
+import AsyncHTTPClient
+import BuildGateTesting
+import Foundation
+import NIOCore
+import Testing
+
+/// The gateway against a real Podman service and a real registry (`scripts/test-services`), as a user sees it.
+/// Skipped outside CI when those services are not running; under CI=true they must run.
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+struct EndToEndTests {
+    @Test func aContextWithRunAndCopyIsBuiltPushedWithItsLabelAndFollowedByTwoReaders() async throws {
+        let services = try RealServices()
+        let image = services.uniqueImage("app")
+        let context = services.context(
+            "RUN echo output-from-run-step && sleep 1 && echo second-line\nCOPY hello.txt /hello.txt\n",
+            extraFile: ("hello.txt", "hi\n"))
+        try await services.withGateway { gateway, _ in
+            let queued = try await gateway.submit(context, query: "image=\(image)&label=org.example.team=builders")
+            #expect(queued.status == "queued")
+
+            let url = "\(gateway.baseURL)/v1/builds/\(queued.id)/logs?follow=true"
+            let followers = (0..<2).map { _ in
+                Task {
+                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(120))
+                    var bytes: [UInt8] = []
+                    for try await chunk in response.body { bytes += chunk.readableBytesView }
+                    return bytes
+                }
+            }
+            let build = try await gateway.waitUntilFinished(queued.id)
+            #expect(build.status == "succeeded", "\(build.message ?? "")")
+            let digest = try #require(build.images.first?.digest)
+
+            let registry = try await services.manifest(of: image)
+            #expect(registry.digest == digest)
+            #expect(registry.labels["org.example.team"] == "builders")
+
+            let log = try await gateway.log(queued.id)
+            #expect(log.contains("output-from-run-step\nsecond-line\n"))
+            #expect(log.contains("[buildgate] engine: Podman Engine"))
+            #expect(log.contains("[buildgate] pushed \(image)@\(digest)"))
+            #expect(log.hasSuffix("[buildgate] result: succeeded\n"))
+            for follower in followers {
+                #expect(String(decoding: try await follower.value, as: UTF8.self) == log)
+            }
+        }
+    }
+
+    @Test func aFailingRunEndsFailedWithTheEnginesErrorInTheLog() async throws {
+        let services = try RealServices()
+        try await services.withGateway { gateway, _ in
+            let queued = try await gateway.submit(
+                services.context("RUN echo about-to-fail && exit 3\n"), query: "image=\(services.uniqueImage("fail"))")
+            let build = try await gateway.waitUntilFinished(queued.id)
+            #expect(build.status == "failed")
+            #expect(build.reason == "buildFailed")
+            #expect(build.message?.contains("exit status 3") == true)
+            #expect(build.images.first?.digest == nil)
+            let log = try await gateway.log(queued.id)
+            #expect(log.contains("about-to-fail\n"))
+            #expect(log.contains("ERROR: building at STEP"))
+            #expect(log.contains("[buildgate] result: failed (buildFailed)"))
+        }
+    }
+
+    @Test func cancellingQueuedAndRunningBuildsAndTimingOneOut() async throws {
+        let services = try RealServices()
+        try await services.withGateway { gateway, _ in
+            let running = try await gateway.submit(
+                services.context("RUN echo slow-start && sleep 4 && echo slow-end\n"), query: "image=\(services.uniqueImage("slow"))")
+            let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("queued"))")
+            _ = try await gateway.waitFor(running.id) { $0.status == "running" }
+
+            let (cancelQueued, cancelQueuedBody) = try await gateway.post("/v1/builds/\(queued.id)/cancel")
+            #expect(cancelQueued.status.code == 200)
+            #expect(try JSONDecoder().decode(BuildJSON.self, from: Data(cancelQueuedBody)).status == "cancelled")
+
+            let (cancelRunning, _) = try await gateway.post("/v1/builds/\(running.id)/cancel")
+            #expect(cancelRunning.status.code == 202)
+            let cancelled = try await gateway.waitUntilFinished(running.id)
+            #expect(cancelled.status == "cancelled")
+            let log = try await gateway.log(running.id)
+            #expect(log.contains("cancellation requested"))
+            #expect(log.contains("waiting for Podman to stop the build"))
+
+            let timed = try await gateway.submit(
+                services.context("RUN sleep 5\n"), query: "image=\(services.uniqueImage("timeout"))&timeout=1")
+            let timedOut = try await gateway.waitUntilFinished(timed.id)
+            #expect(timedOut.status == "timedOut")
+            #expect(timedOut.reason == "timedOut")
+            #expect(try await gateway.log(timed.id).contains("timeout of 1s reached"))
+
+            let (late, _) = try await gateway.post("/v1/builds/\(timed.id)/cancel")
+            #expect(late.status.code == 409)
+        }
+    }
+
+    @Test func aGatewayKilledMidBuildSettlesTheRunningBuildAndRunsTheQueuedOnesOnceAfterRestart() async throws {
+        let services = try RealServices()
+        let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
+        let directory = try TemporaryDirectory("kill9")
+        defer { directory.remove() }
+
+        let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
+        let gateway = GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())")
+        let slow = try await gateway.submit(
+            services.context("RUN echo slow-started && sleep 6\n"), query: "image=\(services.uniqueImage("killed"))")
+        let queued = [
+            try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("after1"))"),
+            try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("after2"))"),
+        ]
+        _ = try await gateway.waitFor(slow.id) { $0.status == "running" }
+        first.kill9()
+
+        let second = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
+        defer { second.terminate() }
+        let restarted = GatewayClient(baseURL: "http://127.0.0.1:\(try await second.port())")
+        let settled = try await restarted.waitUntilFinished(slow.id)
+        #expect(settled.status == "failed")
+        #expect(settled.reason == "interrupted")
+        let slowLog = try await restarted.log(slow.id)
+        #expect(slowLog.contains("the gateway stopped while this build was running"))
+        #expect(slowLog.components(separatedBy: "dispatched to builder").count == 2)
+
+        for build in queued {
+            let finished = try await restarted.waitUntilFinished(build.id)
+            #expect(finished.status == "succeeded", "\(finished.message ?? "")")
+            #expect(finished.images.first?.digest != nil)
+            let log = try await restarted.log(build.id)
+            #expect(log.components(separatedBy: "dispatched to builder").count == 2, "dispatched exactly once")
+        }
+    }
+}
+
+/// The real `buildgate` executable as a child process, so it can be killed with SIGKILL.
+final class GatewayProcess: Sendable {
+    private let process: Process
+    private let output: Pipe
+
+    init(binary: String, dataDirectory: String, services: RealServices) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory,
+            "--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry,
+            "--lease-seconds", "3", "--migrations", migrationsDirectory, "--log-level", "warning",
+        ]
+        output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+    }
+
+    /// The port from the "buildgate listening on http://HOST:PORT" line.
+    func port() async throws -> Int {
+        var text = ""
+        let handle = output.fileHandleForReading
+        while !text.contains("\n") {
+            let data = handle.availableData
+            guard !data.isEmpty else { break }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        let line = try #require(text.split(separator: "\n").first { $0.contains("listening on") }, "gateway did not start: \(text)")
+        let afterHost = try #require(line.split(separator: " ").first { $0.hasPrefix("http://") })
+        return try #require(Int(afterHost.split(separator: ":").last ?? ""))
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}

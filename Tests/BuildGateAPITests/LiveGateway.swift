@@ -1,0 +1,132 @@
+import AsyncHTTPClient
+import BuildGateApp
+import BuildGateTesting
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// Talks to a running gateway over real HTTP.
+struct GatewayClient: Sendable {
+    let baseURL: String
+
+    func post(_ path: String, body: [UInt8] = [], headers: [(String, String)] = []) async throws -> (HTTPClientResponse, [UInt8]) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        return (response, Array(try await response.body.collect(upTo: 64 << 20).readableBytesView))
+    }
+
+    func get(_ path: String) async throws -> (HTTPClientResponse, [UInt8]) {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: baseURL + path), timeout: .seconds(120))
+        return (response, Array(try await response.body.collect(upTo: 64 << 20).readableBytesView))
+    }
+
+    func submit(_ context: [UInt8], query: String) async throws -> BuildJSON {
+        let (response, body) = try await post("/v1/builds?\(query)", body: context)
+        #expect(response.status.code == 202, "\(String(decoding: body, as: UTF8.self))")
+        return try JSONDecoder().decode(BuildJSON.self, from: Data(body))
+    }
+
+    func build(_ id: String) async throws -> BuildJSON {
+        let (_, body) = try await get("/v1/builds/\(id)")
+        return try JSONDecoder().decode(BuildJSON.self, from: Data(body))
+    }
+
+    func log(_ id: String) async throws -> String {
+        String(decoding: try await get("/v1/builds/\(id)/logs").1, as: UTF8.self)
+    }
+
+    /// Polls the build until `condition` holds (or fails the test after `timeout`).
+    func waitFor(_ id: String, timeout: Duration = .seconds(120), _ condition: (BuildJSON) -> Bool) async throws -> BuildJSON {
+        let deadline = ContinuousClock.now + timeout
+        var last = try await build(id)
+        while !condition(last) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("build \(id) stuck in \(last.status); log:\n\(try await log(id))")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            last = try await build(id)
+        }
+        return last
+    }
+
+    func waitUntilFinished(_ id: String) async throws -> BuildJSON {
+        try await waitFor(id) { ["succeeded", "failed", "cancelled", "timedOut"].contains($0.status) }
+    }
+}
+
+/// The real services from `scripts/test-services`.
+struct RealServices {
+    let registry: String
+    let podmanSocket: String
+
+    init() throws {
+        registry = try #require(RealEngines.registry, "BUILDGATE_TEST_REGISTRY is not set: run the tests with scripts/test")
+        podmanSocket = try #require(RealEngines.podmanSocket, "BUILDGATE_TEST_PODMAN_SOCKET is not set: run scripts/test")
+    }
+
+    /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
+    func withGateway<T: Sendable>(
+        capacity: Int = 1, _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
+    ) async throws -> T {
+        let directory = try TemporaryDirectory("e2e")
+        defer { directory.remove() }
+        var configuration = try BuildGateConfiguration.resolve([], environment: [:])
+        configuration.dataDirectory = directory.path
+        configuration.migrationsDirectory = migrationsDirectory
+        configuration.port = 0
+        configuration.builders = [
+            try BuildGateConfiguration.parseBuilder("podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
+        ]
+        configuration.insecureRegistries = [registry]
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .warning
+        let app = try await buildApplication(configuration, logger: logger)
+        return try await app.test(.live) { client in
+            try await body(GatewayClient(baseURL: "http://127.0.0.1:\(client.port!)"), directory)
+        }
+    }
+
+    /// A context whose steps are unique to this call, so Podman's layer cache never answers for it.
+    func context(_ steps: String, extraFile: (String, String)? = nil) -> [UInt8] {
+        var tar = TarWriter()
+        tar.file("Dockerfile", "FROM \(registry)/busybox:latest\nRUN echo run-\(UUID().uuidString)\n\(steps)")
+        if let (name, contents) = extraFile { tar.file(name, contents) }
+        tar.end()
+        return tar.bytes
+    }
+
+    /// A repository name no other test uses.
+    func uniqueImage(_ name: String) -> String {
+        "\(registry)/e2e-\(name)-\(UUID().uuidString.prefix(8).lowercased()):1"
+    }
+
+    /// The manifest digest and image labels the registry holds for `reference`.
+    func manifest(of reference: String) async throws -> (digest: String, labels: [String: String]) {
+        let withoutRegistry = reference.dropFirst(registry.count + 1)
+        let colon = try #require(withoutRegistry.lastIndex(of: ":"))
+        let repository = withoutRegistry[..<colon]
+        let tag = withoutRegistry[withoutRegistry.index(after: colon)...]
+        var request = HTTPClientRequest(url: "http://\(registry)/v2/\(repository)/manifests/\(tag)")
+        request.headers.add(
+            name: "Accept",
+            value: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        #expect(response.status == .ok)
+        let digest = try #require(response.headers.first(name: "Docker-Content-Digest"))
+        struct Manifest: Decodable { struct Config: Decodable { var digest: String }; var config: Config }
+        let manifest = try JSONDecoder().decode(
+            Manifest.self, from: Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+        let blob = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: "http://\(registry)/v2/\(repository)/blobs/\(manifest.config.digest)"), timeout: .seconds(30))
+        struct Config: Decodable { struct Inner: Decodable { var Labels: [String: String]? }; var config: Inner }
+        let config = try JSONDecoder().decode(Config.self, from: Data(try await blob.body.collect(upTo: 1 << 20).readableBytesView))
+        return (digest, config.config.Labels ?? [:])
+    }
+}
