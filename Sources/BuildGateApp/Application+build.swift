@@ -69,6 +69,7 @@ package func buildApplication(
     }
     return Application(
         router: router,
+        server: buildGateHTTPServer(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "buildgate"),
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },

@@ -34,7 +34,8 @@ struct APIHarness {
             context: BasicRequestContext.self,
             dependencies: BuildGateAPIDependencies(repository: store, logs: logs, contexts: contexts, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
-        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        return Application(
+            router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
     }
 
     /// Rows in the build table.
