@@ -1,0 +1,30 @@
+# The gateway's own image: build with the Swift toolchain, run on a slim Debian with only what the binary needs.
+#   docker build -t buildgate .
+#   docker run -p 8080:8080 -v buildgate-data:/var/lib/buildgate buildgate \
+#     serve --listen 0.0.0.0:8080 --builder podman=tcp://podman-builder:8888
+FROM swift:6.3-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-dev zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Resolve dependencies in their own layer, so source changes do not refetch them.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN swift build -c release --product buildgate --static-swift-stdlib \
+    && install -D "$(swift build -c release --show-bin-path)/buildgate" /out/buildgate
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-0 zlib1g ca-certificates tzdata \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/buildgate --create-home buildgate
+COPY --from=build /out/buildgate /usr/local/bin/buildgate
+COPY migrations /usr/share/buildgate/migrations
+USER 10001:10001
+ENV BUILDGATE_DATA_DIR=/var/lib/buildgate \
+    BUILDGATE_LISTEN=0.0.0.0:8080 \
+    BUILDGATE_MIGRATIONS=/usr/share/buildgate/migrations
+VOLUME ["/var/lib/buildgate"]
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/buildgate"]
+CMD ["serve"]
