@@ -1,7 +1,7 @@
 import Foundation
 
 /// The identity of one build: `b` followed by 26 lowercase base-32 characters, time-ordered.
-package struct BuildID: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {
+package struct BuildID: Hashable, Sendable, StringCodable, Comparable {
     package let rawValue: String
 
     /// Accepts only the shape the gateway itself generates, so an identifier from a URL is safe to use in a path.
@@ -29,24 +29,11 @@ package struct BuildID: Hashable, Sendable, Codable, CustomStringConvertible, Co
     package var description: String { rawValue }
     package static func < (lhs: BuildID, rhs: BuildID) -> Bool { lhs.rawValue < rhs.rawValue }
 
-    package init(from decoder: any Decoder) throws {
-        let value = try decoder.singleValueContainer().decode(String.self)
-        guard let id = BuildID(value) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a build id"))
-        }
-        self = id
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-
     private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
 }
 
 /// The sha256 digest of a stored build context, as `sha256:<64 hex>`.
-package struct ContextDigest: Hashable, Sendable, Codable, CustomStringConvertible {
+package struct ContextDigest: Hashable, Sendable, StringCodable {
     package let hex: String
 
     package init?(hex: String) {
@@ -60,13 +47,21 @@ package struct ContextDigest: Hashable, Sendable, Codable, CustomStringConvertib
     }
 
     package var description: String { "sha256:\(hex)" }
+}
 
+/// A value that is a checked string on the wire: encoded as `description`, decoded through `init?(_:)`.
+package protocol StringCodable: Codable, CustomStringConvertible {
+    init?(_ text: String)
+}
+
+extension StringCodable {
     package init(from decoder: any Decoder) throws {
-        let value = try decoder.singleValueContainer().decode(String.self)
-        guard let digest = ContextDigest(value) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a digest"))
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(text) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not a valid \(Self.self)"))
         }
-        self = digest
+        self = value
     }
 
     package func encode(to encoder: any Encoder) throws {
