@@ -37,9 +37,13 @@ package final class PodmanServiceSupervisor: Service {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if FileManager.default.fileExists(atPath: socketPath) { return }
+            if process.withLock({ $0?.isRunning == false }) { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw SupervisorError(message: "podman system service did not create \(socketPath) within \(timeout)")
+        let log = (try? String(contentsOfFile: "\(directory)/podman-service.log", encoding: .utf8)) ?? ""
+        throw SupervisorError(
+            message: "podman system service did not start on \(socketPath); its log ends:\n"
+                + log.suffix(2000))
     }
 
     package func run() async throws {

@@ -9,6 +9,12 @@ package struct TemporaryDirectory: Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
+    /// A directory at exactly `path` (for tools with path-length limits).
+    package init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
     package func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
