@@ -1,0 +1,69 @@
+import BuildGateApp
+import BuildGateCore
+import BuildGateTesting
+import Foundation
+import Testing
+
+struct BuildGateConfigurationTests {
+    @Test func flagsWinOverEnvironmentWhichWinsOverTheFileWhichWinsOverDefaults() throws {
+        let directory = try TemporaryDirectory("config")
+        defer { directory.remove() }
+        let file = "\(directory.path)/buildgate.json"
+        try Data(#"{"listen":"0.0.0.0:9000","dataDirectory":"/from/file","buildTimeout":120,"insecureRegistries":["r.local:5000"]}"#.utf8)
+            .write(to: URL(fileURLWithPath: file))
+        var flags = BuildGateConfiguration.Layer()
+        flags.listen = "127.0.0.1:7000"
+        let environment = ["BUILDGATE_DATA_DIR": "/from/env", "BUILDGATE_MAX_CONTEXT_SIZE": "1000", "HOME": "/home/u"]
+
+        let configuration = try BuildGateConfiguration.resolve(
+            [flags, try .init(environment: environment), try .init(file: file)], environment: environment)
+
+        #expect(configuration.host == "127.0.0.1" && configuration.port == 7000)
+        #expect(configuration.dataDirectory == "/from/env")
+        #expect(configuration.limits.maxContextSize == 1000)
+        #expect(configuration.limits.defaultBuildTimeout == 120)
+        #expect(configuration.insecureRegistries == ["r.local:5000"])
+        #expect(configuration.builders.isEmpty)
+        #expect(configuration.limits.maxContextEntries == 100_000)
+
+        let defaults = try BuildGateConfiguration.resolve([], environment: ["HOME": "/home/u"])
+        #expect(defaults.dataDirectory == "/home/u/.local/share/buildgate")
+        #expect(defaults.host == "127.0.0.1" && defaults.port == 8080)
+    }
+
+    @Test func buildersParseWithCapacityAndName() throws {
+        let unix = try BuildGateConfiguration.parseBuilder("podman=unix:///run/podman/podman.sock", index: 0)
+        #expect(unix == BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman/podman.sock")))
+        let tcp = try BuildGateConfiguration.parseBuilder("docker=tcp://10.0.0.5:2375,capacity=3,name=dind-a", index: 1)
+        #expect(tcp == BuilderEndpoint(name: "dind-a", engine: .docker, address: .tcp(host: "10.0.0.5", port: 2375), capacity: 3))
+        for bad in ["podman", "kaniko=tcp://h:1", "podman=http://h:1", "podman=tcp://h", "podman=unix://relative",
+            "podman=tcp://h:1,capacity=0", "podman=tcp://h:1,colour=blue"]
+        {
+            #expect(throws: BuildGateError.self, "\(bad)") { try BuildGateConfiguration.parseBuilder(bad, index: 0) }
+        }
+    }
+
+    @Test func badValuesAreRefusedWithTheirName() {
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(environment: ["BUILDGATE_MAX_CONTEXT_SIZE": "lots"]) }
+        var layer = BuildGateConfiguration.Layer()
+        layer.listen = "nowhere"
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
+        layer = BuildGateConfiguration.Layer()
+        layer.builders = ["podman=tcp://a:1,name=x", "podman=tcp://b:1,name=x"]
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
+    }
+
+    @Test func registryCredentialsReadDockerConfigJSON() throws {
+        let directory = try TemporaryDirectory("config")
+        defer { directory.remove() }
+        let file = "\(directory.path)/config.json"
+        let auth = Data("robot:s3cret:with:colons".utf8).base64EncodedString()
+        try Data(#"{"auths":{"https://registry.example.com/v1/":{"auth":"\#(auth)"},"r.local:5000":{"username":"u","password":"p"}}}"#.utf8)
+            .write(to: URL(fileURLWithPath: file))
+        let credentials = try RegistryCredentials(file: file)
+        #expect(credentials.byHost["registry.example.com"] == RegistryCredential(username: "robot", password: "s3cret:with:colons"))
+        #expect(credentials.byHost["r.local:5000"] == RegistryCredential(username: "u", password: "p"))
+        let shown = "\(try #require(credentials.byHost["registry.example.com"]))"
+        #expect(!shown.contains("s3cret") && shown.contains("<redacted>"))
+    }
+}
