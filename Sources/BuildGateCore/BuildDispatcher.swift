@@ -70,7 +70,8 @@ package final class BuildDispatcher: Service {
     }
 
     package func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
+        // Discarding: a finished build's task is freed at once, however long the dispatcher runs.
+        await withDiscardingTaskGroup { group in
             group.addTask { await self.renewLeasesUntilCancelled() }
             group.addTask { await self.ringPeriodically() }
             await withGracefulShutdownHandler {
@@ -88,7 +89,7 @@ package final class BuildDispatcher: Service {
     // MARK: - Claiming
 
     /// Claims builds until every endpoint is full or nothing is queued; each claimed build runs as a child task.
-    private func claimForFreeSlots(into group: inout TaskGroup<Void>) async {
+    private func claimForFreeSlots(into group: inout DiscardingTaskGroup) async {
         for endpoint in endpoints {
             while hasFreeSlot(endpoint) {
                 let build: Build
