@@ -5,10 +5,11 @@
 /// build's terminal status is committed, so a reader that saw a terminal status before taking a snapshot knows that
 /// snapshot holds every byte.
 package protocol BuildLogStore: Sendable {
-    /// Appends bytes to the end of the build's log (creating it if needed); durable on the OS when it returns.
+    /// Appends bytes to the end of the build's log (creating it if needed); written to the OS when it returns.
+    /// Throws a `.conflict` error once the log is finished: a complete log never changes.
     func append(_ bytes: [UInt8], to id: BuildID) async throws
 
-    /// Marks the log complete and wakes every waiter. Appending afterwards is a programming error.
+    /// Marks the log complete and wakes every waiter.
     func finish(_ id: BuildID) async
 
     /// The current length, and whether `finish` was called in this process.

@@ -34,7 +34,9 @@ package final class FileBuildLogStore: BuildLogStore {
         guard !bytes.isEmpty else { return }
         try state.withLock { state in
             var log = state.logs[id] ?? LogState(length: fileLength(id))
-            precondition(!log.isFinished, "appending to a finished log")
+            guard !log.isFinished else {
+                throw BuildGateError(.conflict, "the log of \(id) is complete; nothing more is appended")
+            }
             let descriptor = open(path(id), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
             guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
             defer { close(descriptor) }

@@ -80,7 +80,6 @@ struct EngineAPIClient: Sendable {
     }
 
     static func explain(_ error: any Error) -> String {
-        if let error = error as? HTTPClientError { return "\(error)" }
         if let error = error as? BuildGateError { return error.message }
         return "\(error)"
     }

@@ -17,6 +17,10 @@ struct FileBuildLogStoreTests {
 
         let reopened = try FileBuildLogStore(dataDirectory: directory.path)
         #expect(await reopened.snapshot(id).length == 12)
+
+        await logs.finish(id)
+        await #expect(throws: BuildGateError.self) { try await logs.append(Array("late".utf8), to: id) }
+        #expect(await logs.snapshot(id).length == 12)
     }
 
     @Test func waitersWakeOnAppendAndOnFinishAndTimeOutOtherwise() async throws {
