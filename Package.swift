@@ -40,6 +40,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ForgeWebhooks",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BuildGateStore",
             dependencies: [
                 "BuildGateCore",
@@ -108,6 +113,12 @@ let package = Package(
         .testTarget(
             name: "BuildGateStoreTests",
             dependencies: ["BuildGateStore", "BuildGateTesting", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ForgeWebhooksTests",
+            dependencies: ["ForgeWebhooks"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
