@@ -28,10 +28,17 @@ struct APIError: HTTPResponseError {
         case .notFound: .notFound
         case .conflict: .conflict
         case .rangeNotSatisfiable: .rangeNotSatisfiable
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .tooManyRequests: .tooManyRequests
         default: .internalServerError
         }
         let message = status == .internalServerError ? "internal error" : error.message
-        self.init(status: status, code: status == .internalServerError ? "internalError" : error.code.rawValue, message: message)
+        var headers: HTTPFields = [:]
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        self.init(
+            status: status, code: status == .internalServerError ? "internalError" : error.code.rawValue,
+            message: message, headers: headers)
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {

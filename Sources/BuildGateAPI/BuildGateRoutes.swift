@@ -7,17 +7,20 @@ package struct BuildGateAPIDependencies: Sendable {
     package var repository: any BuildRepository
     package var logs: any BuildLogStore
     package var contexts: any ContextStore
+    package var tokens: any AccessTokenRepository
     package var onQueued: @Sendable () -> Void
 
     package init(
         repository: any BuildRepository,
         logs: any BuildLogStore,
         contexts: any ContextStore,
+        tokens: any AccessTokenRepository,
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
         self.logs = logs
         self.contexts = contexts
+        self.tokens = tokens
         self.onQueued = onQueued
     }
 }
@@ -39,8 +42,8 @@ package struct BuildGateAPILimits: Sendable {
 }
 
 /// Builds the router: `/v1/builds…`, `/healthz`, and the error shape for every failure.
-package func buildRouter<Context: RequestContext>(
-    context: Context.Type = BasicRequestContext.self,
+package func buildRouter<Context: AuthenticatedRequestContext>(
+    context: Context.Type = BuildGateRequestContext.self,
     dependencies: BuildGateAPIDependencies,
     limits: BuildGateAPILimits,
     logger: Logger
@@ -48,6 +51,7 @@ package func buildRouter<Context: RequestContext>(
     let router = Router(context: Context.self)
     router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
     router.get("healthz") { _, _ in "ok\n" }
+    router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
 
     var intake = ContextIntake.Limits()
     intake.maxContextSize = limits.maxContextSize
@@ -58,6 +62,7 @@ package func buildRouter<Context: RequestContext>(
         repository: dependencies.repository,
         logs: dependencies.logs,
         contexts: dependencies.contexts,
+        tokens: dependencies.tokens,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
         onQueued: dependencies.onQueued

@@ -14,7 +14,7 @@ import ServiceLifecycle
 ///
 /// Completeness rule: the build's status is read *before* the log snapshot; drivers' last bytes are written before
 /// the terminal status is committed, so a terminal status read first means the snapshot holds every byte.
-struct BuildLogsController<Context: RequestContext>: Sendable {
+struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     let repository: any BuildRepository
     let logs: any BuildLogStore
     /// The longest long-poll a client may ask for.
@@ -36,7 +36,7 @@ struct BuildLogsController<Context: RequestContext>: Sendable {
 
     @Sendable func read(_ request: Request, context: Context) async throws -> Response {
         let query = try parse(request)
-        let build = try await BuildsController<Context>.find(context, in: repository)
+        let build = try await BuildsController<Context>.find(context, in: repository, scope: .logsRead)
         let start = query.rangeFrom ?? query.offset ?? 0
 
         if query.follow {

@@ -6,7 +6,7 @@ import Hummingbird
 import Logging
 
 /// `/v1/builds`: intake, status, listing, cancellation. Logs are `BuildLogsController`'s.
-struct BuildsController<Context: RequestContext>: Sendable {
+struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     struct Configuration: Sendable {
         var intake = ContextIntake.Limits()
         var defaultTimeout = 3600
@@ -16,6 +16,7 @@ struct BuildsController<Context: RequestContext>: Sendable {
     let repository: any BuildRepository
     let logs: any BuildLogStore
     let contexts: any ContextStore
+    let tokens: any AccessTokenRepository
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
     let onQueued: @Sendable () -> Void
@@ -25,15 +26,18 @@ struct BuildsController<Context: RequestContext>: Sendable {
         group.get(use: list)
         group.get("{id}", use: show)
         group.post("{id}/cancel", use: cancel)
+        group.post("{id}/log-tokens", use: createLogToken)
     }
 
     // MARK: - POST /v1/builds
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
+        let principal = try context.require(.buildsWrite)
         let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
         let buildRequest = try BuildParameters.parse(
             query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
-        let idempotencyKey = try Self.idempotencyKey(request.headers)
+        // Keys are per tenant: another tenant's key must never return (or reveal) this tenant's build.
+        let idempotencyKey = try Self.idempotencyKey(request.headers).map { "\(principal.tenant):\($0)" }
         if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
             return try Self.buildResponse(existing, status: .ok)
         }
@@ -46,7 +50,7 @@ struct BuildsController<Context: RequestContext>: Sendable {
         let intake = ContextIntake(store: contexts, limits: configuration.intake)
         let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
         let build = Build(
-            id: .generate(), request: buildRequest, context: buildContext, createdAt: Date(),
+            id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: Date(),
             idempotencyKey: idempotencyKey)
         switch try await repository.create(build) {
         case .existing(let earlier):
@@ -72,12 +76,13 @@ struct BuildsController<Context: RequestContext>: Sendable {
     // MARK: - GET /v1/builds/{id}
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try Self.buildResponse(try await Self.find(context, in: repository), status: .ok)
+        try Self.buildResponse(try await Self.find(context, in: repository, scope: .buildsRead), status: .ok)
     }
 
     // MARK: - GET /v1/builds
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        let principal = try context.require(.buildsRead)
         let parameters = request.uri.queryParameters
         if let unknown = parameters.first(where: { !["status", "limit", "cursor"].contains($0.key) }) {
             throw BuildGateError(.invalidParameter, "unknown parameter '\(unknown.key)'; known: cursor, limit, status")
@@ -103,7 +108,7 @@ struct BuildsController<Context: RequestContext>: Sendable {
             guard let id = BuildID(String(text)) else { throw BuildGateError(.invalidParameter, "'cursor' is not valid") }
             cursor = id
         }
-        let builds = try await repository.list(status: status, limit: limit + 1, after: cursor)
+        let builds = try await repository.list(tenant: principal.tenant, status: status, limit: limit + 1, after: cursor)
         let page = BuildPage(
             builds: builds.prefix(limit).map(BuildRepresentation.init),
             nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
@@ -113,7 +118,7 @@ struct BuildsController<Context: RequestContext>: Sendable {
     // MARK: - POST /v1/builds/{id}/cancel
 
     @Sendable func cancel(_ request: Request, context: Context) async throws -> Response {
-        let build = try await Self.find(context, in: repository)
+        let build = try await Self.find(context, in: repository, scope: .buildsWrite)
         if build.status.isTerminal {
             if build.status == .cancelled { return try Self.buildResponse(build, status: .ok) }
             throw BuildGateError(.conflict, "build \(build.id) already ended (\(build.status.rawValue))")
@@ -131,12 +136,38 @@ struct BuildsController<Context: RequestContext>: Sendable {
 
     // MARK: - Helpers
 
-    static func find(_ context: Context, in repository: any BuildRepository) async throws -> Build {
+    /// The build named in the path, if the caller may use `scope` on it. Another tenant's build is answered
+    /// exactly like one that does not exist.
+    static func find(_ context: Context, in repository: any BuildRepository, scope: Scope) async throws -> Build {
         let text = try context.parameters.require("id")
-        guard let id = BuildID(text), let build = try await repository.build(id) else {
+        let id = BuildID(text)
+        let principal = try context.require(scope, build: id)
+        guard let id, let build = try await repository.build(id), build.tenant == principal.tenant else {
             throw BuildGateError(.notFound, "no build '\(text)'")
         }
         return build
+    }
+
+    // MARK: - POST /v1/builds/{id}/log-tokens
+
+    /// A short-lived token that can read only this build's status and logs, for dashboards (also accepted as
+    /// `?access_token=`, since browsers' EventSource cannot send headers).
+    @Sendable func createLogToken(_ request: Request, context: Context) async throws -> Response {
+        let build = try await Self.find(context, in: repository, scope: .buildsRead)
+        var ttl = 3600
+        if let text = request.uri.queryParameters["ttl"] {
+            guard let seconds = Int(text), (60...86_400).contains(seconds) else {
+                throw BuildGateError(.invalidParameter, "'ttl' must be seconds from 60 to 86400")
+            }
+            ttl = seconds
+        }
+        let now = Date()
+        let (token, record) = try await tokens.createToken(
+            tenant: build.tenant, name: "log-read \(build.id)", scopes: [.logsRead], buildID: build.id,
+            expiresAt: now.addingTimeInterval(Double(ttl)), at: now)
+        return try Self.json(
+            LogTokenRepresentation(token: token, buildId: build.id.rawValue, expiresAt: record.expiresAt ?? now),
+            status: .created)
     }
 
     static func buildResponse(_ build: Build, status: HTTPResponse.Status) throws -> Response {
@@ -160,4 +191,11 @@ struct BuildPage: Encodable {
     var builds: [BuildRepresentation]
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
     var nextCursor: String?
+}
+
+/// The answer of `POST /v1/builds/{id}/log-tokens`.
+struct LogTokenRepresentation: Encodable {
+    var token: String
+    var buildId: String
+    var expiresAt: Date
 }

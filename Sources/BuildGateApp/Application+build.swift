@@ -22,6 +22,8 @@ package func buildApplication(
     let database = try BuildGateDatabase(
         path: "\(dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
     let store = SQLiteBuildStore(database: database)
+    let tokens = SQLiteAccessTokenStore(database: database)
+    try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
     for leftover in contexts.leftoverUploads() {
@@ -58,9 +60,9 @@ package func buildApplication(
     services.append(contentsOf: [dispatcher, reaper] as [any Service])
 
     let router = buildRouter(
-        context: BasicRequestContext.self,
+        context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
-            repository: store, logs: logs, contexts: contexts, onQueued: dispatcher.wake),
+            repository: store, logs: logs, contexts: contexts, tokens: tokens, onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
 
@@ -74,4 +76,35 @@ package func buildApplication(
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+/// On first start (no token at all), creates an admin token for the `default` tenant, prints it once and writes it
+/// to `<data>/admin-token` (mode 0600), so the quick start works with curl. Later starts do nothing.
+func bootstrapAdminToken(_ tokens: any AccessTokenRepository, dataDirectory: String) async throws {
+    guard try await tokens.tokenCount() == 0 else { return }
+    let (token, _) = try await tokens.createToken(
+        tenant: .default, name: "bootstrap admin", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date())
+    let path = "\(dataDirectory)/admin-token"
+    unlink(path)
+    let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot write \(path)") }
+    defer { close(descriptor) }
+    let bytes = Array("\(token)\n".utf8)
+    guard write(descriptor, bytes, bytes.count) == bytes.count else {
+        throw BuildGateError(.internalError, "cannot write \(path)")
+    }
+    FileHandle.standardOutput.write(Data("""
+        Created the first admin token (tenant 'default'); it is shown only now and kept in \(path):
+        \(token)
+
+        """.utf8))
+}
+
+/// The token store of a data directory, for `buildgate token …` (runs the migrations if needed).
+package func openAccessTokens(_ configuration: BuildGateConfiguration) throws -> any AccessTokenRepository {
+    try FileManager.default.createDirectory(
+        atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    let database = try BuildGateDatabase(
+        path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
+    return SQLiteAccessTokenStore(database: database)
 }

@@ -3,6 +3,8 @@ import Foundation
 /// A build as the gateway knows it: the request, its context, and how far it got.
 package struct Build: Sendable, Equatable, Identifiable {
     package var id: BuildID
+    /// The tenant that owns it; other tenants cannot see it.
+    package var tenant: TenantID
     package var status: BuildStatus
     package var request: BuildRequest
     package var context: BuildContext
@@ -23,6 +25,7 @@ package struct Build: Sendable, Equatable, Identifiable {
 
     package init(
         id: BuildID,
+        tenant: TenantID = .default,
         status: BuildStatus = .queued,
         request: BuildRequest,
         context: BuildContext,
@@ -37,6 +40,7 @@ package struct Build: Sendable, Equatable, Identifiable {
         idempotencyKey: String? = nil
     ) {
         self.id = id
+        self.tenant = tenant
         self.status = status
         self.request = request
         self.context = context

@@ -25,6 +25,12 @@ package struct BuildGateError: Error, Sendable, CustomStringConvertible {
         package static let conflict = Code("conflict")
         /// The requested byte range is not (yet) there.
         package static let rangeNotSatisfiable = Code("rangeNotSatisfiable")
+        /// No valid credentials (missing, unknown, revoked or expired token; bad webhook signature).
+        package static let unauthorized = Code("unauthorized")
+        /// Valid credentials without the needed scope.
+        package static let forbidden = Code("forbidden")
+        /// A tenant limit was reached; retry later.
+        package static let tooManyRequests = Code("tooManyRequests")
         /// An unexpected failure inside the gateway; details stay in the server log.
         package static let internalError = Code("internalError")
     }

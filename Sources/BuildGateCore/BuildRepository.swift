@@ -15,8 +15,8 @@ package protocol BuildRepository: Sendable {
     /// The build with this id, or nil.
     func build(_ id: BuildID) async throws -> Build?
 
-    /// Builds newest first, optionally only those with `status`, starting after the build `after` (a cursor).
-    func list(status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
+    /// The tenant's builds newest first, optionally only those with `status`, starting after the build `after`.
+    func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
 
     /// Applies `BuildLifecycle`'s `.cancelRequested`: a queued build ends `cancelled` at once; a starting or running
     /// one is marked so its dispatcher stops it; a finished one is left alone. Returns the build afterwards, or nil.

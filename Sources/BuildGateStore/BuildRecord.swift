@@ -9,6 +9,7 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
 
     var id: String
+    var tenantId: String
     var status: String
     var request: String
     var contextDigest: String
@@ -28,6 +29,7 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
 
     init(_ build: Build) throws {
         id = build.id.rawValue
+        tenantId = build.tenant.rawValue
         status = build.status.rawValue
         request = String(decoding: try JSONEncoder.sorted.encode(build.request), as: UTF8.self)
         contextDigest = build.context.digest.description
@@ -45,12 +47,13 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     }
 
     func build() throws -> Build {
-        guard let id = BuildID(id), let status = BuildStatus(rawValue: status),
+        guard let id = BuildID(id), let tenant = TenantID(tenantId), let status = BuildStatus(rawValue: status),
             let digest = ContextDigest(contextDigest),
             let compression = BuildContext.Compression(rawValue: contextCompression)
         else { throw BuildGateError(.internalError, "build row \(id) does not decode") }
         return Build(
             id: id,
+            tenant: tenant,
             status: status,
             request: try JSONDecoder().decode(BuildRequest.self, from: Data(request.utf8)),
             context: BuildContext(digest: digest, size: contextSize, compression: compression),

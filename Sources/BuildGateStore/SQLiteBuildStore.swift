@@ -41,9 +41,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func list(status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build] {
+    package func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build] {
         try await database.writer.read { db in
-            var request = BuildRecord.order(Column("id").desc).limit(limit)
+            var request = BuildRecord.filter(Column("tenantId") == tenant.rawValue).order(Column("id").desc).limit(limit)
             if let status { request = request.filter(Column("status") == status.rawValue) }
             if let after { request = request.filter(Column("id") < after.rawValue) }
             return try request.fetchAll(db).map { try $0.build() }

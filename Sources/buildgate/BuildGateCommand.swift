@@ -1,5 +1,6 @@
 import ArgumentParser
 import BuildGateApp
+import BuildGateCore
 import Foundation
 import Hummingbird
 import Logging
@@ -9,7 +10,7 @@ struct BuildGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "buildgate",
         abstract: "A build gateway: upload a Docker build context, get an image pushed, follow its logs.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Token.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -71,3 +72,81 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Where the database is, for commands that open it directly.
+struct StorageOptions: ParsableArguments {
+    @Option(help: "JSON config file (also BUILDGATE_CONFIG).") var config: String?
+    @Option(name: .customLong("data-dir"), help: "Data directory.") var dataDirectory: String?
+    @Option(help: "Directory of the numbered .sql migrations.") var migrations: String?
+
+    func configuration() throws -> BuildGateConfiguration {
+        var flags = BuildGateConfiguration.Layer()
+        flags.dataDirectory = dataDirectory
+        flags.migrationsDirectory = migrations
+        let environment = ProcessInfo.processInfo.environment
+        var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]
+        if let file = config ?? environment["BUILDGATE_CONFIG"] { layers.append(try .init(file: file)) }
+        return try BuildGateConfiguration.resolve(layers, environment: environment)
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API tokens (works on the data directory directly).",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a token; it is printed once.")
+        @OptionGroup var storage: StorageOptions
+        @Option(help: "Tenant the token belongs to (created if new).") var tenant: String = "default"
+        @Option(help: "A name to recognise the token by.") var name: String
+        @Option(name: .customLong("scope"), help: "builds:write, builds:read, triggers:admin or admin; repeatable.")
+        var scopes: [String] = []
+        @Option(help: "Lifetime in seconds (default: no expiry).") var expiresIn: Int?
+
+        func run() async throws {
+            guard let tenant = TenantID(tenant) else {
+                throw ValidationError("tenant must be 1-63 lowercase letters, digits or dashes")
+            }
+            let parsed = try scopes.map { text in
+                guard let scope = Scope(rawValue: text), scope != .logsRead else {
+                    throw ValidationError("unknown scope '\(text)': builds:write, builds:read, triggers:admin, admin")
+                }
+                return scope
+            }
+            guard !parsed.isEmpty else { throw ValidationError("give at least one --scope") }
+            let tokens = try openAccessTokens(try storage.configuration())
+            let (token, record) = try await tokens.createToken(
+                tenant: tenant, name: name, scopes: Set(parsed), buildID: nil,
+                expiresAt: expiresIn.map { Date().addingTimeInterval(Double($0)) }, at: Date())
+            print("id: \(record.id)  tenant: \(record.tenant)  scopes: \(record.scopes.sorted().map(\.rawValue).joined(separator: ","))")
+            print(token)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
+        @OptionGroup var storage: StorageOptions
+        @Option(help: "Only this tenant's tokens.") var tenant: String?
+
+        func run() async throws {
+            let tokens = try openAccessTokens(try storage.configuration())
+            for token in try await tokens.tokens(of: tenant.flatMap(TenantID.init)) {
+                let state = token.revokedAt != nil ? "revoked" : (token.expiresAt.map { $0 <= Date() } == true ? "expired" : "active")
+                print("\(token.id)\t\(token.tenant)\t\(token.scopes.sorted().map(\.rawValue).joined(separator: ","))\t\(state)\t\(token.name)")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The token id (the part after bgt_ and before the next _).") var id: String
+
+        func run() async throws {
+            let tokens = try openAccessTokens(try storage.configuration())
+            guard try await tokens.revokeToken(id: id, at: Date()) else { throw ValidationError("no token \(id)") }
+            print("revoked \(id)")
+        }
+    }
+}

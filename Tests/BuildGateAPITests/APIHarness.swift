@@ -18,21 +18,41 @@ struct APIHarness {
     let store: SQLiteBuildStore
     let logs: FileBuildLogStore
     let contexts: FileContextStore
+    let tokens: SQLiteAccessTokenStore
     let limits: BuildGateAPILimits
+    /// `Authorization` for an admin token of the `default` tenant.
+    let auth: HTTPFields
 
-    init(limits: BuildGateAPILimits = .init()) throws {
+    init(limits: BuildGateAPILimits = .init()) async throws {
         directory = try TemporaryDirectory("api")
-        store = SQLiteBuildStore(
-            database: try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
+        let database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        store = SQLiteBuildStore(database: database)
+        tokens = SQLiteAccessTokenStore(database: database)
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
+        auth = [.authorization: "Bearer \(try await tokens.createToken(tenant: .default, name: "test admin", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)"]
+    }
+
+    /// `Authorization` for a new token of `tenant` with `scopes`.
+    func auth(tenant: String, scopes: Set<Scope>) async throws -> HTTPFields {
+        let token = try await tokens.createToken(
+            tenant: TenantID(tenant)!, name: "test", scopes: scopes, buildID: nil, expiresAt: nil, at: Date()).token
+        return [.authorization: "Bearer \(token)"]
+    }
+
+    /// `auth` plus more fields.
+    func auth(adding fields: HTTPFields) -> HTTPFields {
+        var all = auth
+        all.append(contentsOf: fields)
+        return all
     }
 
     func application() -> some ApplicationProtocol {
         let router = buildRouter(
-            context: BasicRequestContext.self,
-            dependencies: BuildGateAPIDependencies(repository: store, logs: logs, contexts: contexts, onQueued: {}),
+            context: BuildGateRequestContext.self,
+            dependencies: BuildGateAPIDependencies(
+                repository: store, logs: logs, contexts: contexts, tokens: tokens, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -40,7 +60,7 @@ struct APIHarness {
 
     /// Rows in the build table.
     func buildCount() async throws -> Int {
-        try await store.list(status: nil, limit: 200, after: nil).count
+        try await store.list(tenant: .default, status: nil, limit: 200, after: nil).count
     }
 
     /// Files under tmp/ and contexts/ (uploads in flight and stored contexts).

@@ -12,7 +12,7 @@ struct BuildLogsAPITests {
     /// A queued build whose log the test writes itself, standing in for the dispatcher.
     private func queuedBuild(_ harness: APIHarness, client: some TestClientProtocol) async throws -> BuildID {
         let response = try await client.execute(
-            uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+            uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
         return try #require(BuildID(try response.decode(BuildJSON.self).id))
     }
 
@@ -24,11 +24,11 @@ struct BuildLogsAPITests {
     }
 
     @Test func rangeAndOffsetReadFromAByteAndSay416WhenNothingIsThereYet() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let id = try await queuedBuild(harness, client: client)
-            let queuedLine = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get)
+            let queuedLine = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth)
             #expect(queuedLine.status == .ok)
             #expect(queuedLine.headers[.init("X-Build-Status")!] == "queued")
             #expect(queuedLine.headers[.init("X-Log-Complete")!] == "false")
@@ -37,38 +37,38 @@ struct BuildLogsAPITests {
 
             try await harness.logs.append(Array("0123456789".utf8), to: id)
             let ranged = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length + 4)-"])
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length + 4)-"]))
             #expect(ranged.status == .partialContent)
             #expect(ranged.text == "456789")
             #expect(ranged.headers[.contentRange] == "bytes \(length + 4)-\(length + 9)/*")
             #expect(ranged.headers[.init("X-Next-Offset")!] == String(length + 10))
 
             let bounded = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length)-\(length + 2)"])
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length)-\(length + 2)"]))
             #expect(bounded.text == "012")
 
             let beyond = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length + 10)-"])
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length + 10)-"]))
             #expect(beyond.status == .rangeNotSatisfiable)
             #expect(beyond.headers[.contentRange] == "bytes */\(length + 10)")
 
-            let offset = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 8)", method: .get)
+            let offset = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 8)", method: .get, headers: harness.auth)
             #expect(offset.status == .ok)
             #expect(offset.text == "89")
 
             try await finish(id, harness)
             let complete = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: [.range: "bytes=\(length)-"])
+                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length)-"]))
             #expect(complete.headers[.init("X-Log-Complete")!] == "true")
             #expect(complete.headers[.contentRange] == "bytes \(length)-\(length + 9)/\(length + 10)")
 
-            let bad = try await client.execute(uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get)
+            let bad = try await client.execute(uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get, headers: harness.auth)
             #expect(bad.status == .badRequest)
         }
     }
 
     @Test func aLongPollReturnsAsSoonAsBytesArriveOrWhenTheWaitEnds() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let id = try await queuedBuild(harness, client: client)
@@ -76,7 +76,7 @@ struct BuildLogsAPITests {
 
             let clock = ContinuousClock()
             let start = clock.now
-            let quiet = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=1", method: .get)
+            let quiet = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=1", method: .get, headers: harness.auth)
             #expect(clock.now - start >= .milliseconds(900))
             #expect(quiet.status == .ok && quiet.body.readableBytes == 0)
             #expect(quiet.headers[.init("X-Next-Offset")!] == String(length))
@@ -86,7 +86,7 @@ struct BuildLogsAPITests {
                 try await harness.logs.append(Array("new line\n".utf8), to: id)
             }
             let woken = clock.now
-            let answer = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=30", method: .get)
+            let answer = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=30", method: .get, headers: harness.auth)
             try await writer.value
             #expect(clock.now - woken < .seconds(10))
             #expect(answer.text == "new line\n")
@@ -96,7 +96,7 @@ struct BuildLogsAPITests {
                 try await Task.sleep(for: .milliseconds(300))
                 try await finish(id, harness)
             }
-            let final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 9)&wait=30", method: .get)
+            let final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 9)&wait=30", method: .get, headers: harness.auth)
             try await ending.value
             #expect(final.headers[.init("X-Build-Status")!] == "succeeded")
             #expect(final.headers[.init("X-Log-Complete")!] == "true")
@@ -104,16 +104,18 @@ struct BuildLogsAPITests {
     }
 
     @Test func twoFollowersGetEveryByteOnceFromFileThenLiveUntilTheBuildEnds() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.live) { client in
             let id = try await queuedBuild(harness, client: client)
             for line in 0..<50 { try await harness.logs.append(Array("before \(line)\n".utf8), to: id) }
             let url = "http://127.0.0.1:\(client.port!)/v1/builds/\(id)/logs?follow=true"
 
-            let followers = (0..<2).map { _ in
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
+            let followers = (0..<2).map { [request] _ in
                 Task {
-                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                     #expect(response.status == .ok)
                     var received: [UInt8] = []
                     for try await chunk in response.body { received += chunk.readableBytesView }
@@ -121,8 +123,8 @@ struct BuildLogsAPITests {
                 }
             }
             // One follower that goes away early must cost nothing and disturb no one.
-            let quitter = Task {
-                let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+            let quitter = Task { [request] in
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                 for try await _ in response.body { break }
             }
             for line in 0..<200 {

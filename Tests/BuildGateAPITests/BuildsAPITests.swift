@@ -11,13 +11,13 @@ import Testing
 
 struct BuildsAPITests {
     @Test func anUploadIsStoredQueuedAndAnsweredWith202() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         let context = sampleContext()
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
                 uri: "/v1/builds?image=r.example.com/app:1&buildArg=A=1&buildArg=B=x%3Dy&label=team=x&platform=linux/amd64&noCache=true&timeout=60",
-                method: .post, body: ByteBuffer(bytes: context))
+                method: .post, headers: harness.auth, body: ByteBuffer(bytes: context))
             #expect(response.status == .accepted)
             let build = try response.decode(BuildJSON.self)
             #expect(response.headers[.location] == "/v1/builds/\(build.id)")
@@ -37,7 +37,7 @@ struct BuildsAPITests {
             let storedBytes = try Data(contentsOf: URL(fileURLWithPath: harness.contexts.path(of: stored.context)))
             #expect(Array(storedBytes) == context)
 
-            let shown = try await client.execute(uri: "/v1/builds/\(build.id)", method: .get)
+            let shown = try await client.execute(uri: "/v1/builds/\(build.id)", method: .get, headers: harness.auth)
             #expect(shown.status == .ok)
             #expect(try shown.decode(BuildJSON.self).id == build.id)
         }
@@ -90,12 +90,12 @@ struct BuildsAPITests {
 
     @Test(arguments: rejections)
     func aRejectedUploadGetsItsStatusAndLeavesNoRowAndNoFile(rejection: Rejection) async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         let body = try rejection.body()
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
-                uri: "/v1/builds?\(rejection.query)", method: .post, body: ByteBuffer(bytes: body))
+                uri: "/v1/builds?\(rejection.query)", method: .post, headers: harness.auth, body: ByteBuffer(bytes: body))
             #expect(response.status == rejection.status)
             #expect(response.headers[.contentType] == "application/json")
             let error = try response.decode(ErrorEnvelope.self).error
@@ -112,7 +112,7 @@ struct BuildsAPITests {
     @Test func aBodyOverTheLimitIs413EvenWithoutContentLength() async throws {
         var limits = BuildGateAPILimits()
         limits.maxContextSize = 4096
-        let harness = try APIHarness(limits: limits)
+        let harness = try await APIHarness(limits: limits)
         defer { harness.directory.remove() }
         var tar = TarWriter()
         tar.file("Dockerfile", "FROM scratch\n")
@@ -122,7 +122,7 @@ struct BuildsAPITests {
         try await harness.application().test(.live) { client in
             // Declared too large: refused before the body is read.
             let declared = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: tooLarge))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: tooLarge))
             #expect(declared.status == .contentTooLarge)
             #expect(try declared.decode(ErrorEnvelope.self).error.code == "contextTooLarge")
         }
@@ -131,6 +131,7 @@ struct BuildsAPITests {
             let url = "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1"
             var request = HTTPClientRequest(url: url)
             request.method = .POST
+            request.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
             request.body = .stream(
                 AsyncStream { continuation in
                     for chunk in stride(from: 0, to: tooLarge.count, by: 1000) {
@@ -146,7 +147,7 @@ struct BuildsAPITests {
     }
 
     @Test func curlUploadsWithExpectContinueAreAnsweredAtOnce() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         let file = "\(harness.directory.path)/context.tar"
         try Data(sampleContext()).write(to: URL(fileURLWithPath: file))
@@ -155,7 +156,7 @@ struct BuildsAPITests {
             curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
             curl.arguments = [
                 "-sS", "-v", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-T", file, "-X", "POST",
-                "-H", "Expect: 100-continue", "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1",
+                "-H", "Expect: 100-continue", "-H", "Authorization: \(harness.auth[.authorization]!)", "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1",
             ]
             let output = Pipe()
             let trace = Pipe()
@@ -172,14 +173,14 @@ struct BuildsAPITests {
     }
 
     @Test func anIdempotencyKeyReturnsTheFirstBuild() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let headers: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "deploy-42"]
             let first = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: headers, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers), body: ByteBuffer(bytes: sampleContext()))
             let second = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: headers, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers), body: ByteBuffer(bytes: sampleContext()))
             #expect(first.status == .accepted)
             #expect(second.status == .ok)
             #expect(try first.decode(BuildJSON.self).id == second.decode(BuildJSON.self).id)
@@ -188,45 +189,45 @@ struct BuildsAPITests {
     }
 
     @Test func listingPagesNewestFirstAndFiltersByStatus() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             var ids: [String] = []
             for _ in 0..<3 {
                 let response = try await client.execute(
-                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
                 ids.append(try response.decode(BuildJSON.self).id)
                 try await Task.sleep(for: .milliseconds(2))
             }
-            let first = try await client.execute(uri: "/v1/builds?limit=2", method: .get).decode(PageJSON.self)
+            let first = try await client.execute(uri: "/v1/builds?limit=2", method: .get, headers: harness.auth).decode(PageJSON.self)
             #expect(first.builds.map(\.id) == [ids[2], ids[1]])
             let cursor = try #require(first.nextCursor)
-            let second = try await client.execute(uri: "/v1/builds?limit=2&cursor=\(cursor)", method: .get).decode(PageJSON.self)
+            let second = try await client.execute(uri: "/v1/builds?limit=2&cursor=\(cursor)", method: .get, headers: harness.auth).decode(PageJSON.self)
             #expect(second.builds.map(\.id) == [ids[0]])
             #expect(second.nextCursor == nil)
 
-            _ = try await client.execute(uri: "/v1/builds/\(ids[1])/cancel", method: .post)
-            let cancelled = try await client.execute(uri: "/v1/builds?status=cancelled", method: .get).decode(PageJSON.self)
+            _ = try await client.execute(uri: "/v1/builds/\(ids[1])/cancel", method: .post, headers: harness.auth)
+            let cancelled = try await client.execute(uri: "/v1/builds?status=cancelled", method: .get, headers: harness.auth).decode(PageJSON.self)
             #expect(cancelled.builds.map(\.id) == [ids[1]])
-            let bad = try await client.execute(uri: "/v1/builds?status=exploded", method: .get)
+            let bad = try await client.execute(uri: "/v1/builds?status=exploded", method: .get, headers: harness.auth)
             #expect(bad.status == .badRequest)
         }
     }
 
     @Test func cancellingAQueuedBuildEndsItAtOnceAndIsIdempotent() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
             let id = try created.decode(BuildJSON.self).id
-            let cancelled = try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post)
+            let cancelled = try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth)
             #expect(cancelled.status == .ok)
             let build = try cancelled.decode(BuildJSON.self)
             #expect(build.status == "cancelled")
             #expect(build.reason == "cancelled")
-            #expect(try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post).status == .ok)
-            let log = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get)
+            #expect(try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth).status == .ok)
+            let log = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth)
             #expect(log.headers[.init("X-Log-Complete")!] == "true")
             #expect(log.text.hasSuffix("[buildgate] cancelled before it started; result: cancelled\n"))
         }
@@ -235,7 +236,7 @@ struct BuildsAPITests {
     }
 
     @Test func unknownBuildsAndRoutesAre404InTheErrorShape() async throws {
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             for (uri, method) in [
@@ -245,7 +246,7 @@ struct BuildsAPITests {
                 ("/v1/builds/\(BuildID.generate())/cancel", .post),
                 ("/v1/nothing-here", .get),
             ] {
-                let response = try await client.execute(uri: uri, method: method)
+                let response = try await client.execute(uri: uri, method: method, headers: harness.auth)
                 #expect(response.status == .notFound, "\(uri)")
                 #expect(try response.decode(ErrorEnvelope.self).error.code == "notFound")
             }

@@ -18,10 +18,10 @@ struct EndToEndTests {
             let queued = try await gateway.submit(context, query: "image=\(image)&label=org.example.team=builders")
             #expect(queued.status == "queued")
 
-            let url = "\(gateway.baseURL)/v1/builds/\(queued.id)/logs?follow=true"
+            let follow = gateway.request("/v1/builds/\(queued.id)/logs?follow=true")
             let followers = (0..<2).map { _ in
                 Task {
-                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(120))
+                    let response = try await HTTPClient.shared.execute(follow, timeout: .seconds(120))
                     var bytes: [UInt8] = []
                     for try await chunk in response.body { bytes += chunk.readableBytesView }
                     return bytes
@@ -102,7 +102,7 @@ struct EndToEndTests {
         defer { directory.remove() }
 
         let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
-        let gateway = GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())")
+        let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
         let slow = try await gateway.submit(
             services.context("RUN echo slow-started && sleep 6\n"), query: "image=\(services.uniqueImage("killed"))")
         let queued = [
@@ -114,7 +114,7 @@ struct EndToEndTests {
 
         let second = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
         defer { second.terminate() }
-        let restarted = GatewayClient(baseURL: "http://127.0.0.1:\(try await second.port())")
+        let restarted = GatewayClient(baseURL: "http://127.0.0.1:\(try await second.port())", token: gateway.token)
         let settled = try await restarted.waitUntilFinished(slow.id)
         #expect(settled.status == "failed")
         #expect(settled.reason == "interrupted")
@@ -155,7 +155,7 @@ final class GatewayProcess: Sendable {
     func port() async throws -> Int {
         var text = ""
         let handle = output.fileHandleForReading
-        while !text.contains("\n") {
+        while !text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().contains(where: { $0.contains("listening on") }) {
             let data = handle.availableData
             guard !data.isEmpty else { break }
             text += String(decoding: data, as: UTF8.self)

@@ -11,9 +11,29 @@ import Testing
 /// Talks to a running gateway over real HTTP.
 struct GatewayClient: Sendable {
     let baseURL: String
+    /// An API token; by default the admin token the gateway wrote to its data directory on first start.
+    let token: String
+
+    init(baseURL: String, dataDirectory: String) throws {
+        self.baseURL = baseURL
+        token = try String(contentsOfFile: "\(dataDirectory)/admin-token", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    init(baseURL: String, token: String) {
+        self.baseURL = baseURL
+        self.token = token
+    }
+
+    /// A request to `path` with this client's token.
+    func request(_ path: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        return request
+    }
 
     func post(_ path: String, body: [UInt8] = [], headers: [(String, String)] = []) async throws -> (HTTPClientResponse, [UInt8]) {
-        var request = HTTPClientRequest(url: baseURL + path)
+        var request = request(path)
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: body))
@@ -22,7 +42,7 @@ struct GatewayClient: Sendable {
     }
 
     func get(_ path: String) async throws -> (HTTPClientResponse, [UInt8]) {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: baseURL + path), timeout: .seconds(120))
+        let response = try await HTTPClient.shared.execute(request(path), timeout: .seconds(120))
         return (response, Array(try await response.body.collect(upTo: 64 << 20).readableBytesView))
     }
 
@@ -89,7 +109,8 @@ struct RealServices {
         logger.logLevel = .warning
         let app = try await buildApplication(configuration, logger: logger)
         return try await app.test(.live) { client in
-            try await body(GatewayClient(baseURL: "http://127.0.0.1:\(client.port!)"), directory)
+            try await body(
+                try GatewayClient(baseURL: "http://127.0.0.1:\(client.port!)", dataDirectory: directory.path), directory)
         }
     }
 

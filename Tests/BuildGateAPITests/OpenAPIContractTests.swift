@@ -46,11 +46,11 @@ struct OpenAPIContractTests {
         let operations = try JSONDecoder().decode([[Operation]].self, from: Data(listed.output.utf8))
         #expect(operations.count >= 6)
 
-        let harness = try APIHarness()
+        let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
             try validate(created.body, as: "Build")
             let id = try created.decode(BuildJSON.self).id
 
@@ -65,16 +65,16 @@ struct OpenAPIContractTests {
                 let response: TestResponse
                 if method == "POST" && path == "/v1/builds" {
                     response = try await client.execute(
-                        uri: "\(uri)?image=r.example.com/b:1", method: .post, body: ByteBuffer(bytes: sampleContext()))
+                        uri: "\(uri)?image=r.example.com/b:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
                 } else {
-                    response = try await client.execute(uri: uri, method: HTTPRequest.Method(method)!)
+                    response = try await client.execute(uri: uri, method: HTTPRequest.Method(method)!, headers: harness.auth)
                 }
                 #expect(statuses.contains(String(response.status.code)), "\(method) \(path) answered \(response.status.code)")
             }
 
-            try validate(try await client.execute(uri: "/v1/builds", method: .get).body, as: "BuildPage")
-            try validate(try await client.execute(uri: "/v1/builds?limit=0", method: .get).body, as: "Error")
-            try validate(try await client.execute(uri: "/v1/builds/\(id)", method: .get).body, as: "Build")
+            try validate(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).body, as: "BuildPage")
+            try validate(try await client.execute(uri: "/v1/builds?limit=0", method: .get, headers: harness.auth).body, as: "Error")
+            try validate(try await client.execute(uri: "/v1/builds/\(id)", method: .get, headers: harness.auth).body, as: "Build")
         }
     }
 

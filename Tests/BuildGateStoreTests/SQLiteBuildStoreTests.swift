@@ -54,7 +54,7 @@ struct SQLiteBuildStoreTests {
         }
         #expect(existing.id == first.id)
         #expect(try await store.build(second.id) == nil)
-        #expect(try await store.list(status: nil, limit: 10, after: nil).count == 1)
+        #expect(try await store.list(tenant: .default, status: nil, limit: 10, after: nil).count == 1)
     }
 
     @Test func claimsTakeTheOldestQueuedBuildOnceEvenUnderConcurrentClaimers() async throws {
@@ -121,11 +121,11 @@ struct SQLiteBuildStoreTests {
             ids.append(value.id)
             _ = try await store.create(value)
         }
-        let page1 = try await store.list(status: nil, limit: 2, after: nil).map(\.id)
-        let page2 = try await store.list(status: nil, limit: 2, after: page1.last).map(\.id)
+        let page1 = try await store.list(tenant: .default, status: nil, limit: 2, after: nil).map(\.id)
+        let page2 = try await store.list(tenant: .default, status: nil, limit: 2, after: page1.last).map(\.id)
         #expect(page1 == [ids[4], ids[3]])
         #expect(page2 == [ids[2], ids[1]])
-        #expect(try await store.list(status: .running, limit: 10, after: nil).isEmpty)
+        #expect(try await store.list(tenant: .default, status: .running, limit: 10, after: nil).isEmpty)
     }
 
     @Test func theSchemaRefusesRowsTheCodeMustNeverWrite() throws {

@@ -1,0 +1,84 @@
+import BuildGateCore
+import Foundation
+import GRDB
+
+/// API tokens and tenants in SQLite. Only sha256 of a token's secret is stored; lookups go by the token's id and
+/// the secret is compared in constant time (`TokenSecret.matches`).
+package struct SQLiteAccessTokenStore: AccessTokenRepository {
+    private let database: BuildGateDatabase
+
+    package init(database: BuildGateDatabase) {
+        self.database = database
+    }
+
+    private struct Row: Codable, FetchableRecord, PersistableRecord {
+        static let databaseTableName = "accessToken"
+        static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
+        static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+        var id: String
+        var tenantId: String
+        var name: String
+        var secretHash: Data
+        var scopes: String
+        var buildId: String?
+        var createdAt: Date
+        var expiresAt: Date?
+        var revokedAt: Date?
+
+        func token() throws -> AccessToken {
+            guard let tenant = TenantID(tenantId) else { throw BuildGateError(.internalError, "token \(id) has a bad tenant") }
+            let names = try JSONDecoder().decode([String].self, from: Data(scopes.utf8))
+            return AccessToken(
+                id: id, tenant: tenant, name: name, scopes: Set(names.compactMap(Scope.init(rawValue:))),
+                buildID: buildId.flatMap(BuildID.init), createdAt: createdAt, expiresAt: expiresAt, revokedAt: revokedAt)
+        }
+    }
+
+    package func createToken(
+        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, at date: Date
+    ) async throws -> (token: String, record: AccessToken) {
+        let (token, id, hash) = TokenSecret.generate()
+        let scopeNames = String(decoding: try JSONEncoder().encode(scopes.sorted().map(\.rawValue)), as: UTF8.self)
+        let row = Row(
+            id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
+            buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil)
+        try await database.writer.write { db in
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
+                arguments: [tenant.rawValue, date.timeIntervalSince1970])
+            try row.insert(db)
+        }
+        return (token, try row.token())
+    }
+
+    package func authenticate(_ token: String, at date: Date) async throws -> Principal? {
+        guard let (id, secret) = TokenSecret.parse(token) else { return nil }
+        guard let row = try await database.writer.read({ db in try Row.fetchOne(db, key: id) }) else { return nil }
+        guard TokenSecret.matches(secret, hash: Array(row.secretHash)) else { return nil }
+        let stored = try row.token()
+        if stored.revokedAt != nil { return nil }
+        if let expiresAt = stored.expiresAt, expiresAt <= date { return nil }
+        return Principal(tenant: stored.tenant, scopes: stored.scopes, buildID: stored.buildID)
+    }
+
+    package func tokens(of tenant: TenantID?) async throws -> [AccessToken] {
+        try await database.writer.read { db in
+            var request = Row.filter(sql: "buildId IS NULL").order(Column("createdAt"))
+            if let tenant { request = request.filter(Column("tenantId") == tenant.rawValue) }
+            return try request.fetchAll(db).map { try $0.token() }
+        }
+    }
+
+    package func revokeToken(id: String, at date: Date) async throws -> Bool {
+        try await database.writer.write { db in
+            try db.execute(
+                sql: "UPDATE accessToken SET revokedAt = coalesce(revokedAt, ?) WHERE id = ?",
+                arguments: [date.timeIntervalSince1970, id])
+            return db.changesCount == 1
+        }
+    }
+
+    package func tokenCount() async throws -> Int {
+        try await database.writer.read { db in try Row.fetchCount(db) }
+    }
+}
