@@ -45,6 +45,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "GitCLI",
+            dependencies: ["BuildGateCore", "ContextArchive", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BuildGateStore",
             dependencies: [
                 "BuildGateCore",
@@ -66,6 +71,7 @@ let package = Package(
             dependencies: [
                 "BuildGateCore",
                 "ContextArchive",
+                "ForgeWebhooks",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -82,6 +88,8 @@ let package = Package(
                 "BuildGateCore",
                 "BuildGateStore",
                 "EngineAPIDriver",
+                "ForgeWebhooks",
+                "GitCLI",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
@@ -137,6 +145,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,6 +8,7 @@ package struct BuildGateAPIDependencies: Sendable {
     package var logs: any BuildLogStore
     package var contexts: any ContextStore
     package var tokens: any AccessTokenRepository
+    package var triggers: any TriggerRepository
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -15,12 +16,14 @@ package struct BuildGateAPIDependencies: Sendable {
         logs: any BuildLogStore,
         contexts: any ContextStore,
         tokens: any AccessTokenRepository,
+        triggers: any TriggerRepository,
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
         self.logs = logs
         self.contexts = contexts
         self.tokens = tokens
+        self.triggers = triggers
         self.onQueued = onQueued
     }
 }
@@ -37,6 +40,10 @@ package struct BuildGateAPILimits: Sendable {
     package var defaultBuildTimeout = 3600
     /// Longest `timeout` a build may ask for, in seconds.
     package var maxBuildTimeout = 6 * 3600
+    /// Hosts git sources may come from (globs); empty allows any.
+    package var allowedGitHosts: [String] = []
+    /// Largest webhook body accepted (checked before any hashing).
+    package var maxWebhookBody = 25 << 20
 
     package init() {}
 }
@@ -60,6 +67,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     let builds = router.group("v1/builds")
     BuildsController<Context>(
         repository: dependencies.repository,
+        allowedGitHosts: limits.allowedGitHosts,
         logs: dependencies.logs,
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
@@ -68,5 +76,9 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         onQueued: dependencies.onQueued
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
+    TriggersController<Context>(triggers: dependencies.triggers, limits: limits).addRoutes(to: router.group("v1/triggers"))
+    WebhooksController<Context>(
+        triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, onQueued: dependencies.onQueued
+    ).addRoutes(to: router.group("v1/webhooks"))
     return router
 }

@@ -9,6 +9,15 @@ struct BuildRepresentation: Encodable {
         var compression: String
     }
 
+    struct Source: Encodable {
+        struct Git: Encodable {
+            var url: String
+            var ref: String?
+            var commit: String?
+        }
+        var git: Git
+    }
+
     struct Image: Encodable {
         var reference: String
         /// The manifest digest the registry stored, once pushed.
@@ -40,7 +49,10 @@ struct BuildRepresentation: Encodable {
     var finishedAt: Date?
     var builder: String?
     var cancelRequested: Bool
-    var context: Context
+    /// Absent for a git build until its source is fetched.
+    var context: Context?
+    var source: Source?
+    var triggerId: String?
     var images: [Image]
     var parameters: Parameters
     var links: Links
@@ -55,9 +67,13 @@ struct BuildRepresentation: Encodable {
         finishedAt = build.finishedAt
         builder = build.builder
         cancelRequested = build.cancelRequested
-        context = Context(
-            digest: build.context.digest.description, size: build.context.size,
-            compression: build.context.compression.rawValue)
+        context = build.context.map {
+            Context(digest: $0.digest.description, size: $0.size, compression: $0.compression.rawValue)
+        }
+        source = build.gitSource.map {
+            Source(git: .init(url: GitSource.redacted($0.url), ref: $0.ref, commit: $0.commit))
+        }
+        triggerId = build.triggerID
         images = build.request.images.map { image in
             Image(
                 reference: image.description,

@@ -14,6 +14,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     let repository: any BuildRepository
+    let allowedGitHosts: [String]
     let logs: any BuildLogStore
     let contexts: any ContextStore
     let tokens: any AccessTokenRepository
@@ -33,6 +34,9 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.buildsWrite)
+        if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
+            return try await createFromGit(request, principal: principal)
+        }
         let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
         let buildRequest = try BuildParameters.parse(
             query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
@@ -52,17 +56,67 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let build = Build(
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: Date(),
             idempotencyKey: idempotencyKey)
+        return try await store(build)
+    }
+
+    private func store(_ build: Build) async throws -> Response {
         switch try await repository.create(build) {
         case .existing(let earlier):
             return try Self.buildResponse(earlier, status: .ok)
         case .created(let build):
-            try await logs.appendGatewayLine(
-                "queued: context \(build.context.digest) (\(build.context.size) bytes), "
-                    + "image\(build.request.images.count == 1 ? "" : "s") \(build.request.images.map(\.description).joined(separator: ", "))",
-                to: build.id)
+            try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
             onQueued()
             return try Self.buildResponse(build, status: .accepted)
         }
+    }
+
+    /// `POST /v1/builds` with `Content-Type: application/json`: a build from a git commit, fetched by the
+    /// dispatcher. The fields mirror the upload's query parameters.
+    private func createFromGit(_ request: Request, principal: Principal) async throws -> Response {
+        let bytes = try await request.body.collect(upTo: 64 * 1024)
+        let body: GitBuildBody
+        do {
+            body = try JSONDecoder().decode(GitBuildBody.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw BuildGateError(.invalidParameter, "the JSON body must be {\"source\":{\"git\":{\"url\",\"ref\",\"commit\"}},\"images\":[…],…}")
+        }
+        // The same checks as the upload's query parameters.
+        var pairs = body.images.map { (name: "image", value: $0) }
+        if let dockerfile = body.dockerfile { pairs.append(("dockerfile", dockerfile)) }
+        if let target = body.target { pairs.append(("target", target)) }
+        pairs += (body.buildArgs ?? [:]).sorted { $0.key < $1.key }.map { ("buildArg", "\($0.key)=\($0.value)") }
+        pairs += (body.labels ?? [:]).sorted { $0.key < $1.key }.map { ("label", "\($0.key)=\($0.value)") }
+        if let platform = body.platform { pairs.append(("platform", platform)) }
+        if body.noCache == true { pairs.append(("noCache", "true")) }
+        if let timeout = body.timeout { pairs.append(("timeout", String(timeout))) }
+        let buildRequest = try BuildParameters.parse(
+            pairs, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        let git = body.source.git
+        let source = try GitSource(url: git.url, ref: git.ref, commit: git.commit)
+        guard GitSource.isHostAllowed(source.url, hosts: allowedGitHosts) else {
+            throw BuildGateError(.invalidParameter, "git host of \(GitSource.redacted(source.url)) is not allowed here")
+        }
+        let idempotencyKey = try Self.idempotencyKey(request.headers).map { "\(principal.tenant):\($0)" }
+        if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
+            return try Self.buildResponse(existing, status: .ok)
+        }
+        return try await store(Build(
+            id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,
+            createdAt: Date(), idempotencyKey: idempotencyKey))
+    }
+
+    /// The first line of every build log.
+    static func queuedLine(_ build: Build) -> String {
+        let source: String
+        if let context = build.context {
+            source = "context \(context.digest) (\(context.size) bytes)"
+        } else if let git = build.gitSource {
+            source = "git \(GitSource.redacted(git.url)) \(git.commit ?? git.ref ?? "")"
+        } else {
+            source = "no source"
+        }
+        let images = build.request.images.map(\.description).joined(separator: ", ")
+        return "queued: \(source), image\(build.request.images.count == 1 ? "" : "s") \(images)"
     }
 
     private static func idempotencyKey(_ headers: HTTPFields) throws -> String? {
@@ -198,4 +252,21 @@ struct LogTokenRepresentation: Encodable {
     var token: String
     var buildId: String
     var expiresAt: Date
+}
+
+/// The JSON body of `POST /v1/builds` for a build from git.
+struct GitBuildBody: Decodable {
+    struct Source: Decodable {
+        struct Git: Decodable { var url: String; var ref: String?; var commit: String? }
+        var git: Git
+    }
+    var source: Source
+    var images: [String]
+    var dockerfile: String?
+    var target: String?
+    var buildArgs: [String: String]?
+    var labels: [String: String]?
+    var platform: String?
+    var noCache: Bool?
+    var timeout: Int?
 }

@@ -4,6 +4,7 @@ import BuildGateCore
 import BuildGateStore
 import EngineAPIDriver
 import Foundation
+import GitCLI
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -23,6 +24,8 @@ package func buildApplication(
         path: "\(dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
     let store = SQLiteBuildStore(database: database)
     let tokens = SQLiteAccessTokenStore(database: database)
+    let box = try loadSecretBox(configuration)
+    let triggers = SQLiteTriggerStore(database: database, box: box)
     try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
@@ -52,7 +55,14 @@ package func buildApplication(
     let dispatcher = BuildDispatcher(
         queue: store, logs: logs, contexts: contexts, endpoints: endpoints,
         drivers: [.podman: engineDriver, .docker: engineDriver],
-        credentials: { host in credentials.byHost[host] },
+        credentials: { _, host in credentials.byHost[host] },
+        sourceFetcher: GitCLISourceFetcher(
+            contexts: contexts, workDirectory: "\(dataDirectory)/tmp",
+            configuration: gitConfiguration(configuration)),
+        cloneCredentials: { build in
+            guard let trigger = build.triggerID else { return nil }
+            return try? await triggers.cloneCredential(forTrigger: trigger)
+        },
         configuration: dispatcherConfiguration, logger: logger)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, onRequeue: dispatcher.wake, logger: logger)
@@ -62,7 +72,8 @@ package func buildApplication(
     let router = buildRouter(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
-            repository: store, logs: logs, contexts: contexts, tokens: tokens, onQueued: dispatcher.wake),
+            repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
+            onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
 
@@ -107,4 +118,28 @@ package func openAccessTokens(_ configuration: BuildGateConfiguration) throws ->
     let database = try BuildGateDatabase(
         path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
     return SQLiteAccessTokenStore(database: database)
+}
+
+private func gitConfiguration(_ configuration: BuildGateConfiguration) -> GitCLISourceFetcher.Configuration {
+    var git = GitCLISourceFetcher.Configuration()
+    git.allowedHosts = configuration.limits.allowedGitHosts
+    git.archiveLimits.maxEntries = configuration.limits.maxContextEntries
+    return git
+}
+
+/// The key that seals secrets at rest: from `secretKeyFile`, else `<data>/secret.key`, created (0600) on first
+/// start. Losing it makes stored trigger secrets and credentials unreadable, so back it up with the database.
+func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox {
+    let path = configuration.secretKeyFile ?? "\(configuration.dataDirectory)/secret.key"
+    if configuration.secretKeyFile == nil && !FileManager.default.fileExists(atPath: path) {
+        var generator = SystemRandomNumberGenerator()
+        let key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64EncodedString()
+        guard FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw BuildGateError(.internalError, "cannot create \(path)")
+        }
+    }
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8), let box = SecretBox(base64Key: text) else {
+        throw BuildGateError(.invalidParameter, "\(path) must hold the base64 of 32 random bytes (openssl rand -base64 32)")
+    }
+    return box
 }

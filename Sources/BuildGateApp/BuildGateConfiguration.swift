@@ -18,6 +18,8 @@ import Foundation
 /// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
 /// | `podmanArguments` | `BUILDGATE_PODMAN_ARGS` (space-separated) | `--podman-args` | `--runtime runc --cgroup-manager cgroupfs` |
 /// | `migrationsDirectory` | `BUILDGATE_MIGRATIONS` | `--migrations` | `./migrations`, else `/usr/share/buildgate/migrations` |
+/// | `secretKeyFile` | `BUILDGATE_SECRET_KEY_FILE` | `--secret-key-file` | `<data>/secret.key`, created on first start |
+/// | `allowedGitHosts` | `BUILDGATE_ALLOWED_GIT_HOSTS` (comma-separated) | `--allowed-git-host` | any host |
 ///
 /// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME]`, e.g. `podman=unix:///run/podman/podman.sock` or
 /// `podman=tcp://10.0.0.5:8888,capacity=2`. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
@@ -36,6 +38,8 @@ package struct BuildGateConfiguration: Sendable {
     package var podmanExecutable = "podman"
     package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     package var migrationsDirectory: String
+    /// A file holding the base64 of the 32-byte AES key that seals secrets at rest; nil: `<data>/secret.key`.
+    package var secretKeyFile: String?
 
     package init(dataDirectory: String, migrationsDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -56,6 +60,8 @@ package struct BuildGateConfiguration: Sendable {
         package var podman: String?
         package var podmanArguments: [String]?
         package var migrationsDirectory: String?
+        package var secretKeyFile: String?
+        package var allowedGitHosts: [String]?
 
         package init() {}
 
@@ -83,6 +89,8 @@ package struct BuildGateConfiguration: Sendable {
             podman = environment["BUILDGATE_PODMAN"]
             podmanArguments = words("BUILDGATE_PODMAN_ARGS")
             migrationsDirectory = environment["BUILDGATE_MIGRATIONS"]
+            secretKeyFile = environment["BUILDGATE_SECRET_KEY_FILE"]
+            allowedGitHosts = words("BUILDGATE_ALLOWED_GIT_HOSTS", separator: ",")
         }
 
         /// A JSON config file.
@@ -140,6 +148,8 @@ package struct BuildGateConfiguration: Sendable {
         }
         configuration.podmanExecutable = first(\.podman) ?? configuration.podmanExecutable
         configuration.podmanArguments = first(\.podmanArguments) ?? configuration.podmanArguments
+        configuration.secretKeyFile = first(\.secretKeyFile)
+        configuration.limits.allowedGitHosts = first(\.allowedGitHosts) ?? []
         return configuration
     }
 

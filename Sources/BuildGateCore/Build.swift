@@ -7,7 +7,12 @@ package struct Build: Sendable, Equatable, Identifiable {
     package var tenant: TenantID
     package var status: BuildStatus
     package var request: BuildRequest
-    package var context: BuildContext
+    /// The stored context; nil for a git build until its dispatcher fetched the source.
+    package var context: BuildContext?
+    /// Where the context comes from, for builds from git (the commit is filled in once fetched).
+    package var gitSource: GitSource?
+    /// The trigger that created it, for webhook builds.
+    package var triggerID: String?
     package var createdAt: Date
     /// When a dispatcher claimed it.
     package var startedAt: Date?
@@ -28,7 +33,9 @@ package struct Build: Sendable, Equatable, Identifiable {
         tenant: TenantID = .default,
         status: BuildStatus = .queued,
         request: BuildRequest,
-        context: BuildContext,
+        context: BuildContext?,
+        gitSource: GitSource? = nil,
+        triggerID: String? = nil,
         createdAt: Date,
         startedAt: Date? = nil,
         finishedAt: Date? = nil,
@@ -44,6 +51,8 @@ package struct Build: Sendable, Equatable, Identifiable {
         self.status = status
         self.request = request
         self.context = context
+        self.gitSource = gitSource
+        self.triggerID = triggerID
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt

@@ -28,7 +28,9 @@ package final class BuildDispatcher: Service {
     private let contexts: any ContextStore
     private let endpoints: [BuilderEndpoint]
     private let drivers: [BuilderEngine: any BuilderDriver]
-    private let credentials: @Sendable (String) -> RegistryCredential?
+    private let credentials: @Sendable (TenantID, String) async -> RegistryCredential?
+    private let sourceFetcher: (any SourceFetcher)?
+    private let cloneCredentials: @Sendable (Build) async -> GitCredential?
     private let configuration: Configuration
     private let logger: Logger
     /// Unique per process run, so a restarted gateway never mistakes an old lease for its own.
@@ -48,7 +50,9 @@ package final class BuildDispatcher: Service {
         contexts: any ContextStore,
         endpoints: [BuilderEndpoint],
         drivers: [BuilderEngine: any BuilderDriver],
-        credentials: @escaping @Sendable (String) -> RegistryCredential? = { _ in nil },
+        credentials: @escaping @Sendable (TenantID, String) async -> RegistryCredential? = { _, _ in nil },
+        sourceFetcher: (any SourceFetcher)? = nil,
+        cloneCredentials: @escaping @Sendable (Build) async -> GitCredential? = { _ in nil },
         configuration: Configuration = .init(),
         logger: Logger
     ) {
@@ -58,6 +62,8 @@ package final class BuildDispatcher: Service {
         self.endpoints = endpoints
         self.drivers = drivers
         self.credentials = credentials
+        self.sourceFetcher = sourceFetcher
+        self.cloneCredentials = cloneCredentials
         self.configuration = configuration
         self.logger = logger
         self.owner = "dispatcher-\(UUID().uuidString.lowercased())"
@@ -162,26 +168,30 @@ package final class BuildDispatcher: Service {
         }
         await log("dispatched to builder \(endpoint)")
 
-        let outcome: BuildOutcome
-        let timedOut: Bool
-        if let driver = drivers[endpoint.engine] {
-            let job = BuildJob(
-                id: id,
-                request: build.request,
-                context: build.context,
-                contextPath: contexts.path(of: build.context),
-                registryCredentials: Dictionary(
-                    build.request.images.compactMap { image in credentials(image.registry).map { (image.registry, $0) } },
-                    uniquingKeysWith: { first, _ in first }
-                )
-            )
-            (outcome, timedOut) = await runRacingDeadline(
-                driver: driver, job: job, endpoint: endpoint, cancellation: cancellation, log: log, logger: logger)
-        } else {
-            outcome = .failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
-            timedOut = false
+        guard let driver = drivers[endpoint.engine] else {
+            let outcome = BuildOutcome.failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
+            await settle(build, outcome: outcome, timedOut: false, log: log, logger: logger)
+            return
         }
-
+        let (outcome, timedOut) = await runRacingDeadline(
+            timeoutSeconds: build.request.timeoutSeconds, cancellation: cancellation, log: log
+        ) {
+            guard let prepared = await self.prepare(build, log: log) else {
+                return .failed(.sourceFailed, message: "the git source could not be fetched")
+            }
+            var registryCredentials: [String: RegistryCredential] = [:]
+            for image in prepared.request.images {
+                if let credential = await self.credentials(prepared.tenant, image.registry) {
+                    registryCredentials[image.registry] = credential
+                }
+            }
+            let job = BuildJob(
+                id: prepared.id, request: prepared.request, context: prepared.context!,
+                contextPath: self.contexts.path(of: prepared.context!), registryCredentials: registryCredentials)
+            return await driver.run(job, on: endpoint) { event in
+                await self.handle(event, of: job.id, log: log, logger: logger)
+            }
+        }
         await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
     }
 
@@ -193,23 +203,57 @@ package final class BuildDispatcher: Service {
         case stopped
     }
 
-    /// Runs the driver until it returns. The build's deadline or a cancel request cancels the driver's task, and
-    /// then we still wait for its outcome: drivers return only once the engine stopped.
+    /// For a git build without a context: fetches the source, stores the context, and records both. Returns the
+    /// build ready for its driver (with OCI source/revision labels for git builds), or nil after logging a failure.
+    private func prepare(_ build: Build, log: @escaping @Sendable (String) async -> Void) async -> Build? {
+        var build = build
+        if build.context == nil {
+            guard let source = build.gitSource, let sourceFetcher else {
+                await log("ERROR: this build has no context and no git source to fetch")
+                return nil
+            }
+            await log("fetching \(GitSource.redacted(source.url)) \(source.commit ?? source.ref ?? "")")
+            do {
+                let credential = await cloneCredentials(build)
+                let (context, commit) = try await sourceFetcher.fetch(
+                    source, dockerfile: build.request.dockerfile, credential: credential, log: log)
+                var resolved = source
+                resolved.commit = commit
+                guard try await queue.attachContext(build.id, owner: owner, context: context, gitSource: resolved) else {
+                    await log("ERROR: the build's lease was lost while fetching its source")
+                    return nil
+                }
+                build.context = context
+                build.gitSource = resolved
+                await log("fetched commit \(commit): context \(context.digest) (\(context.size) bytes)")
+            } catch {
+                let message = (error as? BuildGateError)?.message ?? "\(error)"
+                await log("ERROR: fetching the source failed: \(message)")
+                return nil
+            }
+        }
+        if let source = build.gitSource, let commit = source.commit {
+            // The OCI annotations that say where an image came from, unless the user set them.
+            let labels = [
+                "org.opencontainers.image.revision": commit,
+                "org.opencontainers.image.source": GitSource.redacted(source.url),
+            ]
+            build.request.labels.merge(labels) { userValue, _ in userValue }
+        }
+        return build
+    }
+
+    /// Runs `operation` (fetch and driver) until it returns. The build's deadline or a cancel request cancels it,
+    /// and then we still wait for its outcome: drivers return only once the engine stopped.
     private func runRacingDeadline(
-        driver: any BuilderDriver,
-        job: BuildJob,
-        endpoint: BuilderEndpoint,
+        timeoutSeconds: Int,
         cancellation: CancellationSignal,
         log: @escaping @Sendable (String) async -> Void,
-        logger: Logger
+        operation: @escaping @Sendable () async -> BuildOutcome
     ) async -> (BuildOutcome, timedOut: Bool) {
-        let timeout = Duration.seconds(job.request.timeoutSeconds)
+        let timeout = Duration.seconds(timeoutSeconds)
         return await withTaskGroup(of: RaceResult.self) { group in
-            group.addTask {
-                .driver(await driver.run(job, on: endpoint) { event in
-                    await self.handle(event, of: job.id, log: log, logger: logger)
-                })
-            }
+            group.addTask { .driver(await operation()) }
             group.addTask {
                 do { try await Task.sleep(for: timeout) } catch { return .stopped }
                 return .deadline
@@ -228,7 +272,7 @@ package final class BuildDispatcher: Service {
                 case .deadline where !stopping:
                     timedOut = true
                     stopping = true
-                    await log("timeout of \(job.request.timeoutSeconds)s reached; stopping the build")
+                    await log("timeout of \(timeoutSeconds)s reached; stopping the build")
                     group.cancelAll()
                 case .cancelRequested where !stopping:
                     stopping = true

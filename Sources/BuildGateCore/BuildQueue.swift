@@ -10,6 +10,10 @@ package protocol BuildQueue: Sendable {
     /// `leaseUntil`. Returns nil when nothing is queued.
     func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
 
+    /// Records the context fetched for a git build (and the commit its ref resolved to). Returns false if the lease
+    /// is no longer ours.
+    func attachContext(_ id: BuildID, owner: String, context: BuildContext, gitSource: GitSource) async throws -> Bool
+
     /// `starting → running` once the engine accepted the build. Returns false if the lease is no longer ours.
     func markRunning(_ id: BuildID, owner: String) async throws -> Bool
 

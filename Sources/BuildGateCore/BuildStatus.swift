@@ -33,6 +33,8 @@ package enum BuildFailureReason: String, Sendable, Codable, CaseIterable {
     case cancelled
     /// The gateway stopped while the build was running; its result is unknown.
     case interrupted
+    /// The git source could not be fetched or is not a valid context.
+    case sourceFailed
 }
 
 /// An image the build pushed, with the manifest digest the registry stored.

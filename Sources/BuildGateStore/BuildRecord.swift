@@ -12,9 +12,11 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     var tenantId: String
     var status: String
     var request: String
-    var contextDigest: String
-    var contextSize: Int64
-    var contextCompression: String
+    var gitSource: String?
+    var triggerId: String?
+    var contextDigest: String?
+    var contextSize: Int64?
+    var contextCompression: String?
     var idempotencyKey: String?
     var createdAt: Date
     var startedAt: Date?
@@ -32,9 +34,11 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
         tenantId = build.tenant.rawValue
         status = build.status.rawValue
         request = String(decoding: try JSONEncoder.sorted.encode(build.request), as: UTF8.self)
-        contextDigest = build.context.digest.description
-        contextSize = build.context.size
-        contextCompression = build.context.compression.rawValue
+        gitSource = try build.gitSource.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
+        triggerId = build.triggerID
+        contextDigest = build.context?.digest.description
+        contextSize = build.context?.size
+        contextCompression = build.context?.compression.rawValue
         idempotencyKey = build.idempotencyKey
         createdAt = build.createdAt
         startedAt = build.startedAt
@@ -47,16 +51,24 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     }
 
     func build() throws -> Build {
-        guard let id = BuildID(id), let tenant = TenantID(tenantId), let status = BuildStatus(rawValue: status),
-            let digest = ContextDigest(contextDigest),
-            let compression = BuildContext.Compression(rawValue: contextCompression)
-        else { throw BuildGateError(.internalError, "build row \(id) does not decode") }
+        guard let id = BuildID(id), let tenant = TenantID(tenantId), let status = BuildStatus(rawValue: status) else {
+            throw BuildGateError(.internalError, "build row \(id) does not decode")
+        }
+        var context: BuildContext?
+        if let contextDigest, let contextSize, let contextCompression {
+            guard let digest = ContextDigest(contextDigest),
+                let compression = BuildContext.Compression(rawValue: contextCompression)
+            else { throw BuildGateError(.internalError, "build row \(id) has a bad context") }
+            context = BuildContext(digest: digest, size: contextSize, compression: compression)
+        }
         return Build(
             id: id,
             tenant: tenant,
             status: status,
             request: try JSONDecoder().decode(BuildRequest.self, from: Data(request.utf8)),
-            context: BuildContext(digest: digest, size: contextSize, compression: compression),
+            context: context,
+            gitSource: try gitSource.map { try JSONDecoder().decode(GitSource.self, from: Data($0.utf8)) },
+            triggerID: triggerId,
             createdAt: createdAt,
             startedAt: startedAt,
             finishedAt: finishedAt,

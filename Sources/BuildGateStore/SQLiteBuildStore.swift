@@ -89,6 +89,21 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
+    package func attachContext(_ id: BuildID, owner: String, context: BuildContext, gitSource: GitSource) async throws -> Bool {
+        let source = String(decoding: try JSONEncoder.sorted.encode(gitSource), as: UTF8.self)
+        return try await database.writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE build SET contextDigest = ?, contextSize = ?, contextCompression = ?, gitSource = ?
+                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
+                    """,
+                arguments: [
+                    context.digest.description, context.size, context.compression.rawValue, source, id.rawValue, owner,
+                ])
+            return db.changesCount == 1
+        }
+    }
+
     package func markRunning(_ id: BuildID, owner: String) async throws -> Bool {
         try await database.writer.write { db in
             try db.execute(

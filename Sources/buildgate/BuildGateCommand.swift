@@ -37,6 +37,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "podman executable for the embedded builder.") var podman: String?
     @Option(help: "Global podman arguments for the embedded builder (one string).") var podmanArgs: String?
     @Option(help: "Directory of the numbered .sql migrations.") var migrations: String?
+    @Option(help: "File with the base64 AES-256 key that seals secrets at rest.") var secretKeyFile: String?
+    @Option(name: .customLong("allowed-git-host"), help: "Host git sources may come from (glob), repeatable.")
+    var allowedGitHosts: [String] = []
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
     func run() async throws {
@@ -53,6 +56,8 @@ struct Serve: AsyncParsableCommand {
         flags.podman = podman
         flags.podmanArguments = podmanArgs.map { $0.split(separator: " ").map(String.init) }
         flags.migrationsDirectory = migrations
+        flags.secretKeyFile = secretKeyFile
+        flags.allowedGitHosts = allowedGitHosts.isEmpty ? nil : allowedGitHosts
 
         let environment = ProcessInfo.processInfo.environment
         var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]

@@ -3,6 +3,7 @@ import BuildGateAPI
 import BuildGateCore
 import BuildGateStore
 import BuildGateTesting
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -19,6 +20,7 @@ struct APIHarness {
     let logs: FileBuildLogStore
     let contexts: FileContextStore
     let tokens: SQLiteAccessTokenStore
+    let triggers: SQLiteTriggerStore
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
     let auth: HTTPFields
@@ -28,6 +30,7 @@ struct APIHarness {
         let database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
         tokens = SQLiteAccessTokenStore(database: database)
+        triggers = SQLiteTriggerStore(database: database, box: SecretBox(key: .init(size: .bits256)))
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
@@ -52,7 +55,7 @@ struct APIHarness {
         let router = buildRouter(
             context: BuildGateRequestContext.self,
             dependencies: BuildGateAPIDependencies(
-                repository: store, logs: logs, contexts: contexts, tokens: tokens, onQueued: {}),
+                repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))

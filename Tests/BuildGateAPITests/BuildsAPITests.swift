@@ -34,7 +34,7 @@ struct BuildsAPITests {
             // The context is stored under its sha256, and nothing is left in tmp/.
             let digest = build.context.digest
             #expect(harness.contextFiles == ["sha256/\(digest.dropFirst("sha256:".count))"])
-            let storedBytes = try Data(contentsOf: URL(fileURLWithPath: harness.contexts.path(of: stored.context)))
+            let storedBytes = try Data(contentsOf: URL(fileURLWithPath: harness.contexts.path(of: try #require(stored.context))))
             #expect(Array(storedBytes) == context)
 
             let shown = try await client.execute(uri: "/v1/builds/\(build.id)", method: .get, headers: harness.auth)

@@ -1,0 +1,193 @@
+import BuildGateCore
+import ContextArchive
+import Foundation
+import ForgeWebhooks
+import HTTPTypes
+import Hummingbird
+
+/// `/v1/triggers`: register a repository's webhook, list, show and delete them (scope `triggers:admin`).
+/// Secrets and clone credentials are write-only: accepted here, never returned.
+struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
+    let triggers: any TriggerRepository
+    let limits: BuildGateAPILimits
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.post(use: create)
+        group.get(use: list)
+        group.get("{id}", use: show)
+        group.delete("{id}", use: delete)
+    }
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> Response {
+        let principal = try context.require(.triggersAdmin)
+        let bytes = try await request.body.collect(upTo: 64 * 1024)
+        let body: TriggerBody
+        do {
+            body = try JSONDecoder().decode(TriggerBody.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw BuildGateError(.invalidParameter, "the body must be a trigger: {\"forge\",\"repository\",\"secret\",\"images\",…}")
+        }
+        guard Forge(rawValue: body.forge) != nil else {
+            throw BuildGateError(.invalidParameter, "'forge' must be one of \(Forge.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard !body.repository.isEmpty, body.repository.count <= 255 else {
+            throw BuildGateError(.invalidParameter, "'repository' is the repository's full name, e.g. owner/name")
+        }
+        guard body.secret.utf8.count >= 12 else {
+            throw BuildGateError(.invalidParameter, "'secret' must be at least 12 characters (the forge signs deliveries with it)")
+        }
+        guard !body.images.isEmpty else { throw BuildGateError(.invalidParameter, "give at least one image template") }
+        var settings = TriggerSettings(images: body.images)
+        settings.branches = body.branches ?? settings.branches
+        settings.tags = body.tags ?? settings.tags
+        if let events = body.events {
+            settings.events = try events.map { name in
+                guard let event = TriggerEvent(rawValue: name) else {
+                    throw BuildGateError(.invalidParameter, "unknown event '\(name)'; known: push, tag, pullRequest")
+                }
+                return event
+            }
+        }
+        settings.cloneURL = body.cloneURL
+        if let dockerfile = body.dockerfile {
+            guard let normalized = ContextPath.normalize(dockerfile), normalized != "." else {
+                throw BuildGateError(.invalidParameter, "'dockerfile' must be a relative path inside the repository")
+            }
+            settings.dockerfile = normalized
+        }
+        settings.target = body.target
+        settings.buildArgs = body.buildArgs ?? [:]
+        settings.platform = body.platform
+        settings.timeout = body.timeout
+        settings.callbackURL = body.callbackURL
+        try validate(settings)
+
+        let credential: GitCredential? = switch (body.cloneCredentials?.username, body.cloneCredentials?.password, body.cloneCredentials?.sshPrivateKey) {
+        case (let username?, let password?, nil): .basic(username: username, password: password)
+        case (nil, nil, let key?): .sshKey(privateKey: key)
+        case (nil, nil, nil): nil
+        default: throw BuildGateError(.invalidParameter, "'cloneCredentials' is {\"username\",\"password\"} or {\"sshPrivateKey\"}")
+        }
+        let trigger = Trigger(
+            id: Trigger.generateID(), tenant: principal.tenant, forge: body.forge, repository: body.repository,
+            settings: settings, createdAt: Date())
+        try await triggers.createTrigger(trigger, secret: body.secret, cloneCredential: credential)
+        var response = try BuildsController<Context>.json(TriggerRepresentation(trigger), status: .created)
+        response.headers[.location] = "/v1/triggers/\(trigger.id)"
+        return response
+    }
+
+    /// Checks the templates and filters with sample values, so a bad trigger fails now, not at the first push.
+    private func validate(_ settings: TriggerSettings) throws {
+        let sample = ["branch": "main", "tag": "v1.0.0", "sha": String(repeating: "a", count: 40), "shortSha": "aaaaaaa",
+            "buildId": BuildID.generate().rawValue, "pr": "1"]
+        for template in settings.images {
+            _ = try ImageReference(parsing: TriggerPlanner.render(template, sample))
+        }
+        if let url = settings.cloneURL {
+            _ = try GitSource(url: url, ref: "refs/heads/main", commit: nil)
+            guard GitSource.isHostAllowed(url, hosts: limits.allowedGitHosts) else {
+                throw BuildGateError(.invalidParameter, "git host of \(GitSource.redacted(url)) is not allowed here")
+            }
+        }
+        if let platform = settings.platform { _ = try Platform(parsing: platform) }
+        if let timeout = settings.timeout, !(1...limits.maxBuildTimeout).contains(timeout) {
+            throw BuildGateError(.invalidParameter, "'timeout' must be from 1 to \(limits.maxBuildTimeout) seconds")
+        }
+        if let callback = settings.callbackURL, !(callback.hasPrefix("https://") || callback.hasPrefix("http://")) {
+            throw BuildGateError(.invalidParameter, "'callbackURL' must be an http(s) URL")
+        }
+    }
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        let principal = try context.require(.triggersAdmin)
+        let all = try await triggers.triggers(of: principal.tenant).map(TriggerRepresentation.init)
+        return try BuildsController<Context>.json(["triggers": all], status: .ok)
+    }
+
+    @Sendable func show(_ request: Request, context: Context) async throws -> Response {
+        try BuildsController<Context>.json(TriggerRepresentation(try await find(context)), status: .ok)
+    }
+
+    @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
+        let trigger = try await find(context)
+        _ = try await triggers.deleteTrigger(trigger.id, tenant: trigger.tenant)
+        return Response(status: .noContent)
+    }
+
+    private func find(_ context: Context) async throws -> Trigger {
+        let principal = try context.require(.triggersAdmin)
+        let id = try context.parameters.require("id")
+        guard let trigger = try await triggers.trigger(id), trigger.tenant == principal.tenant else {
+            throw BuildGateError(.notFound, "no trigger '\(id)'")
+        }
+        return trigger
+    }
+}
+
+/// The body of `POST /v1/triggers`.
+struct TriggerBody: Decodable {
+    struct CloneCredentials: Decodable {
+        var username: String?
+        var password: String?
+        var sshPrivateKey: String?
+    }
+    var forge: String
+    var repository: String
+    var secret: String
+    var images: [String]
+    var branches: [String]?
+    var tags: [String]?
+    var events: [String]?
+    var cloneURL: String?
+    var cloneCredentials: CloneCredentials?
+    var dockerfile: String?
+    var target: String?
+    var buildArgs: [String: String]?
+    var platform: String?
+    var timeout: Int?
+    var callbackURL: String?
+}
+
+/// A trigger as JSON: everything but its secret and credentials, plus the URLs to paste into the forge.
+struct TriggerRepresentation: Encodable {
+    var id: String
+    var forge: String
+    var repository: String
+    var events: [String]
+    var branches: [String]
+    var tags: [String]
+    var images: [String]
+    var cloneURL: String?
+    var dockerfile: String
+    var target: String?
+    var buildArgs: [String: String]
+    var platform: String?
+    var timeout: Int?
+    var callbackURL: String?
+    var createdAt: Date
+    /// The trigger's own webhook URL path (verified with this trigger's secret only).
+    var webhookPath: String
+    /// The forge's shared webhook URL path.
+    var sharedWebhookPath: String
+
+    init(_ trigger: Trigger) {
+        id = trigger.id
+        forge = trigger.forge
+        repository = trigger.repository
+        events = trigger.settings.events.map(\.rawValue)
+        branches = trigger.settings.branches
+        tags = trigger.settings.tags
+        images = trigger.settings.images
+        cloneURL = trigger.settings.cloneURL.map(GitSource.redacted)
+        dockerfile = trigger.settings.dockerfile
+        target = trigger.settings.target
+        buildArgs = trigger.settings.buildArgs
+        platform = trigger.settings.platform
+        timeout = trigger.settings.timeout
+        callbackURL = trigger.settings.callbackURL
+        createdAt = trigger.createdAt
+        webhookPath = "/v1/webhooks/\(trigger.forge)/\(trigger.id)"
+        sharedWebhookPath = "/v1/webhooks/\(trigger.forge)"
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+
+/// A forge webhook registration: which repository, which events, what to build and where to push it.
+package struct Trigger: Sendable, Equatable {
+    package var id: String
+    package var tenant: TenantID
+    /// `github`, `gitlab`, `gitea` (also Forgejo) or `bitbucket`.
+    package var forge: String
+    /// The repository's full name as the forge sends it (`owner/name`).
+    package var repository: String
+    package var settings: TriggerSettings
+    package var createdAt: Date
+
+    package init(id: String, tenant: TenantID, forge: String, repository: String, settings: TriggerSettings, createdAt: Date) {
+        self.id = id
+        self.tenant = tenant
+        self.forge = forge
+        self.repository = repository
+        self.settings = settings
+        self.createdAt = createdAt
+    }
+
+    package static func generateID() -> String {
+        "t" + BuildID.generate().rawValue.dropFirst()
+    }
+}
+
+/// The kinds of forge events a trigger may build.
+package enum TriggerEvent: String, Sendable, Codable, CaseIterable {
+    case push
+    case tag
+    case pullRequest
+}
+
+package struct TriggerSettings: Sendable, Equatable, Codable {
+    /// Branch globs that build on push (`*` within a segment, `**` across). Default: every branch.
+    package var branches: [String] = ["**"]
+    /// Tag globs that build on tag push. Default: every tag.
+    package var tags: [String] = ["**"]
+    /// Default: push and tag; pull requests are off unless listed.
+    package var events: [TriggerEvent] = [.push, .tag]
+    /// Image reference templates: `{{branch}}`, `{{tag}}`, `{{sha}}`, `{{shortSha}}`, `{{buildId}}`, `{{pr}}`.
+    package var images: [String]
+    /// Clone URL to use instead of the one in the payload.
+    package var cloneURL: String?
+    package var dockerfile: String = "Dockerfile"
+    package var target: String?
+    package var buildArgs: [String: String] = [:]
+    package var platform: String?
+    package var timeout: Int?
+    /// Receives a signed JSON event on every state change of the trigger's builds.
+    package var callbackURL: String?
+
+    package init(images: [String]) {
+        self.images = images
+    }
+}
+
+/// What a forge event means for one trigger, independent of the forge.
+package struct SourceEvent: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
+        case branch(String)
+        case tag(String)
+        case pullRequest(number: Int, sourceBranch: String)
+    }
+
+    package var kind: Kind
+    package var repository: String
+    package var cloneURL: String?
+    package var ref: String
+    package var commit: String
+    package var headCommitMessage: String?
+
+    package init(kind: Kind, repository: String, cloneURL: String?, ref: String, commit: String, headCommitMessage: String?) {
+        self.kind = kind
+        self.repository = repository
+        self.cloneURL = cloneURL
+        self.ref = ref
+        self.commit = commit
+        self.headCommitMessage = headCommitMessage
+    }
+}
+
+/// Decides, purely, whether a trigger builds an event and with what request.
+package enum TriggerPlanner {
+    package enum Decision: Sendable, Equatable {
+        case build(BuildRequest, GitSource)
+        case skip(reason: String)
+    }
+
+    package static func plan(
+        _ event: SourceEvent, for trigger: Trigger, buildID: BuildID, defaultTimeout: Int
+    ) -> Decision {
+        let settings = trigger.settings
+        guard event.repository.lowercased() == trigger.repository.lowercased() else {
+            return .skip(reason: "repository \(event.repository) is not this trigger's (\(trigger.repository))")
+        }
+        var values = ["sha": event.commit, "shortSha": String(event.commit.prefix(7)), "buildId": buildID.rawValue]
+        switch event.kind {
+        case .branch(let branch):
+            guard settings.events.contains(.push) else { return .skip(reason: "push events are not enabled") }
+            guard settings.branches.contains(where: { Glob.matches($0, branch) }) else {
+                return .skip(reason: "branch \(branch) does not match \(settings.branches.joined(separator: ", "))")
+            }
+            values["branch"] = branch
+        case .tag(let tag):
+            guard settings.events.contains(.tag) else { return .skip(reason: "tag events are not enabled") }
+            guard settings.tags.contains(where: { Glob.matches($0, tag) }) else {
+                return .skip(reason: "tag \(tag) does not match \(settings.tags.joined(separator: ", "))")
+            }
+            values["tag"] = tag
+        case .pullRequest(let number, let sourceBranch):
+            guard settings.events.contains(.pullRequest) else { return .skip(reason: "pull request events are not enabled") }
+            values["pr"] = String(number)
+            values["branch"] = sourceBranch
+        }
+        if let message = event.headCommitMessage?.lowercased(),
+            ["[skip ci]", "[ci skip]", "[no ci]", "[skip build]"].contains(where: message.contains)
+        {
+            return .skip(reason: "the head commit asks to skip CI")
+        }
+        let images: [ImageReference]
+        do {
+            images = try settings.images.map { template throws(BuildGateError) in
+                try ImageReference(parsing: render(template, values))
+            }
+        } catch {
+            return .skip(reason: "the image template does not give a valid reference: \(error.message)")
+        }
+        guard let url = settings.cloneURL ?? event.cloneURL else {
+            return .skip(reason: "the payload has no clone URL and the trigger names none")
+        }
+        let source: GitSource
+        let platform: Platform?
+        do {
+            source = try GitSource(url: url, ref: event.ref, commit: event.commit)
+            platform = try settings.platform.map { text throws(BuildGateError) in try Platform(parsing: text) }
+        } catch {
+            return .skip(reason: error.message)
+        }
+        let request = BuildRequest(
+            images: images, dockerfile: settings.dockerfile, target: settings.target, buildArgs: settings.buildArgs,
+            platform: platform, timeoutSeconds: settings.timeout ?? defaultTimeout)
+        return .build(request, source)
+    }
+
+    /// Replaces `{{name}}` placeholders. Values are made tag-safe (`feature/x` → `feature-x`); an unknown or absent
+    /// placeholder renders empty, which the reference check then refuses.
+    package static func render(_ template: String, _ values: [String: String]) -> String {
+        var result = template
+        for (name, value) in values {
+            let safe = String(value.map { $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) ? $0 : "-" })
+            result = result.replacingOccurrences(of: "{{\(name)}}", with: safe)
+        }
+        return result.replacingOccurrences(of: #"\{\{[^}]*\}\}"#, with: "", options: .regularExpression)
+    }
+}
+
+/// Triggers and webhook deliveries. Every call is one durable transaction.
+package protocol TriggerRepository: Sendable {
+    /// Stores a trigger with its webhook secret and optional clone credentials (sealed at rest).
+    func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?) async throws
+    func trigger(_ id: String) async throws -> Trigger?
+    func triggers(of tenant: TenantID) async throws -> [Trigger]
+    /// Deletes the tenant's trigger; false when there is none.
+    func deleteTrigger(_ id: String, tenant: TenantID) async throws -> Bool
+    /// Every trigger for `forge`, with its secret (for verifying deliveries on the shared webhook URL).
+    func triggersWithSecrets(forge: String) async throws -> [(trigger: Trigger, secret: String)]
+    /// One trigger with its secret, for its own webhook URL.
+    func triggerWithSecret(_ id: String) async throws -> (trigger: Trigger, secret: String)?
+    func cloneCredential(forTrigger id: String) async throws -> GitCredential?
+
+    /// Records a delivery exactly once: if `(triggerID, deliveryID)` was seen, returns the stored answer and writes
+    /// nothing; else stores `build` (if any) and the answer together.
+    func recordDelivery(
+        triggerID: String, deliveryID: String, build: Build?, statusCode: Int, response: String, at date: Date
+    ) async throws -> (statusCode: Int, response: String, isRedelivery: Bool)
+}

@@ -1,0 +1,121 @@
+import BuildGateCore
+import Foundation
+import GRDB
+
+/// Triggers and webhook deliveries in SQLite. Webhook secrets and clone credentials are sealed with `SecretBox`
+/// (bound to the trigger id) and never leave this type except to verify a delivery or fetch a source.
+package struct SQLiteTriggerStore: TriggerRepository {
+    private let database: BuildGateDatabase
+    private let box: SecretBox
+
+    package init(database: BuildGateDatabase, box: SecretBox) {
+        self.database = database
+        self.box = box
+    }
+
+    private struct Row: Codable, FetchableRecord, PersistableRecord {
+        static let databaseTableName = "trigger"
+        static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
+        static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+        var id: String
+        var tenantId: String
+        var forge: String
+        var repository: String
+        var settings: String
+        var sealedSecret: Data
+        var sealedCloneCredentials: Data?
+        var createdAt: Date
+
+        func trigger() throws -> Trigger {
+            guard let tenant = TenantID(tenantId) else { throw BuildGateError(.internalError, "trigger \(id) has a bad tenant") }
+            return Trigger(
+                id: id, tenant: tenant, forge: forge, repository: repository,
+                settings: try JSONDecoder().decode(TriggerSettings.self, from: Data(settings.utf8)), createdAt: createdAt)
+        }
+    }
+
+    package func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?) async throws {
+        let row = Row(
+            id: trigger.id, tenantId: trigger.tenant.rawValue, forge: trigger.forge, repository: trigger.repository,
+            settings: String(decoding: try JSONEncoder.sorted.encode(trigger.settings), as: UTF8.self),
+            sealedSecret: try box.seal(Data(secret.utf8), context: "trigger-secret:\(trigger.id)"),
+            sealedCloneCredentials: try cloneCredential.map {
+                try box.seal(try JSONEncoder().encode($0), context: "trigger-clone:\(trigger.id)")
+            },
+            createdAt: trigger.createdAt)
+        try await database.writer.write { db in
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
+                arguments: [trigger.tenant.rawValue, trigger.createdAt.timeIntervalSince1970])
+            try row.insert(db)
+        }
+    }
+
+    package func trigger(_ id: String) async throws -> Trigger? {
+        try await database.writer.read { db in try Row.fetchOne(db, key: id)?.trigger() }
+    }
+
+    package func triggers(of tenant: TenantID) async throws -> [Trigger] {
+        try await database.writer.read { db in
+            try Row.filter(Column("tenantId") == tenant.rawValue).order(Column("id")).fetchAll(db).map { try $0.trigger() }
+        }
+    }
+
+    package func deleteTrigger(_ id: String, tenant: TenantID) async throws -> Bool {
+        try await database.writer.write { db in
+            try db.execute(sql: "DELETE FROM trigger WHERE id = ? AND tenantId = ?", arguments: [id, tenant.rawValue])
+            return db.changesCount == 1
+        }
+    }
+
+    package func triggersWithSecrets(forge: String) async throws -> [(trigger: Trigger, secret: String)] {
+        let rows = try await database.writer.read { db in try Row.filter(Column("forge") == forge).fetchAll(db) }
+        return try rows.map { try ($0.trigger(), secret(of: $0)) }
+    }
+
+    package func triggerWithSecret(_ id: String) async throws -> (trigger: Trigger, secret: String)? {
+        guard let row = try await database.writer.read({ db in try Row.fetchOne(db, key: id) }) else { return nil }
+        return (try row.trigger(), try secret(of: row))
+    }
+
+    package func cloneCredential(forTrigger id: String) async throws -> GitCredential? {
+        guard let sealed = try await database.writer.read({ db in try Row.fetchOne(db, key: id)?.sealedCloneCredentials })
+        else { return nil }
+        return try JSONDecoder().decode(GitCredential.self, from: try box.open(sealed, context: "trigger-clone:\(id)"))
+    }
+
+    private func secret(of row: Row) throws -> String {
+        String(decoding: try box.open(row.sealedSecret, context: "trigger-secret:\(row.id)"), as: UTF8.self)
+    }
+
+    package func recordDelivery(
+        triggerID: String, deliveryID: String, build: Build?, statusCode: Int, response: String, at date: Date
+    ) async throws -> (statusCode: Int, response: String, isRedelivery: Bool) {
+        let record = try build.map(BuildRecord.init)
+        return try await database.writer.write { db in
+            if let stored = try Row_Delivery.fetchOne(
+                db, sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?",
+                arguments: [triggerID, deliveryID])
+            {
+                return (stored.statusCode, stored.response, true)
+            }
+            try record?.insert(db)
+            try db.execute(
+                sql: """
+                    INSERT INTO webhookDelivery (triggerId, deliveryId, receivedAt, statusCode, response)
+                    VALUES (?, ?, ?, ?, ?)
+                    """,
+                arguments: [triggerID, deliveryID, date.timeIntervalSince1970, statusCode, response])
+            // Deliveries are kept 8 days (forges redeliver within days); older ones go as new ones arrive.
+            try db.execute(
+                sql: "DELETE FROM webhookDelivery WHERE receivedAt < ?",
+                arguments: [date.addingTimeInterval(-8 * 86_400).timeIntervalSince1970])
+            return (statusCode, response, false)
+        }
+    }
+
+    private struct Row_Delivery: Decodable, FetchableRecord {
+        var statusCode: Int
+        var response: String
+    }
+}
