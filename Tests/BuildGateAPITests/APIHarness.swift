@@ -93,7 +93,7 @@ struct BuildJSON: Decodable {
     var reason: String?
     var message: String?
     var createdAt: String
-    var context: Context
+    var context: Context?
     var images: [Image]
     var links: Links
 }

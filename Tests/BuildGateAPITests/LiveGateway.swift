@@ -28,7 +28,7 @@ struct GatewayClient: Sendable {
     /// A request to `path` with this client's token.
     func request(_ path: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: baseURL + path)
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if !token.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         return request
     }
 
@@ -44,6 +44,10 @@ struct GatewayClient: Sendable {
     func get(_ path: String) async throws -> (HTTPClientResponse, [UInt8]) {
         let response = try await HTTPClient.shared.execute(request(path), timeout: .seconds(120))
         return (response, Array(try await response.body.collect(upTo: 64 << 20).readableBytesView))
+    }
+
+    func postJSON(_ path: String, _ json: String, headers: [(String, String)] = []) async throws -> (HTTPClientResponse, [UInt8]) {
+        try await post(path, body: Array(json.utf8), headers: [("Content-Type", "application/json")] + headers)
     }
 
     func submit(_ context: [UInt8], query: String) async throws -> BuildJSON {
@@ -93,7 +97,7 @@ struct RealServices {
 
     /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
     func withGateway<T: Sendable>(
-        capacity: Int = 1, _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
+        capacity: Int = 1, allowedGitHosts: [String] = [], _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
     ) async throws -> T {
         let directory = try TemporaryDirectory("e2e")
         defer { directory.remove() }
@@ -105,6 +109,7 @@ struct RealServices {
             try BuildGateConfiguration.parseBuilder("podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
         ]
         configuration.insecureRegistries = [registry]
+        configuration.limits.allowedGitHosts = allowedGitHosts
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
         let app = try await buildApplication(configuration, logger: logger)
@@ -127,6 +132,9 @@ struct RealServices {
     func uniqueImage(_ name: String) -> String {
         "\(registry)/e2e-\(name)-\(UUID().uuidString.prefix(8).lowercased()):1"
     }
+
+    /// The Dockerfile text for a context built on the test registry's busybox.
+    var dockerfileHeader: String { "FROM \(registry)/busybox:latest\n" }
 
     /// The manifest digest and image labels the registry holds for `reference`.
     func manifest(of reference: String) async throws -> (digest: String, labels: [String: String]) {
