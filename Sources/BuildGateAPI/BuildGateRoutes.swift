@@ -9,6 +9,7 @@ package struct BuildGateAPIDependencies: Sendable {
     package var contexts: any ContextStore
     package var tokens: any AccessTokenRepository
     package var triggers: any TriggerRepository
+    package var registryCredentials: any RegistryCredentialRepository
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -17,6 +18,7 @@ package struct BuildGateAPIDependencies: Sendable {
         contexts: any ContextStore,
         tokens: any AccessTokenRepository,
         triggers: any TriggerRepository,
+        registryCredentials: any RegistryCredentialRepository,
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
@@ -24,6 +26,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.contexts = contexts
         self.tokens = tokens
         self.triggers = triggers
+        self.registryCredentials = registryCredentials
         self.onQueued = onQueued
     }
 }
@@ -77,6 +80,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits).addRoutes(to: router.group("v1/triggers"))
+    RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, onQueued: dependencies.onQueued
     ).addRoutes(to: router.group("v1/webhooks"))

@@ -26,6 +26,7 @@ package func buildApplication(
     let tokens = SQLiteAccessTokenStore(database: database)
     let box = try loadSecretBox(configuration)
     let triggers = SQLiteTriggerStore(database: database, box: box)
+    let registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
     try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
@@ -55,7 +56,11 @@ package func buildApplication(
     let dispatcher = BuildDispatcher(
         queue: store, logs: logs, contexts: contexts, endpoints: endpoints,
         drivers: [.podman: engineDriver, .docker: engineDriver],
-        credentials: { _, host in credentials.byHost[host] },
+        // A tenant's own credentials first; the operator's file serves the default tenant only.
+        credentials: { tenant, host in
+            if let own = try? await registryCredentials.credential(tenant: tenant, host: host) { return own }
+            return tenant == .default ? credentials.byHost[host] : nil
+        },
         sourceFetcher: GitCLISourceFetcher(
             contexts: contexts, workDirectory: "\(dataDirectory)/tmp",
             configuration: gitConfiguration(configuration)),
@@ -73,7 +78,7 @@ package func buildApplication(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
-            onQueued: dispatcher.wake),
+            registryCredentials: registryCredentials, onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
 

@@ -1,3 +1,4 @@
+import Foundation
 /// Runs builds on one kind of engine. One driver value serves every endpoint of its engine.
 ///
 /// Call order: the dispatcher calls `run` once per claimed build, possibly many at once on the same endpoint (up to
@@ -65,4 +66,14 @@ package struct RegistryCredential: Sendable, Equatable, CustomStringConvertible 
     }
 
     package var description: String { "RegistryCredential(username: \(username), password: <redacted>)" }
+}
+
+/// Registry credentials per tenant, sealed at rest. Never returned by the API or logged; handed to a builder only
+/// for the owning tenant's pushes and pulls.
+package protocol RegistryCredentialRepository: Sendable {
+    func setCredential(_ credential: RegistryCredential, tenant: TenantID, host: String, at date: Date) async throws
+    func credential(tenant: TenantID, host: String) async throws -> RegistryCredential?
+    /// The hosts the tenant has credentials for, with when each was last set.
+    func hosts(of tenant: TenantID) async throws -> [(host: String, updatedAt: Date)]
+    func deleteCredential(tenant: TenantID, host: String) async throws -> Bool
 }

@@ -21,6 +21,7 @@ struct APIHarness {
     let contexts: FileContextStore
     let tokens: SQLiteAccessTokenStore
     let triggers: SQLiteTriggerStore
+    let registryCredentials: SQLiteRegistryCredentialStore
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
     let auth: HTTPFields
@@ -30,7 +31,9 @@ struct APIHarness {
         let database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
         tokens = SQLiteAccessTokenStore(database: database)
-        triggers = SQLiteTriggerStore(database: database, box: SecretBox(key: .init(size: .bits256)))
+        let box = SecretBox(key: .init(size: .bits256))
+        triggers = SQLiteTriggerStore(database: database, box: box)
+        registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
@@ -55,7 +58,8 @@ struct APIHarness {
         let router = buildRouter(
             context: BuildGateRequestContext.self,
             dependencies: BuildGateAPIDependencies(
-                repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers, onQueued: {}),
+                repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
+                registryCredentials: registryCredentials, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))

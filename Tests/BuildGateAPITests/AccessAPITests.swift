@@ -1,4 +1,5 @@
 import BuildGateCore
+import BuildGateStore
 import BuildGateTesting
 import Foundation
 import HTTPTypes
@@ -120,5 +121,33 @@ extension HTTPFields {
         var all = lhs
         all.append(contentsOf: rhs)
         return all
+    }
+}
+
+struct RegistriesAPITests {
+    @Test func credentialsAreWriteOnlyPerTenantAndNeedAdmin() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        let writer = try await harness.auth(tenant: "default", scopes: [.buildsWrite])
+        let other = try await harness.auth(tenant: "acme", scopes: [.admin])
+        try await harness.application().test(.router) { client in
+            let body = ByteBuffer(string: #"{"username":"robot","password":"hunter2-secret"}"#)
+            #expect(try await client.execute(uri: "/v1/registries/r.example.com:5000", method: .put, headers: writer, body: body).status == .forbidden)
+            #expect(try await client.execute(uri: "/v1/registries/r.example.com:5000", method: .put, headers: harness.auth, body: body).status == .noContent)
+            #expect(try await client.execute(uri: "/v1/registries/not%20a%20host", method: .put, headers: harness.auth, body: body).status == .badRequest)
+            let listed = try await client.execute(uri: "/v1/registries", method: .get, headers: harness.auth)
+            #expect(listed.text.contains("r.example.com:5000"))
+            #expect(!listed.text.contains("hunter2") && !listed.text.contains("robot"))
+            let theirs = try await client.execute(uri: "/v1/registries", method: .get, headers: other)
+            #expect(!theirs.text.contains("r.example.com"))
+            #expect(try await client.execute(uri: "/v1/registries/r.example.com:5000", method: .delete, headers: other).status == .notFound)
+        }
+        let stored = try await harness.registryCredentials.credential(tenant: .default, host: "r.example.com:5000")
+        #expect(stored == RegistryCredential(username: "robot", password: "hunter2-secret"))
+        #expect(try await harness.registryCredentials.credential(tenant: TenantID("acme")!, host: "r.example.com:5000") == nil)
+        // Sealed at rest: the password is nowhere in the database file.
+        let database = try Data(contentsOf: URL(fileURLWithPath: "\(harness.directory.path)/db.sqlite"))
+        let wal = (try? Data(contentsOf: URL(fileURLWithPath: "\(harness.directory.path)/db.sqlite-wal"))) ?? Data()
+        #expect(database.range(of: Data("hunter2-secret".utf8)) == nil && wal.range(of: Data("hunter2-secret".utf8)) == nil)
     }
 }

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import BuildGateApp
+import BuildGateCore
 import BuildGateTesting
 import Foundation
 import NIOCore
@@ -43,6 +45,37 @@ struct EndToEndTests {
             for follower in followers {
                 #expect(String(decoding: try await follower.value, as: UTF8.self) == log)
             }
+        }
+    }
+
+    @Test func aTenantsRegistryCredentialsAreUsedForItsPushesOnly() async throws {
+        let services = try RealServices()
+        let registry = try await AuthenticatedRegistry(username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
+        defer { registry.stop() }
+        try await services.withGateway(insecureRegistries: [registry.address]) { gateway, directory in
+            let image = "\(registry.address)/private/app:1"
+            // Without credentials the registry refuses the push.
+            let denied = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(image)").id)
+            #expect(denied.status == "failed")
+            #expect(denied.reason == "pushFailed")
+
+            let (put, _) = try await gateway.put(
+                "/v1/registries/\(registry.address)", json: #"{"username":"\#(registry.username)","password":"\#(registry.password)"}"#)
+            #expect(put.status.code == 204)
+            let pushed = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(image)").id)
+            #expect(pushed.status == "succeeded", "\(pushed.message ?? "")")
+            #expect(pushed.images.first?.digest != nil)
+            let log = try await gateway.log(pushed.id)
+            #expect(!log.contains(registry.password))
+
+            // Another tenant does not get them.
+            var configuration = try BuildGateConfiguration.resolve([], environment: [:])
+            configuration.dataDirectory = directory.path
+            configuration.migrationsDirectory = migrationsDirectory
+            let other = GatewayClient(baseURL: gateway.baseURL, token: try await openAccessTokens(configuration).createToken(
+                tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)
+            let theirs = try await other.waitUntilFinished(try await other.submit(services.context(""), query: "image=\(image)").id)
+            #expect(theirs.reason == "pushFailed")
         }
     }
 

@@ -50,6 +50,15 @@ struct GatewayClient: Sendable {
         try await post(path, body: Array(json.utf8), headers: [("Content-Type", "application/json")] + headers)
     }
 
+    func put(_ path: String, json: String) async throws -> (HTTPClientResponse, [UInt8]) {
+        var request = request(path)
+        request.method = .PUT
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: json))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        return (response, Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+    }
+
     func submit(_ context: [UInt8], query: String) async throws -> BuildJSON {
         let (response, body) = try await post("/v1/builds?\(query)", body: context)
         #expect(response.status.code == 202, "\(String(decoding: body, as: UTF8.self))")
@@ -97,7 +106,7 @@ struct RealServices {
 
     /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
     func withGateway<T: Sendable>(
-        capacity: Int = 1, allowedGitHosts: [String] = [], _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
+        capacity: Int = 1, allowedGitHosts: [String] = [], insecureRegistries: [String] = [], _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
     ) async throws -> T {
         let directory = try TemporaryDirectory("e2e")
         defer { directory.remove() }
@@ -108,7 +117,7 @@ struct RealServices {
         configuration.builders = [
             try BuildGateConfiguration.parseBuilder("podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
         ]
-        configuration.insecureRegistries = [registry]
+        configuration.insecureRegistries = Set([registry] + insecureRegistries)
         configuration.limits.allowedGitHosts = allowedGitHosts
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
