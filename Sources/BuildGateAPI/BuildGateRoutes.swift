@@ -10,6 +10,7 @@ package struct BuildGateAPIDependencies: Sendable {
     package var tokens: any AccessTokenRepository
     package var triggers: any TriggerRepository
     package var registryCredentials: any RegistryCredentialRepository
+    package var tenantLimits: any TenantLimitsRepository
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -19,6 +20,7 @@ package struct BuildGateAPIDependencies: Sendable {
         tokens: any AccessTokenRepository,
         triggers: any TriggerRepository,
         registryCredentials: any RegistryCredentialRepository,
+        tenantLimits: any TenantLimitsRepository,
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
@@ -27,6 +29,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.tokens = tokens
         self.triggers = triggers
         self.registryCredentials = registryCredentials
+        self.tenantLimits = tenantLimits
         self.onQueued = onQueued
     }
 }
@@ -47,6 +50,8 @@ package struct BuildGateAPILimits: Sendable {
     package var allowedGitHosts: [String] = []
     /// Largest webhook body accepted (checked before any hashing).
     package var maxWebhookBody = 25 << 20
+    /// Tenant limits where a tenant's row sets none.
+    package var tenantDefaults = TenantLimits(maxRunningBuilds: nil, maxQueuedBuilds: 1000, requestsPerMinute: 600)
 
     package init() {}
 }
@@ -62,6 +67,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
     router.get("healthz") { _, _ in "ok\n" }
     router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
+    let limiter = TenantRateLimiter(repository: dependencies.tenantLimits, defaults: limits.tenantDefaults)
+    router.middlewares.add(TenantRateLimitMiddleware<Context>(limiter: limiter))
 
     var intake = ContextIntake.Limits()
     intake.maxContextSize = limits.maxContextSize
@@ -74,6 +81,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         logs: dependencies.logs,
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
+        limiter: limiter,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
         onQueued: dependencies.onQueued
@@ -82,7 +90,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits).addRoutes(to: router.group("v1/triggers"))
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
     WebhooksController<Context>(
-        triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, onQueued: dependencies.onQueued
+        triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, limiter: limiter,
+        onQueued: dependencies.onQueued
     ).addRoutes(to: router.group("v1/webhooks"))
     return router
 }

@@ -18,6 +18,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let logs: any BuildLogStore
     let contexts: any ContextStore
     let tokens: any AccessTokenRepository
+    let limiter: TenantRateLimiter
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
     let onQueued: @Sendable () -> Void
@@ -34,6 +35,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.buildsWrite)
+        try await limiter.checkQueue(of: principal.tenant)
         if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
             return try await createFromGit(request, principal: principal)
         }

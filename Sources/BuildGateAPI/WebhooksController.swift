@@ -16,6 +16,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let triggers: any TriggerRepository
     let logs: any BuildLogStore
     let limits: BuildGateAPILimits
+    let limiter: TenantRateLimiter
     let onQueued: @Sendable () -> Void
 
     func addRoutes(to group: RouterGroup<Context>) {
@@ -74,6 +75,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             case .skip(let reason):
                 answer = WebhookAnswer(status: "ignored", reason: reason, buildId: nil, trigger: trigger.id)
             case .build(let buildRequest, let source):
+                try await limiter.checkQueue(of: trigger.tenant)
                 guard GitSource.isHostAllowed(source.url, hosts: limits.allowedGitHosts) else {
                     answer = WebhookAnswer(status: "ignored", reason: "git host not allowed", buildId: nil, trigger: trigger.id)
                     break

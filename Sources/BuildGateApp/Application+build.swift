@@ -22,7 +22,9 @@ package func buildApplication(
 
     let database = try BuildGateDatabase(
         path: "\(dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
-    let store = SQLiteBuildStore(database: database)
+    let store = SQLiteBuildStore(
+        database: database, defaultMaxRunningPerTenant: configuration.limits.tenantDefaults.maxRunningBuilds)
+    let tenantLimits = SQLiteTenantLimitsStore(database: database)
     let tokens = SQLiteAccessTokenStore(database: database)
     let box = try loadSecretBox(configuration)
     let triggers = SQLiteTriggerStore(database: database, box: box)
@@ -78,7 +80,7 @@ package func buildApplication(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
-            registryCredentials: registryCredentials, onQueued: dispatcher.wake),
+            registryCredentials: registryCredentials, tenantLimits: tenantLimits, onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
 
@@ -147,4 +149,12 @@ func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox 
         throw BuildGateError(.invalidParameter, "\(path) must hold the base64 of 32 random bytes (openssl rand -base64 32)")
     }
     return box
+}
+
+/// The tenant limits of a data directory, for `buildgate tenant limits`.
+package func openTenantLimits(_ configuration: BuildGateConfiguration) throws -> any TenantLimitsRepository {
+    try FileManager.default.createDirectory(
+        atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    return SQLiteTenantLimitsStore(database: try BuildGateDatabase(
+        path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory))
 }

@@ -20,6 +20,10 @@ import Foundation
 /// | `migrationsDirectory` | `BUILDGATE_MIGRATIONS` | `--migrations` | `./migrations`, else `/usr/share/buildgate/migrations` |
 /// | `secretKeyFile` | `BUILDGATE_SECRET_KEY_FILE` | `--secret-key-file` | `<data>/secret.key`, created on first start |
 /// | `allowedGitHosts` | `BUILDGATE_ALLOWED_GIT_HOSTS` (comma-separated) | `--allowed-git-host` | any host |
+/// | `tenantMaxRunningBuilds` | `BUILDGATE_TENANT_MAX_RUNNING_BUILDS` | `--tenant-max-running-builds` | no limit |
+/// | `tenantMaxQueuedBuilds` | `BUILDGATE_TENANT_MAX_QUEUED_BUILDS` | `--tenant-max-queued-builds` | 1000 |
+/// | `tenantRequestsPerMinute` | `BUILDGATE_TENANT_REQUESTS_PER_MINUTE` | `--tenant-requests-per-minute` | 600 |
+/// (per-tenant values set with `buildgate tenant limits` win over these defaults)
 ///
 /// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME]`, e.g. `podman=unix:///run/podman/podman.sock` or
 /// `podman=tcp://10.0.0.5:8888,capacity=2`. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
@@ -62,6 +66,9 @@ package struct BuildGateConfiguration: Sendable {
         package var migrationsDirectory: String?
         package var secretKeyFile: String?
         package var allowedGitHosts: [String]?
+        package var tenantMaxRunningBuilds: Int?
+        package var tenantMaxQueuedBuilds: Int?
+        package var tenantRequestsPerMinute: Int?
 
         package init() {}
 
@@ -91,6 +98,9 @@ package struct BuildGateConfiguration: Sendable {
             migrationsDirectory = environment["BUILDGATE_MIGRATIONS"]
             secretKeyFile = environment["BUILDGATE_SECRET_KEY_FILE"]
             allowedGitHosts = words("BUILDGATE_ALLOWED_GIT_HOSTS", separator: ",")
+            tenantMaxRunningBuilds = try number("BUILDGATE_TENANT_MAX_RUNNING_BUILDS")
+            tenantMaxQueuedBuilds = try number("BUILDGATE_TENANT_MAX_QUEUED_BUILDS")
+            tenantRequestsPerMinute = try number("BUILDGATE_TENANT_REQUESTS_PER_MINUTE")
         }
 
         /// A JSON config file.
@@ -150,6 +160,11 @@ package struct BuildGateConfiguration: Sendable {
         configuration.podmanArguments = first(\.podmanArguments) ?? configuration.podmanArguments
         configuration.secretKeyFile = first(\.secretKeyFile)
         configuration.limits.allowedGitHosts = first(\.allowedGitHosts) ?? []
+        let defaults = configuration.limits.tenantDefaults
+        configuration.limits.tenantDefaults = TenantLimits(
+            maxRunningBuilds: first(\.tenantMaxRunningBuilds) ?? defaults.maxRunningBuilds,
+            maxQueuedBuilds: first(\.tenantMaxQueuedBuilds) ?? defaults.maxQueuedBuilds,
+            requestsPerMinute: first(\.tenantRequestsPerMinute) ?? defaults.requestsPerMinute)
         return configuration
     }
 

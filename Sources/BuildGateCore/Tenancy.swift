@@ -138,3 +138,35 @@ package protocol AccessTokenRepository: Sendable {
     /// How many tokens exist at all (for bootstrapping the first admin token).
     func tokenCount() async throws -> Int
 }
+
+/// A tenant's limits; nil fields fall back to the gateway's defaults.
+package struct TenantLimits: Sendable, Equatable {
+    /// Builds of the tenant running at once (enforced when claiming).
+    package var maxRunningBuilds: Int?
+    /// Builds of the tenant waiting in the queue (429 at intake beyond).
+    package var maxQueuedBuilds: Int?
+    /// Authenticated API requests per minute (429 beyond).
+    package var requestsPerMinute: Int?
+
+    package init(maxRunningBuilds: Int? = nil, maxQueuedBuilds: Int? = nil, requestsPerMinute: Int? = nil) {
+        self.maxRunningBuilds = maxRunningBuilds
+        self.maxQueuedBuilds = maxQueuedBuilds
+        self.requestsPerMinute = requestsPerMinute
+    }
+
+    /// These limits with every nil filled from `defaults`.
+    package func over(_ defaults: TenantLimits) -> TenantLimits {
+        TenantLimits(
+            maxRunningBuilds: maxRunningBuilds ?? defaults.maxRunningBuilds,
+            maxQueuedBuilds: maxQueuedBuilds ?? defaults.maxQueuedBuilds,
+            requestsPerMinute: requestsPerMinute ?? defaults.requestsPerMinute)
+    }
+}
+
+/// Per-tenant limits as stored (the `tenant` table).
+package protocol TenantLimitsRepository: Sendable {
+    func limits(of tenant: TenantID) async throws -> TenantLimits
+    func setLimits(_ limits: TenantLimits, for tenant: TenantID, at date: Date) async throws
+    /// The tenant's builds in `queued`.
+    func queuedBuildCount(of tenant: TenantID) async throws -> Int
+}

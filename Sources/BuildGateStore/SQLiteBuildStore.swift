@@ -9,9 +9,12 @@ import GRDB
 /// overwrite a settled build.
 package struct SQLiteBuildStore: BuildRepository, BuildQueue {
     private let database: BuildGateDatabase
+    /// Running builds per tenant when its row sets no limit; nil means no limit.
+    private let defaultMaxRunningPerTenant: Int?
 
-    package init(database: BuildGateDatabase) {
+    package init(database: BuildGateDatabase, defaultMaxRunningPerTenant: Int? = nil) {
         self.database = database
+        self.defaultMaxRunningPerTenant = defaultMaxRunningPerTenant
     }
 
     // MARK: - BuildRepository
@@ -81,10 +84,20 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                 sql: """
                     UPDATE build
                     SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
-                    WHERE id = (SELECT id FROM build WHERE status = 'queued' ORDER BY id LIMIT 1)
+                    WHERE id = (
+                        SELECT b.id FROM build b JOIN tenant t ON t.id = b.tenantId
+                        WHERE b.status = 'queued'
+                          AND (coalesce(t.maxRunningBuilds, ?) IS NULL
+                               OR (SELECT count(*) FROM build r
+                                   WHERE r.tenantId = b.tenantId AND r.status IN ('starting', 'running'))
+                                  < coalesce(t.maxRunningBuilds, ?))
+                        ORDER BY b.id LIMIT 1)
                     RETURNING *
                     """,
-                arguments: [builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970]
+                arguments: [
+                    builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970,
+                    defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
+                ]
             )?.build()
         }
     }

@@ -10,7 +10,7 @@ struct BuildGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "buildgate",
         abstract: "A build gateway: upload a Docker build context, get an image pushed, follow its logs.",
-        subcommands: [Serve.self, Token.self],
+        subcommands: [Serve.self, Token.self, Tenant.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -40,6 +40,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File with the base64 AES-256 key that seals secrets at rest.") var secretKeyFile: String?
     @Option(name: .customLong("allowed-git-host"), help: "Host git sources may come from (glob), repeatable.")
     var allowedGitHosts: [String] = []
+    @Option(help: "Default running builds per tenant.") var tenantMaxRunningBuilds: Int?
+    @Option(help: "Default queued builds per tenant.") var tenantMaxQueuedBuilds: Int?
+    @Option(help: "Default API requests per minute per tenant.") var tenantRequestsPerMinute: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
     func run() async throws {
@@ -58,6 +61,9 @@ struct Serve: AsyncParsableCommand {
         flags.migrationsDirectory = migrations
         flags.secretKeyFile = secretKeyFile
         flags.allowedGitHosts = allowedGitHosts.isEmpty ? nil : allowedGitHosts
+        flags.tenantMaxRunningBuilds = tenantMaxRunningBuilds
+        flags.tenantMaxQueuedBuilds = tenantMaxQueuedBuilds
+        flags.tenantRequestsPerMinute = tenantRequestsPerMinute
 
         let environment = ProcessInfo.processInfo.environment
         var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]
@@ -152,6 +158,29 @@ struct Token: AsyncParsableCommand {
             let tokens = try openAccessTokens(try storage.configuration())
             guard try await tokens.revokeToken(id: id, at: Date()) else { throw ValidationError("no token \(id)") }
             print("revoked \(id)")
+        }
+    }
+}
+
+struct Tenant: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage tenants (works on the data directory directly).", subcommands: [Limits.self])
+
+    struct Limits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set a tenant's limits (omitted ones fall back to the gateway's defaults).")
+        @OptionGroup var storage: StorageOptions
+        @Option(help: "The tenant.") var tenant: String
+        @Option(help: "Builds running at once.") var maxRunningBuilds: Int?
+        @Option(help: "Builds waiting in the queue.") var maxQueuedBuilds: Int?
+        @Option(help: "API requests per minute.") var requestsPerMinute: Int?
+
+        func run() async throws {
+            guard let tenant = TenantID(tenant) else { throw ValidationError("bad tenant name") }
+            let limits = TenantLimits(
+                maxRunningBuilds: maxRunningBuilds, maxQueuedBuilds: maxQueuedBuilds, requestsPerMinute: requestsPerMinute)
+            try await openTenantLimits(try storage.configuration()).setLimits(limits, for: tenant, at: Date())
+            print("limits of \(tenant): running \(maxRunningBuilds.map(String.init) ?? "default"), queued \(maxQueuedBuilds.map(String.init) ?? "default"), requests/min \(requestsPerMinute.map(String.init) ?? "default")")
         }
     }
 }

@@ -22,13 +22,14 @@ struct APIHarness {
     let tokens: SQLiteAccessTokenStore
     let triggers: SQLiteTriggerStore
     let registryCredentials: SQLiteRegistryCredentialStore
+    let database: BuildGateDatabase
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
     let auth: HTTPFields
 
     init(limits: BuildGateAPILimits = .init()) async throws {
         directory = try TemporaryDirectory("api")
-        let database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
         tokens = SQLiteAccessTokenStore(database: database)
         let box = SecretBox(key: .init(size: .bits256))
@@ -59,7 +60,8 @@ struct APIHarness {
             context: BuildGateRequestContext.self,
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
-                registryCredentials: registryCredentials, onQueued: {}),
+                registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
+                onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))

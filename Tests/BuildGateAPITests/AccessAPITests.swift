@@ -151,3 +151,60 @@ struct RegistriesAPITests {
         #expect(database.range(of: Data("hunter2-secret".utf8)) == nil && wal.range(of: Data("hunter2-secret".utf8)) == nil)
     }
 }
+
+struct TenantLimitsTests {
+    @Test func requestsOverTheTenantsMinuteLimitAre429WithRetryAfterAndOthersUnaffected() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await SQLiteTenantLimitsStore(database: harness.database).setLimits(
+            TenantLimits(requestsPerMinute: 3), for: TenantID("busy")!, at: Date())
+        let busy = try await harness.auth(tenant: "busy", scopes: [.buildsRead])
+        try await harness.application().test(.router) { client in
+            for _ in 0..<3 { #expect(try await client.execute(uri: "/v1/builds", method: .get, headers: busy).status == .ok) }
+            let limited = try await client.execute(uri: "/v1/builds", method: .get, headers: busy)
+            #expect(limited.status == .tooManyRequests)
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(try limited.decode(ErrorEnvelope.self).error.code == "tooManyRequests")
+            #expect(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).status == .ok)
+        }
+    }
+
+    @Test func aFullQueueRefusesUploadsBeforeReadingThem() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await SQLiteTenantLimitsStore(database: harness.database).setLimits(
+            TenantLimits(maxQueuedBuilds: 1), for: .default, at: Date())
+        try await harness.application().test(.router) { client in
+            let first = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+            #expect(first.status == .accepted)
+            let second = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+            #expect(second.status == .tooManyRequests)
+            #expect(second.headers[.retryAfter] == "30")
+        }
+        #expect(try await harness.buildCount() == 1)
+        #expect(harness.directory.files(under: "tmp").isEmpty)
+    }
+
+    @Test func claimsSkipATenantAtItsRunningLimitButServeOthers() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        let limits = SQLiteTenantLimitsStore(database: harness.database)
+        try await limits.setLimits(TenantLimits(maxRunningBuilds: 1), for: TenantID("small")!, at: Date())
+        try await limits.setLimits(TenantLimits(), for: TenantID("big")!, at: Date())
+        func build(_ tenant: String, _ second: Double) throws -> Build {
+            Build(
+                id: .generate(at: Date(timeIntervalSince1970: 1_700_000_000 + second)), tenant: TenantID(tenant)!,
+                request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/a:1")]),
+                context: BuildContext(digest: ContextDigest(hex: String(repeating: "e", count: 64))!, size: 1, compression: .none),
+                createdAt: Date())
+        }
+        let small1 = try build("small", 1), small2 = try build("small", 2), big = try build("big", 3)
+        for value in [small1, small2, big] { _ = try await harness.store.create(value) }
+        let claim = { try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())?.id }
+        #expect(try await claim() == small1.id)
+        #expect(try await claim() == big.id)
+        #expect(try await claim() == nil)
+    }
+}
