@@ -45,6 +45,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "BuildNotifications",
+            dependencies: [
+                "BuildGateCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "GitCLI",
             dependencies: ["BuildGateCore", "ContextArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
@@ -88,6 +97,7 @@ let package = Package(
                 "BuildGateCore",
                 "BuildGateStore",
                 "EngineAPIDriver",
+                "BuildNotifications",
                 "ForgeWebhooks",
                 "GitCLI",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -139,6 +149,7 @@ let package = Package(
             name: "BuildGateAPITests",
             dependencies: [
                 "BuildGateAPI",
+                "BuildNotifications",
                 "BuildGateApp",
                 "BuildGateStore",
                 "BuildGateTesting",

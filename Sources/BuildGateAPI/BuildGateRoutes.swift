@@ -11,6 +11,7 @@ package struct BuildGateAPIDependencies: Sendable {
     package var triggers: any TriggerRepository
     package var registryCredentials: any RegistryCredentialRepository
     package var tenantLimits: any TenantLimitsRepository
+    package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -21,6 +22,7 @@ package struct BuildGateAPIDependencies: Sendable {
         triggers: any TriggerRepository,
         registryCredentials: any RegistryCredentialRepository,
         tenantLimits: any TenantLimitsRepository,
+        observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
@@ -30,6 +32,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.triggers = triggers
         self.registryCredentials = registryCredentials
         self.tenantLimits = tenantLimits
+        self.observer = observer
         self.onQueued = onQueued
     }
 }
@@ -82,6 +85,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
         limiter: limiter,
+        observer: dependencies.observer,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
         onQueued: dependencies.onQueued
@@ -91,7 +95,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, limiter: limiter,
-        onQueued: dependencies.onQueued
+        observer: dependencies.observer, onQueued: dependencies.onQueued
     ).addRoutes(to: router.group("v1/webhooks"))
     return router
 }

@@ -19,6 +19,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let contexts: any ContextStore
     let tokens: any AccessTokenRepository
     let limiter: TenantRateLimiter
+    let observer: any BuildObserver
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
     let onQueued: @Sendable () -> Void
@@ -67,6 +68,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             return try Self.buildResponse(earlier, status: .ok)
         case .created(let build):
             try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
+            await observer.buildChanged(build)
             onQueued()
             return try Self.buildResponse(build, status: .accepted)
         }
@@ -185,6 +187,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         if updated.status == .cancelled {
             try await logs.appendGatewayLine("cancelled before it started; result: cancelled", to: updated.id)
             await logs.finish(updated.id)
+            await observer.buildChanged(updated)
             return try Self.buildResponse(updated, status: .ok)
         }
         return try Self.buildResponse(updated, status: updated.status.isTerminal ? .ok : .accepted)

@@ -60,6 +60,10 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         settings.platform = body.platform
         settings.timeout = body.timeout
         settings.callbackURL = body.callbackURL
+        settings.statusAPIURL = body.statusAPIURL
+        if body.forge == "gitea" && body.statusToken != nil && body.statusAPIURL == nil {
+            throw BuildGateError(.invalidParameter, "a Gitea trigger with a statusToken needs statusAPIURL (your Gitea's URL)")
+        }
         try validate(settings)
 
         let credential: GitCredential? = switch (body.cloneCredentials?.username, body.cloneCredentials?.password, body.cloneCredentials?.sshPrivateKey) {
@@ -71,7 +75,8 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         let trigger = Trigger(
             id: Trigger.generateID(), tenant: principal.tenant, forge: body.forge, repository: body.repository,
             settings: settings, createdAt: Date())
-        try await triggers.createTrigger(trigger, secret: body.secret, cloneCredential: credential)
+        try await triggers.createTrigger(
+            trigger, secret: body.secret, cloneCredential: credential, statusToken: body.statusToken)
         var response = try BuildsController<Context>.json(TriggerRepresentation(trigger), status: .created)
         response.headers[.location] = "/v1/triggers/\(trigger.id)"
         return response
@@ -94,8 +99,10 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         if let timeout = settings.timeout, !(1...limits.maxBuildTimeout).contains(timeout) {
             throw BuildGateError(.invalidParameter, "'timeout' must be from 1 to \(limits.maxBuildTimeout) seconds")
         }
-        if let callback = settings.callbackURL, !(callback.hasPrefix("https://") || callback.hasPrefix("http://")) {
-            throw BuildGateError(.invalidParameter, "'callbackURL' must be an http(s) URL")
+        for (name, url) in [("callbackURL", settings.callbackURL), ("statusAPIURL", settings.statusAPIURL)] {
+            if let url, !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+                throw BuildGateError(.invalidParameter, "'\(name)' must be an http(s) URL")
+            }
         }
     }
 
@@ -147,6 +154,9 @@ struct TriggerBody: Decodable {
     var platform: String?
     var timeout: Int?
     var callbackURL: String?
+    /// A forge API token allowed to set commit statuses (write-only).
+    var statusToken: String?
+    var statusAPIURL: String?
 }
 
 /// A trigger as JSON: everything but its secret and credentials, plus the URLs to paste into the forge.
@@ -165,6 +175,7 @@ struct TriggerRepresentation: Encodable {
     var platform: String?
     var timeout: Int?
     var callbackURL: String?
+    var statusAPIURL: String?
     var createdAt: Date
     /// The trigger's own webhook URL path (verified with this trigger's secret only).
     var webhookPath: String
@@ -186,6 +197,7 @@ struct TriggerRepresentation: Encodable {
         platform = trigger.settings.platform
         timeout = trigger.settings.timeout
         callbackURL = trigger.settings.callbackURL
+        statusAPIURL = trigger.settings.statusAPIURL
         createdAt = trigger.createdAt
         webhookPath = "/v1/webhooks/\(trigger.forge)/\(trigger.id)"
         sharedWebhookPath = "/v1/webhooks/\(trigger.forge)"

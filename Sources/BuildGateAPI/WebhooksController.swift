@@ -17,6 +17,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let logs: any BuildLogStore
     let limits: BuildGateAPILimits
     let limiter: TenantRateLimiter
+    let observer: any BuildObserver
     let onQueued: @Sendable () -> Void
 
     func addRoutes(to group: RouterGroup<Context>) {
@@ -93,6 +94,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         if !stored.isRedelivery, let build {
             try await logs.appendGatewayLine(
                 "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
+            await observer.buildChanged(build)
             onQueued()
         }
         var headers: HTTPFields = [.contentType: "application/json"]

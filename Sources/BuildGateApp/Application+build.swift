@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BuildGateAPI
 import BuildGateCore
 import BuildGateStore
+import BuildNotifications
 import EngineAPIDriver
 import Foundation
 import GitCLI
@@ -53,6 +54,10 @@ package func buildApplication(
     driverConfiguration.insecureRegistries = configuration.insecureRegistries
     let engineDriver = EngineAPIDriver(httpClient: .shared, configuration: driverConfiguration, logger: logger)
 
+    let notifier = BuildStatusNotifier(
+        triggers: triggers, httpClient: .shared, publicURL: configuration.publicURL, logger: logger)
+    services.append(notifier)
+
     var dispatcherConfiguration = BuildDispatcher.Configuration()
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
     let dispatcher = BuildDispatcher(
@@ -70,6 +75,7 @@ package func buildApplication(
             guard let trigger = build.triggerID else { return nil }
             return try? await triggers.cloneCredential(forTrigger: trigger)
         },
+        observer: notifier,
         configuration: dispatcherConfiguration, logger: logger)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, onRequeue: dispatcher.wake, logger: logger)
@@ -80,7 +86,8 @@ package func buildApplication(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
-            registryCredentials: registryCredentials, tenantLimits: tenantLimits, onQueued: dispatcher.wake),
+            registryCredentials: registryCredentials, tenantLimits: tenantLimits, observer: notifier,
+            onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
 

@@ -20,6 +20,7 @@ import Foundation
 /// | `migrationsDirectory` | `BUILDGATE_MIGRATIONS` | `--migrations` | `./migrations`, else `/usr/share/buildgate/migrations` |
 /// | `secretKeyFile` | `BUILDGATE_SECRET_KEY_FILE` | `--secret-key-file` | `<data>/secret.key`, created on first start |
 /// | `allowedGitHosts` | `BUILDGATE_ALLOWED_GIT_HOSTS` (comma-separated) | `--allowed-git-host` | any host |
+/// | `publicURL` | `BUILDGATE_PUBLIC_URL` | `--public-url` | none (links in commit statuses need it) |
 /// | `tenantMaxRunningBuilds` | `BUILDGATE_TENANT_MAX_RUNNING_BUILDS` | `--tenant-max-running-builds` | no limit |
 /// | `tenantMaxQueuedBuilds` | `BUILDGATE_TENANT_MAX_QUEUED_BUILDS` | `--tenant-max-queued-builds` | 1000 |
 /// | `tenantRequestsPerMinute` | `BUILDGATE_TENANT_REQUESTS_PER_MINUTE` | `--tenant-requests-per-minute` | 600 |
@@ -42,6 +43,8 @@ package struct BuildGateConfiguration: Sendable {
     package var podmanExecutable = "podman"
     package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     package var migrationsDirectory: String
+    /// The gateway's external URL (`https://gate.example.com`), for links in commit statuses and callbacks.
+    package var publicURL: String?
     /// A file holding the base64 of the 32-byte AES key that seals secrets at rest; nil: `<data>/secret.key`.
     package var secretKeyFile: String?
 
@@ -67,6 +70,7 @@ package struct BuildGateConfiguration: Sendable {
         package var secretKeyFile: String?
         package var allowedGitHosts: [String]?
         package var tenantMaxRunningBuilds: Int?
+        package var publicURL: String?
         package var tenantMaxQueuedBuilds: Int?
         package var tenantRequestsPerMinute: Int?
 
@@ -99,6 +103,7 @@ package struct BuildGateConfiguration: Sendable {
             secretKeyFile = environment["BUILDGATE_SECRET_KEY_FILE"]
             allowedGitHosts = words("BUILDGATE_ALLOWED_GIT_HOSTS", separator: ",")
             tenantMaxRunningBuilds = try number("BUILDGATE_TENANT_MAX_RUNNING_BUILDS")
+            publicURL = environment["BUILDGATE_PUBLIC_URL"]
             tenantMaxQueuedBuilds = try number("BUILDGATE_TENANT_MAX_QUEUED_BUILDS")
             tenantRequestsPerMinute = try number("BUILDGATE_TENANT_REQUESTS_PER_MINUTE")
         }
@@ -160,6 +165,7 @@ package struct BuildGateConfiguration: Sendable {
         configuration.podmanArguments = first(\.podmanArguments) ?? configuration.podmanArguments
         configuration.secretKeyFile = first(\.secretKeyFile)
         configuration.limits.allowedGitHosts = first(\.allowedGitHosts) ?? []
+        configuration.publicURL = first(\.publicURL).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         let defaults = configuration.limits.tenantDefaults
         configuration.limits.tenantDefaults = TenantLimits(
             maxRunningBuilds: first(\.tenantMaxRunningBuilds) ?? defaults.maxRunningBuilds,

@@ -31,6 +31,7 @@ package final class BuildDispatcher: Service {
     private let credentials: @Sendable (TenantID, String) async -> RegistryCredential?
     private let sourceFetcher: (any SourceFetcher)?
     private let cloneCredentials: @Sendable (Build) async -> GitCredential?
+    private let observer: any BuildObserver
     private let configuration: Configuration
     private let logger: Logger
     /// Unique per process run, so a restarted gateway never mistakes an old lease for its own.
@@ -53,6 +54,7 @@ package final class BuildDispatcher: Service {
         credentials: @escaping @Sendable (TenantID, String) async -> RegistryCredential? = { _, _ in nil },
         sourceFetcher: (any SourceFetcher)? = nil,
         cloneCredentials: @escaping @Sendable (Build) async -> GitCredential? = { _ in nil },
+        observer: any BuildObserver = NoBuildObserver(),
         configuration: Configuration = .init(),
         logger: Logger
     ) {
@@ -64,6 +66,7 @@ package final class BuildDispatcher: Service {
         self.credentials = credentials
         self.sourceFetcher = sourceFetcher
         self.cloneCredentials = cloneCredentials
+        self.observer = observer
         self.configuration = configuration
         self.logger = logger
         self.owner = "dispatcher-\(UUID().uuidString.lowercased())"
@@ -110,6 +113,7 @@ package final class BuildDispatcher: Service {
                     return
                 }
                 let signal = reserveSlot(endpoint, for: build.id)
+                await observer.buildChanged(build)
                 group.addTask {
                     await self.execute(build, on: endpoint, cancellation: signal)
                     self.releaseSlot(endpoint, for: build.id)
@@ -291,7 +295,10 @@ package final class BuildDispatcher: Service {
         case .accepted(let engine):
             await log("engine: \(engine)")
             do {
-                _ = try await queue.markRunning(id, owner: owner)
+                if try await queue.markRunning(id, owner: owner), var running = try await queue.build(id) {
+                    running.status = .running
+                    await observer.buildChanged(running)
+                }
             } catch {
                 logger.error("marking the build running failed", metadata: ["buildgate.error": "\(error)"])
             }
@@ -326,7 +333,9 @@ package final class BuildDispatcher: Service {
             let stored = try await queue.finish(
                 build.id, owner: owner, status: status, reason: reason, message: message, pushedImages: pushed,
                 at: Date())
-            if stored == nil {
+            if let stored {
+                await observer.buildChanged(stored)
+            } else {
                 logger.warning("the build's lease was lost before its result could be stored")
             }
         } catch {

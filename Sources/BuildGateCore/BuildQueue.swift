@@ -31,6 +31,9 @@ package protocol BuildQueue: Sendable {
         at date: Date
     ) async throws -> Build?
 
+    /// The build with this id, or nil.
+    func build(_ id: BuildID) async throws -> Build?
+
     /// Builds in `starting` or `running` whose lease ended before `now`.
     func expiredLeases(now: Date) async throws -> [Build]
 

@@ -50,6 +50,9 @@ package struct TriggerSettings: Sendable, Equatable, Codable {
     package var timeout: Int?
     /// Receives a signed JSON event on every state change of the trigger's builds.
     package var callbackURL: String?
+    /// The forge's API base for commit statuses (default: `https://api.github.com`, `https://gitlab.com`; Gitea
+    /// needs its own). Statuses are posted only when the trigger has a status token.
+    package var statusAPIURL: String?
 
     package init(images: [String]) {
         self.images = images
@@ -158,8 +161,10 @@ package enum TriggerPlanner {
 
 /// Triggers and webhook deliveries. Every call is one durable transaction.
 package protocol TriggerRepository: Sendable {
-    /// Stores a trigger with its webhook secret and optional clone credentials (sealed at rest).
-    func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?) async throws
+    /// Stores a trigger with its webhook secret, optional clone credentials and forge status token (sealed).
+    func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?, statusToken: String?) async throws
+    /// The forge API token for commit statuses, if the trigger has one.
+    func statusToken(forTrigger id: String) async throws -> String?
     func trigger(_ id: String) async throws -> Trigger?
     func triggers(of tenant: TenantID) async throws -> [Trigger]
     /// Deletes the tenant's trigger; false when there is none.
@@ -175,4 +180,17 @@ package protocol TriggerRepository: Sendable {
     func recordDelivery(
         triggerID: String, deliveryID: String, build: Build?, statusCode: Int, response: String, at date: Date
     ) async throws -> (statusCode: Int, response: String, isRedelivery: Bool)
+}
+
+/// Hears about every status change of every build (queued, starting, running, and the result).
+///
+/// Called after the change is committed; must return quickly (queue the work) and never fails the build.
+package protocol BuildObserver: Sendable {
+    func buildChanged(_ build: Build) async
+}
+
+/// An observer that does nothing.
+package struct NoBuildObserver: BuildObserver {
+    package init() {}
+    package func buildChanged(_ build: Build) async {}
 }

@@ -24,6 +24,7 @@ package struct SQLiteTriggerStore: TriggerRepository {
         var settings: String
         var sealedSecret: Data
         var sealedCloneCredentials: Data?
+        var sealedStatusToken: Data?
         var createdAt: Date
 
         func trigger() throws -> Trigger {
@@ -34,7 +35,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
         }
     }
 
-    package func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?) async throws {
+    package func createTrigger(
+        _ trigger: Trigger, secret: String, cloneCredential: GitCredential?, statusToken: String?
+    ) async throws {
         let row = Row(
             id: trigger.id, tenantId: trigger.tenant.rawValue, forge: trigger.forge, repository: trigger.repository,
             settings: String(decoding: try JSONEncoder.sorted.encode(trigger.settings), as: UTF8.self),
@@ -42,6 +45,7 @@ package struct SQLiteTriggerStore: TriggerRepository {
             sealedCloneCredentials: try cloneCredential.map {
                 try box.seal(try JSONEncoder().encode($0), context: "trigger-clone:\(trigger.id)")
             },
+            sealedStatusToken: try statusToken.map { try box.seal(Data($0.utf8), context: "trigger-status:\(trigger.id)") },
             createdAt: trigger.createdAt)
         try await database.writer.write { db in
             try db.execute(
@@ -82,6 +86,12 @@ package struct SQLiteTriggerStore: TriggerRepository {
         guard let sealed = try await database.writer.read({ db in try Row.fetchOne(db, key: id)?.sealedCloneCredentials })
         else { return nil }
         return try JSONDecoder().decode(GitCredential.self, from: try box.open(sealed, context: "trigger-clone:\(id)"))
+    }
+
+    package func statusToken(forTrigger id: String) async throws -> String? {
+        guard let sealed = try await database.writer.read({ db in try Row.fetchOne(db, key: id)?.sealedStatusToken })
+        else { return nil }
+        return String(decoding: try box.open(sealed, context: "trigger-status:\(id)"), as: UTF8.self)
     }
 
     private func secret(of row: Row) throws -> String {

@@ -40,6 +40,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File with the base64 AES-256 key that seals secrets at rest.") var secretKeyFile: String?
     @Option(name: .customLong("allowed-git-host"), help: "Host git sources may come from (glob), repeatable.")
     var allowedGitHosts: [String] = []
+    @Option(help: "The gateway's external URL, for links in commit statuses.") var publicURL: String?
     @Option(help: "Default running builds per tenant.") var tenantMaxRunningBuilds: Int?
     @Option(help: "Default queued builds per tenant.") var tenantMaxQueuedBuilds: Int?
     @Option(help: "Default API requests per minute per tenant.") var tenantRequestsPerMinute: Int?
@@ -62,6 +63,7 @@ struct Serve: AsyncParsableCommand {
         flags.secretKeyFile = secretKeyFile
         flags.allowedGitHosts = allowedGitHosts.isEmpty ? nil : allowedGitHosts
         flags.tenantMaxRunningBuilds = tenantMaxRunningBuilds
+        flags.publicURL = publicURL
         flags.tenantMaxQueuedBuilds = tenantMaxQueuedBuilds
         flags.tenantRequestsPerMinute = tenantRequestsPerMinute
 

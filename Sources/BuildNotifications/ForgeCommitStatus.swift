@@ -1,0 +1,102 @@
+import AsyncHTTPClient
+import BuildGateCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Commit statuses on the forges, as each documents its API:
+/// - GitHub: `POST {api}/repos/{owner}/{repo}/statuses/{sha}` with `{"state","target_url","description","context"}`,
+///   states `pending|success|failure|error`, `Authorization: Bearer <token>`.
+/// - GitLab: `POST {api}/api/v4/projects/{url-encoded path}/statuses/{sha}` with `state`, `name`, `description`,
+///   `target_url`, states `pending|running|success|failed|canceled`, `PRIVATE-TOKEN: <token>`.
+/// - Gitea / Forgejo: `POST {api}/api/v1/repos/{owner}/{repo}/statuses/{sha}` with `{"state","target_url",
+///   "description","context"}`, states `pending|success|error|failure`, `Authorization: token <token>`.
+/// Bitbucket is not supported yet.
+package enum ForgeCommitStatus {
+    package static let context = "buildgate"
+
+    /// The request that sets the commit status for `build`, or nil when the forge has no status API here.
+    package static func request(
+        forge: String, apiURL: String?, repository: String, commit: String, build: Build, targetURL: String?,
+        token: String
+    ) -> HTTPClientRequest? {
+        let description = describe(build)
+        switch forge {
+        case "github":
+            let base = apiURL ?? "https://api.github.com"
+            var request = HTTPClientRequest(url: "\(base)/repos/\(repository)/statuses/\(commit)")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            request.headers.add(name: "Accept", value: "application/vnd.github+json")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: json([
+                "state": githubState(build.status), "description": description, "context": context,
+                "target_url": targetURL,
+            ])))
+            return request
+        case "gitea":
+            guard let base = apiURL else { return nil }
+            var request = HTTPClientRequest(url: "\(base)/api/v1/repos/\(repository)/statuses/\(commit)")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "token \(token)")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: json([
+                "state": githubState(build.status), "description": description, "context": context,
+                "target_url": targetURL,
+            ])))
+            return request
+        case "gitlab":
+            let base = apiURL ?? "https://gitlab.com"
+            let project = repository.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? repository
+            var items = [("state", gitlabState(build.status)), ("name", context), ("description", description)]
+            if let targetURL { items.append(("target_url", targetURL)) }
+            let query = items.map { "\($0)=\($1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }
+                .joined(separator: "&")
+            var request = HTTPClientRequest(url: "\(base)/api/v4/projects/\(project)/statuses/\(commit)?\(query)")
+            request.method = .POST
+            request.headers.add(name: "PRIVATE-TOKEN", value: token)
+            return request
+        default:
+            return nil
+        }
+    }
+
+    static func githubState(_ status: BuildStatus) -> String {
+        switch status {
+        case .queued, .starting, .running: "pending"
+        case .succeeded: "success"
+        case .failed: "failure"
+        case .cancelled, .timedOut: "error"
+        }
+    }
+
+    static func gitlabState(_ status: BuildStatus) -> String {
+        switch status {
+        case .queued, .starting: "pending"
+        case .running: "running"
+        case .succeeded: "success"
+        case .failed, .timedOut: "failed"
+        case .cancelled: "canceled"
+        }
+    }
+
+    static func describe(_ build: Build) -> String {
+        let text = switch build.status {
+        case .queued: "queued"
+        case .starting: "starting on \(build.builder ?? "a builder")"
+        case .running: "building"
+        case .succeeded: "built and pushed"
+        case .failed: "failed (\(build.reason?.rawValue ?? "error"))"
+        case .cancelled: "cancelled"
+        case .timedOut: "timed out"
+        }
+        return String(text.prefix(140))
+    }
+
+    private static func json(_ fields: [String: String?]) -> [UInt8] {
+        let present = fields.compactMapValues { $0 }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(present)) ?? Data("{}".utf8))
+    }
+}
