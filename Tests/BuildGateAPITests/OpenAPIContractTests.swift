@@ -61,7 +61,8 @@ struct OpenAPIContractTests {
                     Issue.record("unexpected operation entry \(operation)")
                     continue
                 }
-                let uri = path.replacingOccurrences(of: "{id}", with: id)
+                let uri = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{forge}", with: "github")
+                    .replacingOccurrences(of: "{triggerId}", with: "tnothing").replacingOccurrences(of: "{host}", with: "r.example.com")
                 let response: TestResponse
                 if method == "POST" && path == "/v1/builds" {
                     response = try await client.execute(
@@ -75,6 +76,16 @@ struct OpenAPIContractTests {
             try validate(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).body, as: "BuildPage")
             try validate(try await client.execute(uri: "/v1/builds?limit=0", method: .get, headers: harness.auth).body, as: "Error")
             try validate(try await client.execute(uri: "/v1/builds/\(id)", method: .get, headers: harness.auth).body, as: "Build")
+            var json = harness.auth
+            json[.contentType] = "application/json"
+            let trigger = try await client.execute(
+                uri: "/v1/triggers", method: .post, headers: json,
+                body: ByteBuffer(string: #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["r.example.com/a:{{sha}}"]}"#))
+            try validate(trigger.body, as: "Trigger")
+            let git = try await client.execute(
+                uri: "/v1/builds", method: .post, headers: json,
+                body: ByteBuffer(string: #"{"source":{"git":{"url":"https://g.example.com/o/r.git","ref":"main"}},"images":["r.example.com/a:1"]}"#))
+            try validate(git.body, as: "Build")
         }
     }
 
