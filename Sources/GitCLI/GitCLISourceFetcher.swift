@@ -144,35 +144,42 @@ package struct GitCLISourceFetcher: SourceFetcher {
     }
 
     /// Runs git, returns its trimmed standard output; throws with its (scrubbed) error output when it fails.
+    ///
+    /// git writes to files, not pipes: draining pipes would need blocking reads, and blocking reads would hold the
+    /// cooperative thread pool (two threads on a 2-core machine) for as long as a fetch runs.
     private func output(_ arguments: [String], environment: [String: String]) async throws -> String {
+        let outputs = "\(workDirectory)/git-output-\(UUID().uuidString.lowercased())"
+        FileManager.default.createFile(atPath: "\(outputs).out", contents: nil, attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(atPath: "\(outputs).err", contents: nil, attributes: [.posixPermissions: 0o600])
+        defer {
+            try? FileManager.default.removeItem(atPath: "\(outputs).out")
+            try? FileManager.default.removeItem(atPath: "\(outputs).err")
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try resolve(configuration.git))
         process.arguments = arguments
         process.environment = environment
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).out"))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).err"))
         process.standardInput = FileHandle.nullDevice
         let exited = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { exited.continuation.yield($0.terminationStatus); exited.continuation.finish() }
         try process.run()
-        // Read both pipes while git runs, so a chatty git never blocks on a full pipe.
-        async let out = Task.detached { stdout.fileHandleForReading.readDataToEndOfFile() }.value
-        async let err = Task.detached { stderr.fileHandleForReading.readDataToEndOfFile() }.value
         let status = await withTaskCancellationHandler {
             var iterator = exited.stream.makeAsyncIterator()
             return await iterator.next() ?? -1
         } onCancel: {
             process.terminate()
         }
-        let (outData, errData) = await (out, err)
         if Task.isCancelled { throw CancellationError() }
         guard status == 0 else {
-            let message = Self.scrub(String(decoding: errData.suffix(2000), as: UTF8.self))
-            throw BuildGateError(.invalidParameter, "git \(arguments.first(where: { !$0.hasPrefix("-") && !$0.hasPrefix("/") }) ?? "") failed: \(message)")
+            let errors = (try? Data(contentsOf: URL(fileURLWithPath: "\(outputs).err"))) ?? Data()
+            let message = Self.scrub(String(decoding: errors.suffix(2000), as: UTF8.self))
+            let command = arguments.first(where: { !$0.hasPrefix("-") && !$0.hasPrefix("/") }) ?? ""
+            throw BuildGateError(.invalidParameter, "git \(command) failed: \(message)")
         }
-        return String(decoding: outData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let output = (try? Data(contentsOf: URL(fileURLWithPath: "\(outputs).out"))) ?? Data()
+        return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private func resolve(_ executable: String) throws -> String {
