@@ -22,23 +22,15 @@ package enum ForgeCommitStatus {
     ) -> HTTPClientRequest? {
         let description = describe(build)
         switch forge {
-        case "github":
-            let base = apiURL ?? "https://api.github.com"
-            var request = HTTPClientRequest(url: "\(base)/repos/\(repository)/statuses/\(commit)")
+        case "github", "gitea":
+            // Gitea's statuses API takes GitHub's body; the path and the token scheme differ.
+            let isGitHub = forge == "github"
+            guard let base = apiURL ?? (isGitHub ? "https://api.github.com" : nil) else { return nil }
+            let path = isGitHub ? "/repos/\(repository)/statuses/\(commit)" : "/api/v1/repos/\(repository)/statuses/\(commit)"
+            var request = HTTPClientRequest(url: base + path)
             request.method = .POST
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
-            request.headers.add(name: "Accept", value: "application/vnd.github+json")
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: json([
-                "state": githubState(build.status), "description": description, "context": context,
-                "target_url": targetURL,
-            ])))
-            return request
-        case "gitea":
-            guard let base = apiURL else { return nil }
-            var request = HTTPClientRequest(url: "\(base)/api/v1/repos/\(repository)/statuses/\(commit)")
-            request.method = .POST
-            request.headers.add(name: "Authorization", value: "token \(token)")
+            request.headers.add(name: "Authorization", value: isGitHub ? "Bearer \(token)" : "token \(token)")
+            if isGitHub { request.headers.add(name: "Accept", value: "application/vnd.github+json") }
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: json([
                 "state": githubState(build.status), "description": description, "context": context,

@@ -52,8 +52,24 @@ public enum ForgeWebhookParser {
     }
 
     private static func github(_ delivery: WebhookDelivery) throws(WebhookError) -> Parsed {
-        let id = delivery["X-GitHub-Delivery"]
-        switch delivery["X-GitHub-Event"] {
+        try githubShaped(
+            delivery, deliveryID: delivery["X-GitHub-Delivery"], event: delivery["X-GitHub-Event"],
+            pullRequestUpdate: "synchronize")
+    }
+
+    // MARK: - Gitea / Forgejo (GitHub-shaped payloads)
+
+    private static func gitea(_ delivery: WebhookDelivery) throws(WebhookError) -> Parsed {
+        try githubShaped(
+            delivery, deliveryID: delivery["X-Gitea-Delivery"] ?? delivery["X-Forgejo-Delivery"],
+            event: delivery["X-Gitea-Event"] ?? delivery["X-Forgejo-Event"], pullRequestUpdate: "synchronized")
+    }
+
+    /// GitHub's payload shapes, which Gitea and Forgejo share (they name a pull request update differently).
+    private static func githubShaped(
+        _ delivery: WebhookDelivery, deliveryID id: String?, event: String?, pullRequestUpdate: String
+    ) throws(WebhookError) -> Parsed {
+        switch event {
         case "ping":
             return Parsed(deliveryID: id, event: .ignored(reason: "ping"))
         case "push":
@@ -63,31 +79,7 @@ public enum ForgeWebhookParser {
                 deleted: push.deleted == true, message: push.head_commit?.message))
         case "pull_request":
             let event = try decode(GitHubPullRequest.self, delivery.body)
-            guard ["opened", "synchronize", "reopened"].contains(event.action) else {
-                return Parsed(deliveryID: id, event: .ignored(reason: "pull request \(event.action)"))
-            }
-            let pull = event.pull_request
-            return Parsed(deliveryID: id, event: .pullRequest(PullRequestEvent(
-                repository: event.repository.repository, number: pull.number, ref: "refs/pull/\(pull.number)/head",
-                commit: pull.head.sha, sourceBranch: pull.head.ref, title: pull.title)))
-        case let other:
-            return Parsed(deliveryID: id, event: .ignored(reason: "event '\(other ?? "none")' is not built"))
-        }
-    }
-
-    // MARK: - Gitea / Forgejo (GitHub-shaped payloads)
-
-    private static func gitea(_ delivery: WebhookDelivery) throws(WebhookError) -> Parsed {
-        let id = delivery["X-Gitea-Delivery"] ?? delivery["X-Forgejo-Delivery"]
-        switch delivery["X-Gitea-Event"] ?? delivery["X-Forgejo-Event"] {
-        case "push":
-            let push = try decode(GitHubPush.self, delivery.body)
-            return Parsed(deliveryID: id, event: pushEvent(
-                repository: push.repository.repository, ref: push.ref, commit: push.after,
-                deleted: push.deleted == true, message: push.head_commit?.message))
-        case "pull_request":
-            let event = try decode(GitHubPullRequest.self, delivery.body)
-            guard ["opened", "synchronized", "reopened"].contains(event.action) else {
+            guard ["opened", pullRequestUpdate, "reopened"].contains(event.action) else {
                 return Parsed(deliveryID: id, event: .ignored(reason: "pull request \(event.action)"))
             }
             let pull = event.pull_request
