@@ -26,7 +26,7 @@ import Foundation
 /// | `tenantRequestsPerMinute` | `BUILDGATE_TENANT_REQUESTS_PER_MINUTE` | `--tenant-requests-per-minute` | 600 |
 /// (per-tenant values set with `buildgate tenant limits` win over these defaults)
 ///
-/// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME]`, e.g. `podman=unix:///run/podman/podman.sock` or
+/// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME][,network=host|none|bridge]`, e.g. `podman=unix:///run/podman/podman.sock` or
 /// `podman=tcp://10.0.0.5:8888,capacity=2`. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
 /// keys above; `builders` and `insecureRegistries` are arrays of strings there.
 package struct BuildGateConfiguration: Sendable {
@@ -182,7 +182,7 @@ package struct BuildGateConfiguration: Sendable {
         else {
             throw BuildGateError(
                 .invalidParameter,
-                "builder '\(text)' must be ENGINE=ADDRESS[,capacity=N][,name=NAME] with ENGINE one of "
+                "builder '\(text)' must be ENGINE=ADDRESS[,capacity=N][,name=NAME][,network=MODE] with ENGINE one of "
                     + BuilderEngine.allCases.map(\.rawValue).joined(separator: ", "))
         }
         guard engine != .buildkit else {
@@ -201,6 +201,8 @@ package struct BuildGateConfiguration: Sendable {
                 endpoint.capacity = capacity
             case ("name", 2) where !parts[1].isEmpty:
                 endpoint.name = parts[1]
+            case ("network", 2) where ["host", "none", "bridge", "default"].contains(parts[1]):
+                endpoint.networkMode = parts[1]
             default:
                 throw BuildGateError(.invalidParameter, "builder '\(text)': unknown option '\(option)'")
             }

@@ -44,12 +44,16 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
     package var address: Address
     /// How many builds it may run at once.
     package var capacity: Int
+    /// The network `RUN` steps use (`networkmode`), e.g. `host` for a dockerd started without a bridge; nil
+    /// leaves the engine's default.
+    package var networkMode: String?
 
-    package init(name: String, engine: BuilderEngine, address: Address, capacity: Int = 1) {
+    package init(name: String, engine: BuilderEngine, address: Address, capacity: Int = 1, networkMode: String? = nil) {
         self.name = name
         self.engine = engine
         self.address = address
         self.capacity = capacity
+        self.networkMode = networkMode
     }
 
     package var description: String { "\(name) (\(engine.rawValue), \(address))" }

@@ -54,7 +54,7 @@ package struct EngineAPIDriver: BuilderDriver {
             return .failed(.builderUnavailable, message: "builder \(endpoint.name) is unreachable: \(EngineAPIClient.explain(error))")
         }
 
-        let built = await build(job, engine: engine, description: description, events: events)
+        let built = await build(job, endpoint: endpoint, engine: engine, description: description, events: events)
         if Task.isCancelled {
             if endpoint.engine == .podman {
                 await events(.output("[buildgate] waiting for Podman to stop the build (it keeps building after a disconnect)\n"))
@@ -83,6 +83,7 @@ package struct EngineAPIDriver: BuilderDriver {
 
     private func build(
         _ job: BuildJob,
+        endpoint: BuilderEndpoint,
         engine: EngineAPIClient,
         description: String,
         events: @escaping @Sendable (BuildEvent) async -> Void
@@ -95,6 +96,7 @@ package struct EngineAPIDriver: BuilderDriver {
         if !request.buildArgs.isEmpty { query.append(("buildargs", Self.json(request.buildArgs))) }
         if !request.labels.isEmpty { query.append(("labels", Self.json(request.labels))) }
         if request.noCache { query.append(("nocache", "true")) }
+        if let network = endpoint.networkMode { query.append(("networkmode", network)) }
         query.append(("rm", "true"))
         query.append(("forcerm", "true"))
 
@@ -142,7 +144,9 @@ package struct EngineAPIDriver: BuilderDriver {
             await events(.output(text))
         case .error(let text):
             await events(.output(text.hasSuffix("\n") ? "ERROR: \(text)" : "ERROR: \(text)\n"))
-        case .status(let text, let id):
+        case .status(let text, let id, let isProgress):
+            // Pull progress bars ("Downloading [=>   ] 1MB/9MB") would flood the log; the milestones stay.
+            guard !isProgress else { return }
             await events(.output(id.map { "\($0): \(text)\n" } ?? "\(text)\n"))
         case .imageID, .other:
             break
@@ -176,7 +180,7 @@ package struct EngineAPIDriver: BuilderDriver {
                 for message in decoder.decode(buffer.readableBytesView) {
                     switch message {
                     case .error(let text): failure = text
-                    case .status(let text, _): digest = EngineStreamDecoder.pushedDigest(in: text) ?? digest
+                    case .status(let text, _, _): digest = EngineStreamDecoder.pushedDigest(in: text) ?? digest
                     default: break
                     }
                 }

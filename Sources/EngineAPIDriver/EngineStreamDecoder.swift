@@ -4,8 +4,9 @@ import Foundation
 package enum EngineMessage: Sendable, Equatable {
     /// Build output text (`{"stream":…}`), not necessarily a whole line.
     case stream(String)
-    /// A progress or status line (`{"status":…,"id":…}`), as pushes send them.
-    case status(String, id: String?)
+    /// A progress or status line (`{"status":…,"id":…}`), as pulls and pushes send them; `isProgress` when it
+    /// carries a progress bar (`"progress"` or a non-empty `"progressDetail"`).
+    case status(String, id: String?, isProgress: Bool)
     /// The engine reports failure (`{"error":…,"errorDetail":{"message":…}}`); the HTTP status stays 200.
     case error(String)
     /// The built image's id (`{"aux":{"ID":"sha256:…"}}`).
@@ -48,7 +49,10 @@ package struct EngineStreamDecoder {
     private struct Wire: Decodable {
         struct ErrorDetail: Decodable { var message: String? }
         struct Aux: Decodable { var ID: String? }
+        struct ProgressDetail: Decodable { var current: Int64? }
         var stream: String?
+        var progress: String?
+        var progressDetail: ProgressDetail?
         var status: String?
         var id: String?
         var error: String?
@@ -64,7 +68,9 @@ package struct EngineStreamDecoder {
         }
         if let message = wire.errorDetail?.message ?? wire.error { return .error(message) }
         if let stream = wire.stream { return .stream(stream) }
-        if let status = wire.status { return .status(status, id: wire.id) }
+        if let status = wire.status {
+            return .status(status, id: wire.id, isProgress: wire.progress != nil || wire.progressDetail?.current != nil)
+        }
         if let id = wire.aux?.ID { return .imageID(id) }
         return .other
     }

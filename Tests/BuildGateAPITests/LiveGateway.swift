@@ -106,7 +106,8 @@ struct RealServices {
 
     /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
     func withGateway<T: Sendable>(
-        capacity: Int = 1, allowedGitHosts: [String] = [], insecureRegistries: [String] = [], _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
+        capacity: Int = 1, allowedGitHosts: [String] = [], insecureRegistries: [String] = [], builder: String? = nil,
+        _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
     ) async throws -> T {
         let directory = try TemporaryDirectory("e2e")
         defer { directory.remove() }
@@ -115,7 +116,8 @@ struct RealServices {
         configuration.migrationsDirectory = migrationsDirectory
         configuration.port = 0
         configuration.builders = [
-            try BuildGateConfiguration.parseBuilder("podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
+            try BuildGateConfiguration.parseBuilder(
+                builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
         ]
         configuration.insecureRegistries = Set([registry] + insecureRegistries)
         configuration.limits.allowedGitHosts = allowedGitHosts

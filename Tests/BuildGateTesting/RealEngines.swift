@@ -11,6 +11,7 @@ package enum RealEngines {
     package static var isCI: Bool { environment["CI"] == "true" }
     package static var registry: String? { environment["BUILDGATE_TEST_REGISTRY"] }
     package static var podmanSocket: String? { environment["BUILDGATE_TEST_PODMAN_SOCKET"] }
+    package static var dockerSocket: String? { environment["BUILDGATE_TEST_DOCKER_SOCKET"] }
     package static var gatewayBinary: String? { environment["BUILDGATE_TEST_BINARY"] }
 
     /// Whether the end-to-end tests should run: the services are there, or CI demands they be.

@@ -56,7 +56,7 @@ struct EngineStreamDecoderTests {
     @Test func aPushStreamYieldsTheManifestDigest() throws {
         let messages = decode(try fixture("classic-push-success.jsonl"), chunk: 17)
         let digests = messages.compactMap { message -> String? in
-            guard case .status(let text, _) = message else { return nil }
+            guard case .status(let text, _, _) = message else { return nil }
             return EngineStreamDecoder.pushedDigest(in: text)
         }
         #expect(digests.count == 1)
@@ -64,6 +64,21 @@ struct EngineStreamDecoderTests {
         #expect(EngineStreamDecoder.pushedDigest(in: "1: digest: sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab size: 749")
             == "sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab")
         #expect(EngineStreamDecoder.pushedDigest(in: "Pushed") == nil)
+    }
+
+    @Test func pullProgressIsMarkedSoItCanBeLeftOutOfTheLog() {
+        var decoder = EngineStreamDecoder()
+        let messages = decoder.decode(Array(#"""
+            {"status":"Pulling fs layer","progressDetail":{},"id":"02d16010ee66"}
+            {"status":"Downloading","progressDetail":{"current":36445,"total":1083810},"progress":"[=>   ]  36.45kB/1.084MB","id":"02d16010ee66"}
+            {"status":"Pull complete","progressDetail":{},"id":"02d16010ee66"}
+
+            """#.utf8))
+        #expect(messages == [
+            .status("Pulling fs layer", id: "02d16010ee66", isProgress: false),
+            .status("Downloading", id: "02d16010ee66", isProgress: true),
+            .status("Pull complete", id: "02d16010ee66", isProgress: false),
+        ])
     }
 
     @Test func nonJSONLinesAreKeptAsText() {
