@@ -203,6 +203,8 @@ package struct BuildGateConfiguration: Sendable {
                 endpoint.name = parts[1]
             case ("network", 2) where ["host", "none", "bridge", "default"].contains(parts[1]):
                 endpoint.networkMode = parts[1]
+            case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
+                endpoint.useBuildKit = parts[1] == "true"
             default:
                 throw BuildGateError(.invalidParameter, "builder '\(text)': unknown option '\(option)'")
             }

@@ -47,6 +47,8 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// The network `RUN` steps use (`networkmode`), e.g. `host` for a dockerd started without a bridge; nil
     /// leaves the engine's default.
     package var networkMode: String?
+    /// For dockerd: build with its BuildKit builder (`version=2`) instead of the classic one.
+    package var useBuildKit = false
 
     package init(name: String, engine: BuilderEngine, address: Address, capacity: Int = 1, networkMode: String? = nil) {
         self.name = name

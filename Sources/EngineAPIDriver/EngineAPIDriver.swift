@@ -97,6 +97,7 @@ package struct EngineAPIDriver: BuilderDriver {
         if !request.labels.isEmpty { query.append(("labels", Self.json(request.labels))) }
         if request.noCache { query.append(("nocache", "true")) }
         if let network = endpoint.networkMode { query.append(("networkmode", network)) }
+        if endpoint.engine == .docker && endpoint.useBuildKit { query.append(("version", "2")) }
         query.append(("rm", "true"))
         query.append(("forcerm", "true"))
 
@@ -118,17 +119,20 @@ package struct EngineAPIDriver: BuilderDriver {
                 }
                 await events(.accepted(engine: description))
                 var decoder = EngineStreamDecoder()
+                var renderer = BuildKitPlainRenderer()
                 var failure: String?
                 for try await buffer in response.body {
                     for message in decoder.decode(buffer.readableBytesView) {
                         if case .error(let text) = message { failure = text }
-                        await report(message, events: events)
+                        await report(message, renderer: &renderer, events: events)
                     }
                 }
                 for message in decoder.finish() {
                     if case .error(let text) = message { failure = text }
-                    await report(message, events: events)
+                    await report(message, renderer: &renderer, events: events)
                 }
+                let settled = renderer.finish()
+                if !settled.isEmpty { await events(.output(settled)) }
                 if let failure { return .failed(.buildFailed, message: failure) }
                 return .succeeded([])
             }
@@ -138,8 +142,16 @@ package struct EngineAPIDriver: BuilderDriver {
         }
     }
 
-    private func report(_ message: EngineMessage, events: @Sendable (BuildEvent) async -> Void) async {
+    private func report(
+        _ message: EngineMessage, renderer: inout BuildKitPlainRenderer, events: @Sendable (BuildEvent) async -> Void
+    ) async {
         switch message {
+        case .buildKitTrace(let aux):
+            // dockerd's BuildKit mode: render the protobuf progress as BuildKit's plain output.
+            if let status = BuildKitStatus(base64: aux) {
+                let text = renderer.render(status)
+                if !text.isEmpty { await events(.output(text)) }
+            }
         case .stream(let text):
             await events(.output(text))
         case .error(let text):

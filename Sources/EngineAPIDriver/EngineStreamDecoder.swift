@@ -11,6 +11,8 @@ package enum EngineMessage: Sendable, Equatable {
     case error(String)
     /// The built image's id (`{"aux":{"ID":"sha256:…"}}`).
     case imageID(String)
+    /// BuildKit progress from dockerd (`{"id":"moby.buildkit.trace","aux":"<base64 StatusResponse>"}`).
+    case buildKitTrace(String)
     /// Anything else (other `aux` payloads, BuildKit traces): ignored by the classic decoder.
     case other
 }
@@ -63,6 +65,10 @@ package struct EngineStreamDecoder {
     static func message(from line: [UInt8]) -> EngineMessage? {
         let trimmed = line.last == UInt8(ascii: "\r") ? Array(line.dropLast()) : line
         guard !trimmed.allSatisfy({ $0 == UInt8(ascii: " ") }) else { return nil }
+        struct Trace: Decodable { var id: String; var aux: String }
+        if let trace = try? JSONDecoder().decode(Trace.self, from: Data(trimmed)), trace.id == "moby.buildkit.trace" {
+            return .buildKitTrace(trace.aux)
+        }
         guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(trimmed)) else {
             return .stream(String(decoding: trimmed, as: UTF8.self) + "\n")
         }
