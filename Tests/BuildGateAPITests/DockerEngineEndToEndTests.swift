@@ -6,9 +6,37 @@ import Testing
 /// The same gateway and driver against a real dockerd (classic builder), as a dind sidecar would serve it.
 @Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
 struct DockerEngineEndToEndTests {
-    private func dockerBuilder() throws -> String {
+    private func dockerBuilder(buildKit: Bool = false) throws -> String {
         let socket = try #require(RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")
-        return "docker=unix://\(socket),name=test-dockerd,network=host"
+        return "docker=unix://\(socket),name=test-dockerd,network=host,buildkit=\(buildKit)"
+    }
+
+    @Test func dockerdsBuildKitProgressIsRenderedInPlainStyleAndFailuresCarryTheError() async throws {
+        let services = try RealServices()
+        let image = services.uniqueImage("dockerd-buildkit")
+        try await services.withGateway(builder: try dockerBuilder(buildKit: true)) { gateway, _ in
+            let queued = try await gateway.submit(
+                services.context("RUN echo from-buildkit-run\n"), query: "image=\(image)&label=org.example.engine=buildkit")
+            let build = try await gateway.waitUntilFinished(queued.id)
+            let log = try await gateway.log(queued.id)
+            #expect(build.status == "succeeded", "\(log)")
+            #expect(try await services.manifest(of: image).digest == build.images.first?.digest)
+            // BuildKit's plain style: a numbered step, its output, and its end.
+            let run = try #require(log.split(separator: "\n").first { $0.contains("RUN echo from-buildkit-run") })
+            let number = try #require(run.split(separator: " ").first)
+            #expect(log.contains("\(number) ") && log.contains("from-buildkit-run\n"))
+            #expect(log.split(separator: "\n").contains { $0.hasPrefix("\(number) DONE ") })
+            #expect(!log.contains("moby.buildkit.trace"))
+
+            let failing = try await gateway.submit(
+                services.context("RUN echo about-to-fail && exit 5\n"), query: "image=\(services.uniqueImage("bkfail"))")
+            let failed = try await gateway.waitUntilFinished(failing.id)
+            #expect(failed.status == "failed")
+            #expect(failed.reason == "buildFailed")
+            let failedLog = try await gateway.log(failing.id)
+            #expect(failedLog.contains("about-to-fail"))
+            #expect(failedLog.contains("ERROR: "))
+        }
     }
 
     @Test func aBuildOnDockerdIsPushedWithItsDigestAndLabelAndTheLogHasNoProgressBars() async throws {
