@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOCore
 import BuildGateTesting
 import Foundation
 import Testing
@@ -56,6 +57,33 @@ struct DockerEngineEndToEndTests {
             #expect(log.contains("[buildgate] engine: Docker Engine 20.10"))
             #expect(log.contains("from-dockerd-run\n"))
             #expect(!log.contains("Downloading") && !log.contains("Extracting"))
+        }
+    }
+
+    @Test func cancellingARunningBuildOnDockerdStopsItsContainer() async throws {
+        let services = try RealServices()
+        let socket = try #require(RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")
+        try await services.withGateway(builder: try dockerBuilder()) { gateway, _ in
+            let queued = try await gateway.submit(
+                services.context("RUN echo long-step-started && sleep 30\n"), query: "image=\(services.uniqueImage("dkcancel"))")
+            _ = try await gateway.waitFor(queued.id) { $0.status == "running" }
+            // Wait until the RUN step's container exists, then cancel.
+            try await Task.sleep(for: .seconds(2))
+            let (cancel, _) = try await gateway.post("/v1/builds/\(queued.id)/cancel")
+            #expect(cancel.status.code == 202)
+            let build = try await gateway.waitUntilFinished(queued.id)
+            #expect(build.status == "cancelled")
+            // dockerd stops a build when its client goes away: no build container is left running.
+            var request = HTTPClientRequest(url: "http+unix://\(socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)/v1.41/containers/json")
+            request.headers.add(name: "Host", value: "localhost")
+            var running = "?"
+            for _ in 0..<20 {
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                running = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                if running.trimmingCharacters(in: .whitespacesAndNewlines) == "[]" { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(running.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", "still running: \(running)")
         }
     }
 
