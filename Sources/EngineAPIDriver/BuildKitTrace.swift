@@ -294,3 +294,55 @@ private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
     guard let a, let b else { return nil }
     return (a, b)
 }
+
+extension BuildKitStatus {
+    /// One line of `buildctl --progress=rawjson` (a JSON `SolveStatus`: RFC 3339 times, base64 log data), or nil
+    /// for a line that is not one (after a failure buildctl prints plain error text after the JSON).
+    init?(rawJSON line: [UInt8]) {
+        struct Wire: Decodable {
+            struct Vertex: Decodable {
+                var digest: String; var name: String?; var cached: Bool?
+                var started: String?; var completed: String?; var error: String?
+            }
+            struct Status: Decodable {
+                var id: String; var vertex: String; var name: String?
+                var current: Int64?; var total: Int64?; var completed: String?
+            }
+            struct Log: Decodable { var vertex: String; var data: String?; var timestamp: String? }
+            struct Warning: Decodable { var vertex: String; var short: String? }
+            var vertexes: [Vertex]?
+            var statuses: [Status]?
+            var logs: [Log]?
+            var warnings: [Warning]?
+        }
+        guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(line)),
+            wire.vertexes != nil || wire.statuses != nil || wire.logs != nil || wire.warnings != nil
+        else { return nil }
+        vertexes = (wire.vertexes ?? []).map {
+            Vertex(digest: $0.digest, name: $0.name ?? "", cached: $0.cached ?? false,
+                started: $0.started.flatMap(Self.date), completed: $0.completed.flatMap(Self.date), error: $0.error)
+        }
+        statuses = (wire.statuses ?? []).map {
+            Status(id: $0.id, vertex: $0.vertex, name: $0.name ?? "", current: $0.current ?? 0, total: $0.total ?? 0,
+                completed: $0.completed.flatMap(Self.date))
+        }
+        logs = (wire.logs ?? []).map {
+            Log(vertex: $0.vertex, timestamp: $0.timestamp.flatMap(Self.date),
+                message: Array(Data(base64Encoded: $0.data ?? "") ?? Data()))
+        }
+        warnings = (wire.warnings ?? []).map {
+            Warning(vertex: $0.vertex, short: String(decoding: Data(base64Encoded: $0.short ?? "") ?? Data(), as: UTF8.self))
+        }
+    }
+
+    /// RFC 3339 with up to nanosecond fractions (`2026-11-27T11:28:07.178571956Z`).
+    static func date(_ text: String) -> Date? {
+        let parts = text.split(separator: ".", maxSplits: 1)
+        let formatter = ISO8601DateFormatter()
+        guard parts.count == 2 else { return formatter.date(from: text) }
+        let fraction = parts[1].prefix { $0.isNumber }
+        let zone = parts[1].dropFirst(fraction.count)
+        guard let whole = formatter.date(from: "\(parts[0])\(zone)"), let value = Double("0.\(fraction)") else { return nil }
+        return whole.addingTimeInterval(value)
+    }
+}
