@@ -36,7 +36,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
             name: "ContextArchive",
-            dependencies: ["CZlib"],
+            dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "GitCLI",
-            dependencies: ["BuildGateCore", "ContextArchive", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["BuildGateCore", "ContextArchive"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -30,14 +30,14 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         var follow = false
         var offset: Int64?
         var wait: Int?
-        var range: ClosedRange<Int64>?
-        var rangeFrom: Int64?
+        /// `Range: bytes=from-[through]`.
+        var range: (from: Int64, through: Int64?)?
     }
 
     @Sendable func read(_ request: Request, context: Context) async throws -> Response {
         let query = try parse(request)
         let build = try await BuildsController<Context>.find(context, in: repository, scope: .logsRead)
-        let start = query.rangeFrom ?? query.offset ?? 0
+        let start = query.range?.from ?? query.offset ?? 0
 
         if query.follow {
             return follow(build, from: start, request: request)
@@ -51,14 +51,15 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         let complete = status.isTerminal
         var headers = Self.headers(status: status, complete: complete, nextOffset: max(start, snapshot.length))
 
-        if let rangeFrom = query.rangeFrom {
+        if let range = query.range {
+            let rangeFrom = range.from
             guard rangeFrom < snapshot.length else {
                 headers[.contentRange] = "bytes */\(snapshot.length)"
                 throw APIError(
                     status: .rangeNotSatisfiable, code: "rangeNotSatisfiable",
                     message: "the log has \(snapshot.length) bytes; nothing at \(rangeFrom) yet", headers: headers)
             }
-            let end = min(snapshot.length, (query.range?.upperBound).map { $0 + 1 } ?? snapshot.length)
+            let end = min(snapshot.length, range.through.map { $0 + 1 } ?? snapshot.length)
             headers[.contentRange] = "bytes \(rangeFrom)-\(end - 1)/\(complete ? String(snapshot.length) : "*")"
             headers[.nextOffset] = String(end)
             return Response(status: .partialContent, headers: headers, body: body(build.id, from: rangeFrom, to: end))
@@ -97,11 +98,10 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     private func follow(_ build: Build, from start: Int64, request: Request) -> Response {
-        let headers = Self.headers(status: build.status, complete: false, nextOffset: start)
-        var responseHeaders = headers
-        responseHeaders[.cacheControl] = "no-store"
+        var headers = Self.headers(status: build.status, complete: false, nextOffset: start)
+        headers[.cacheControl] = "no-store"
         return Response(
-            status: .ok, headers: responseHeaders,
+            status: .ok, headers: headers,
             body: ResponseBody { [logs, repository, chunkSize] writer in
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
                     var offset = start
@@ -163,13 +163,14 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
             guard bounds.count == 2, let from = Int64(bounds[0]), from >= 0 else {
                 throw BuildGateError(.invalidParameter, "Range must be 'bytes=N-' or 'bytes=N-M'")
             }
-            query.rangeFrom = from
+            var through: Int64?
             if !bounds[1].isEmpty {
                 guard let to = Int64(bounds[1]), to >= from else {
                     throw BuildGateError(.invalidParameter, "Range must be 'bytes=N-' or 'bytes=N-M' with M ≥ N")
                 }
-                query.range = from...to
+                through = to
             }
+            query.range = (from, through)
         }
         return query
     }

@@ -1,6 +1,5 @@
 import BuildGateCore
 import ContextArchive
-import Crypto
 import Hummingbird
 import NIOCore
 import NIOFileSystem
@@ -32,31 +31,26 @@ struct ContextIntake: Sendable {
     }
 
     private func write(_ body: RequestBody, to path: String, dockerfile: String) async throws -> BuildContext {
-        var hasher = SHA256()
-        var validator = ContextArchiveValidator(dockerfile: dockerfile, limits: limits.archive)
-        var size: Int64 = 0
+        var digester = ContextArchiveDigester(dockerfile: dockerfile, limits: limits.archive)
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)
         ) { file in
             var writer = file.bufferedWriter(capacity: .kibibytes(512))
             for try await buffer in body {
-                size += Int64(buffer.readableBytes)
-                guard size <= limits.maxContextSize else {
+                guard digester.size + Int64(buffer.readableBytes) <= limits.maxContextSize else {
                     throw BuildGateError(.contextTooLarge, "the context is larger than the limit of \(limits.maxContextSize) bytes")
                 }
                 try buffer.withUnsafeReadableBytes { bytes in
-                    hasher.update(bufferPointer: bytes)
-                    try Self.mapArchiveErrors { try validator.consume(bytes) }
+                    try Self.mapArchiveErrors { try digester.consume(bytes) }
                 }
                 try await writer.write(contentsOf: buffer)
             }
             try await writer.flush()
         }
-        let summary = try Self.mapArchiveErrors { try validator.finish() }
-        let hex = hasher.finalize().hexString
+        let (summary, sha256) = try Self.mapArchiveErrors { try digester.finish() }
         return BuildContext(
-            digest: ContextDigest(hex: hex)!,
-            size: size,
+            digest: ContextDigest(sha256: sha256),
+            size: digester.size,
             compression: summary.compression == .gzip ? .gzip : .none)
     }
 
@@ -73,12 +67,5 @@ struct ContextIntake: Sendable {
             }
             throw BuildGateError(code, error.message)
         }
-    }
-}
-
-extension Sequence<UInt8> {
-    var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] }, as: UTF8.self)
     }
 }

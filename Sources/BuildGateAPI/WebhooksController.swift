@@ -63,29 +63,22 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             throw BuildGateError(.unauthorized, "the delivery is not signed by a known trigger")
         }
         // Without a delivery id the body's digest stands in: the same bytes are the same delivery.
-        let deliveryID = parsed.deliveryID ?? "sha256:" + SHA256.hash(data: delivery.body).map { String(format: "%02x", $0) }.joined()
+        let deliveryID = parsed.deliveryID ?? "sha256:" + SHA256.hash(data: delivery.body).hexString
 
         let buildID = BuildID.generate()
         var build: Build?
-        let answer: WebhookAnswer
-        switch Self.sourceEvent(parsed.event) {
-        case .failure(let reason):
-            answer = WebhookAnswer(status: "ignored", reason: reason.text, buildId: nil, trigger: trigger.id)
-        case .success(let event):
-            switch TriggerPlanner.plan(event, for: trigger, buildID: buildID, defaultTimeout: limits.defaultBuildTimeout) {
-            case .skip(let reason):
-                answer = WebhookAnswer(status: "ignored", reason: reason, buildId: nil, trigger: trigger.id)
-            case .build(let buildRequest, let source):
-                try await limiter.checkQueue(of: trigger.tenant)
-                guard GitSource.isHostAllowed(source.url, hosts: limits.allowedGitHosts) else {
-                    answer = WebhookAnswer(status: "ignored", reason: "git host not allowed", buildId: nil, trigger: trigger.id)
-                    break
-                }
-                build = Build(
-                    id: buildID, tenant: trigger.tenant, request: buildRequest, context: nil, gitSource: source,
-                    triggerID: trigger.id, createdAt: Date())
-                answer = WebhookAnswer(status: "queued", reason: nil, buildId: buildID.rawValue, trigger: trigger.id)
-            }
+        var answer = WebhookAnswer(status: "ignored", reason: nil, buildId: nil, trigger: trigger.id)
+        switch Self.decide(parsed.event, for: trigger, buildID: buildID, defaultTimeout: limits.defaultBuildTimeout) {
+        case .skip(let reason):
+            answer.reason = reason
+        case .build(_, let source) where !GitSource.isHostAllowed(source.url, hosts: limits.allowedGitHosts):
+            answer.reason = "git host not allowed"
+        case .build(let buildRequest, let source):
+            try await limiter.checkQueue(of: trigger.tenant)
+            build = Build(
+                id: buildID, tenant: trigger.tenant, request: buildRequest, context: nil, gitSource: source,
+                triggerID: trigger.id, createdAt: Date())
+            answer = WebhookAnswer(status: "queued", reason: nil, buildId: buildID.rawValue, trigger: trigger.id)
         }
         let statusCode = build == nil ? 200 : 202
         let json = String(decoding: try BuildRepresentation.encoder.encode(answer), as: UTF8.self)
@@ -104,29 +97,27 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             body: .init(byteBuffer: ByteBuffer(string: stored.response)))
     }
 
-    /// The forge-neutral event, or the reason there is nothing to build.
-    static func sourceEvent(_ event: ForgeEvent) -> Result<SourceEvent, ReasonText> {
+    /// What a forge event means for `trigger`: the forge-neutral event planned by `TriggerPlanner`, or the reason
+    /// the forge gave nothing to build (ping, deletion…).
+    static func decide(
+        _ event: ForgeEvent, for trigger: Trigger, buildID: BuildID, defaultTimeout: Int
+    ) -> TriggerPlanner.Decision {
+        let source: SourceEvent
         switch event {
         case .ignored(let reason):
-            return .failure(ReasonText(reason))
+            return .skip(reason: reason)
         case .push(let push):
             let kind: SourceEvent.Kind = if let tag = push.tag { .tag(tag) } else { .branch(push.branch ?? push.ref) }
-            return .success(SourceEvent(
+            source = SourceEvent(
                 kind: kind, repository: push.repository.fullName, cloneURL: push.repository.cloneURL, ref: push.ref,
-                commit: push.commit, headCommitMessage: push.headCommitMessage))
+                commit: push.commit, headCommitMessage: push.headCommitMessage)
         case .pullRequest(let pull):
-            return .success(SourceEvent(
+            source = SourceEvent(
                 kind: .pullRequest(number: pull.number, sourceBranch: pull.sourceBranch), repository: pull.repository.fullName,
-                cloneURL: pull.repository.cloneURL, ref: pull.ref, commit: pull.commit, headCommitMessage: nil))
+                cloneURL: pull.repository.cloneURL, ref: pull.ref, commit: pull.commit, headCommitMessage: nil)
         }
+        return TriggerPlanner.plan(source, for: trigger, buildID: buildID, defaultTimeout: defaultTimeout)
     }
-}
-
-/// A reason as an error value, for `Result`.
-struct ReasonText: Error, ExpressibleByStringLiteral {
-    var text: String
-    init(_ text: String) { self.text = text }
-    init(stringLiteral value: String) { text = value }
 }
 
 /// The JSON a forge gets back.

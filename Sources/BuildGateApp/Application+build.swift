@@ -18,11 +18,7 @@ package func buildApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     let dataDirectory = configuration.dataDirectory
-    try FileManager.default.createDirectory(
-        atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-
-    let database = try BuildGateDatabase(
-        path: "\(dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
+    let database = try openDatabase(configuration)
     let store = SQLiteBuildStore(
         database: database, defaultMaxRunningPerTenant: configuration.limits.tenantDefaults.maxRunningBuilds)
     let tenantLimits = SQLiteTenantLimitsStore(database: database)
@@ -125,13 +121,17 @@ func bootstrapAdminToken(_ tokens: any AccessTokenRepository, dataDirectory: Str
         """.utf8))
 }
 
-/// The token store of a data directory, for `buildgate token …` (runs the migrations if needed).
-package func openAccessTokens(_ configuration: BuildGateConfiguration) throws -> any AccessTokenRepository {
+/// The data directory (created 0700 if missing) and its database, migrated.
+func openDatabase(_ configuration: BuildGateConfiguration) throws -> BuildGateDatabase {
     try FileManager.default.createDirectory(
         atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    let database = try BuildGateDatabase(
+    return try BuildGateDatabase(
         path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
-    return SQLiteAccessTokenStore(database: database)
+}
+
+/// The token store of a data directory, for `buildgate token …`.
+package func openAccessTokens(_ configuration: BuildGateConfiguration) throws -> any AccessTokenRepository {
+    SQLiteAccessTokenStore(database: try openDatabase(configuration))
 }
 
 private func gitConfiguration(_ configuration: BuildGateConfiguration) -> GitCLISourceFetcher.Configuration {
@@ -160,8 +160,5 @@ func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox 
 
 /// The tenant limits of a data directory, for `buildgate tenant limits`.
 package func openTenantLimits(_ configuration: BuildGateConfiguration) throws -> any TenantLimitsRepository {
-    try FileManager.default.createDirectory(
-        atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    return SQLiteTenantLimitsStore(database: try BuildGateDatabase(
-        path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory))
+    SQLiteTenantLimitsStore(database: try openDatabase(configuration))
 }

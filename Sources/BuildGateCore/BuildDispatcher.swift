@@ -295,8 +295,7 @@ package final class BuildDispatcher: Service {
         case .accepted(let engine):
             await log("engine: \(engine)")
             do {
-                if try await queue.markRunning(id, owner: owner), var running = try await queue.build(id) {
-                    running.status = .running
+                if try await queue.markRunning(id, owner: owner), let running = try await queue.build(id) {
                     await observer.buildChanged(running)
                 }
             } catch {

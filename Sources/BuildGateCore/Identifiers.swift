@@ -41,6 +41,12 @@ package struct ContextDigest: Hashable, Sendable, StringCodable {
         self.hex = hex
     }
 
+    /// The digest of 32 sha256 bytes.
+    package init(sha256 bytes: [UInt8]) {
+        precondition(bytes.count == 32, "a sha256 digest has 32 bytes")
+        hex = bytes.hexString
+    }
+
     package init?(_ string: String) {
         guard string.hasPrefix("sha256:") else { return nil }
         self.init(hex: String(string.dropFirst("sha256:".count)))
@@ -67,5 +73,13 @@ extension StringCodable {
     package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Lowercase hexadecimal, two digits a byte.
+    package var hexString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] }, as: UTF8.self)
     }
 }

@@ -102,13 +102,9 @@ package enum TokenSecret {
         Array(SHA256.hash(data: Data(secret.utf8)))
     }
 
-    /// Constant-time comparison of a presented secret with a stored hash.
+    /// Whether a presented secret has the stored hash, compared in constant time (swift-crypto's digest equality).
     package static func matches(_ secret: String, hash stored: [UInt8]) -> Bool {
-        let presented = hash(secret)
-        guard presented.count == stored.count else { return false }
-        var difference: UInt8 = 0
-        for index in presented.indices { difference |= presented[index] ^ stored[index] }
-        return difference == 0
+        SHA256.hash(data: Data(secret.utf8)) == stored
     }
 
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")

@@ -48,3 +48,12 @@ package final class BuildGateDatabase: Sendable {
         Int(file.prefix(while: \.isNumber)) ?? .max
     }
 }
+
+extension Database {
+    /// Creates the tenant's row if it does not exist yet (tokens, triggers and credentials may name a new tenant).
+    func ensureTenant(_ tenant: TenantID, at date: Date) throws {
+        try execute(
+            sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
+            arguments: [tenant.rawValue, date.timeIntervalSince1970])
+    }
+}

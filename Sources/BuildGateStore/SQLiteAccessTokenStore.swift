@@ -43,9 +43,7 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
             id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
             buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil)
         try await database.writer.write { db in
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
-                arguments: [tenant.rawValue, date.timeIntervalSince1970])
+            try db.ensureTenant(tenant, at: date)
             try row.insert(db)
         }
         return (token, try row.token())

@@ -85,7 +85,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     UPDATE build
                     SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
                     WHERE id = (
-                        SELECT b.id FROM build b JOIN tenant t ON t.id = b.tenantId
+                        SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
                         WHERE b.status = 'queued'
                           AND (coalesce(t.maxRunningBuilds, ?) IS NULL
                                OR (SELECT count(*) FROM build r

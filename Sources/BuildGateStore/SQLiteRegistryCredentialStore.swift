@@ -24,9 +24,7 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
             try JSONEncoder().encode(Sealed(username: credential.username, password: credential.password)),
             context: Self.context(tenant, host))
         try await database.writer.write { db in
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
-                arguments: [tenant.rawValue, date.timeIntervalSince1970])
+            try db.ensureTenant(tenant, at: date)
             try db.execute(
                 sql: """
                     INSERT INTO registryCredential (tenantId, host, sealedCredential, updatedAt) VALUES (?, ?, ?, ?)

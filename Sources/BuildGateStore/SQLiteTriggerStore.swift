@@ -48,9 +48,7 @@ package struct SQLiteTriggerStore: TriggerRepository {
             sealedStatusToken: try statusToken.map { try box.seal(Data($0.utf8), context: "trigger-status:\(trigger.id)") },
             createdAt: trigger.createdAt)
         try await database.writer.write { db in
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO tenant (id, createdAt) VALUES (?, ?)",
-                arguments: [trigger.tenant.rawValue, trigger.createdAt.timeIntervalSince1970])
+            try db.ensureTenant(trigger.tenant, at: trigger.createdAt)
             try row.insert(db)
         }
     }

@@ -83,7 +83,7 @@ package final class BuildStatusNotifier: BuildObserver, Service {
         request.headers.add(name: "X-BuildGate-Event", value: "build.status")
         request.headers.add(name: "X-BuildGate-Delivery", value: UUID().uuidString.lowercased())
         request.headers.add(
-            name: "X-BuildGate-Signature-256", value: "sha256=" + signature.map { String(format: "%02x", $0) }.joined())
+            name: "X-BuildGate-Signature-256", value: "sha256=" + signature.hexString)
         request.body = .bytes(ByteBuffer(bytes: body))
         return request
     }

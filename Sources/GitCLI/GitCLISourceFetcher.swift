@@ -1,6 +1,5 @@
 import BuildGateCore
 import ContextArchive
-import Crypto
 import Foundation
 
 /// Fetches git sources with the `git` command-line client and turns the commit into a context with `git archive`.
@@ -58,15 +57,9 @@ package struct GitCLISourceFetcher: SourceFetcher {
             await log("the server does not serve commits by id; fetching \(source.ref!) instead")
             try await run(["-C", repository, "fetch", "--quiet", "--no-tags", "--", source.url, source.ref!], environment: environment)
         }
-        let fetched = try await output(["-C", repository, "rev-parse", "--verify", "FETCH_HEAD^{commit}"], environment: environment)
-        let commit: String
-        if let wantedCommit = source.commit {
-            // A ref fetch may have brought more than one commit: make sure the wanted one is there.
-            _ = try await output(["-C", repository, "rev-parse", "--verify", "\(wantedCommit)^{commit}"], environment: environment)
-            commit = wantedCommit
-        } else {
-            commit = fetched
-        }
+        // The wanted commit must be there (a ref fetch may have brought others); without one, the ref's commit.
+        let commit = try await output(
+            ["-C", repository, "rev-parse", "--verify", "\(source.commit ?? "FETCH_HEAD")^{commit}"], environment: environment)
 
         let upload = try contexts.makeUploadFile()
         do {
@@ -86,21 +79,16 @@ package struct GitCLISourceFetcher: SourceFetcher {
             throw BuildGateError(.internalError, "cannot read the archive git wrote")
         }
         defer { try? handle.close() }
-        var hasher = SHA256()
-        var validator = ContextArchiveValidator(dockerfile: dockerfile, limits: limits)
-        var size: Int64 = 0
+        var digester = ContextArchiveDigester(dockerfile: dockerfile, limits: limits)
         do {
             while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                size += Int64(chunk.count)
-                hasher.update(data: chunk)
-                try chunk.withUnsafeBytes { try validator.consume($0) }
+                try chunk.withUnsafeBytes { try digester.consume($0) }
             }
-            _ = try validator.finish()
+            let (_, sha256) = try digester.finish()
+            return BuildContext(digest: ContextDigest(sha256: sha256), size: digester.size, compression: .none)
         } catch let error as ContextArchiveError {
             throw BuildGateError(.invalidContext, "the commit is not a valid build context: \(error.message)")
         }
-        let hex = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        return BuildContext(digest: ContextDigest(hex: hex)!, size: size, compression: .none)
     }
 
     // MARK: - Running git
@@ -117,7 +105,7 @@ package struct GitCLISourceFetcher: SourceFetcher {
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=\(directory)/known_hosts",
         ]
         var config: [(String, String)] = [("protocol.allow", "never"), ("protocol.https.allow", "always"),
-            ("protocol.ssh.allow", "always"), ("protocol.git.allow", "always"), ("uploadpack.allowAnySHA1InWant", "true")]
+            ("protocol.ssh.allow", "always"), ("protocol.git.allow", "always")]
         switch credential {
         case .basic(let username, let password)?:
             let basic = Data("\(username):\(password)".utf8).base64EncodedString()
