@@ -180,8 +180,11 @@ package final class BuildDispatcher: Service {
         let (outcome, timedOut) = await runRacingDeadline(
             timeoutSeconds: build.request.timeoutSeconds, cancellation: cancellation, log: log
         ) {
-            guard let prepared = await self.prepare(build, log: log) else {
-                return .failed(.sourceFailed, message: "the git source could not be fetched")
+            let prepared: Build
+            let context: BuildContext
+            switch await self.prepare(build, log: log) {
+            case .ready(let build, let fetched): (prepared, context) = (build, fetched)
+            case .failed(let outcome): return outcome
             }
             var registryCredentials: [String: RegistryCredential] = [:]
             for image in prepared.request.images {
@@ -190,8 +193,8 @@ package final class BuildDispatcher: Service {
                 }
             }
             let job = BuildJob(
-                id: prepared.id, request: prepared.request, context: prepared.context!,
-                contextPath: self.contexts.path(of: prepared.context!), registryCredentials: registryCredentials)
+                id: prepared.id, request: prepared.request, context: context,
+                contextPath: self.contexts.path(of: context), registryCredentials: registryCredentials)
             return await driver.run(job, on: endpoint) { event in
                 await self.handle(event, of: job.id, log: log, logger: logger)
             }
@@ -207,14 +210,21 @@ package final class BuildDispatcher: Service {
         case stopped
     }
 
-    /// For a git build without a context: fetches the source, stores the context, and records both. Returns the
-    /// build ready for its driver (with OCI source/revision labels for git builds), or nil after logging a failure.
-    private func prepare(_ build: Build, log: @escaping @Sendable (String) async -> Void) async -> Build? {
+    private enum Preparation {
+        /// The build as its driver gets it, with its context.
+        case ready(Build, BuildContext)
+        /// The build ends before reaching a builder.
+        case failed(BuildOutcome)
+    }
+
+    /// For a git build without a context: fetches the source, stores the context, and records both. Gives the build
+    /// ready for its driver (with OCI source/revision labels for git builds), or the outcome when the fetch failed or
+    /// was stopped (cancelled or timed out while fetching).
+    private func prepare(_ build: Build, log: @escaping @Sendable (String) async -> Void) async -> Preparation {
         var build = build
         if build.context == nil {
             guard let source = build.gitSource, let sourceFetcher else {
-                await log("ERROR: this build has no context and no git source to fetch")
-                return nil
+                return .failed(.failed(.sourceFailed, message: "the build has no context and no git source to fetch"))
             }
             await log("fetching \(GitSource.redacted(source.url)) \(source.commit ?? source.ref ?? "")")
             do {
@@ -224,17 +234,20 @@ package final class BuildDispatcher: Service {
                 var resolved = source
                 resolved.commit = commit
                 guard try await queue.attachContext(build.id, owner: owner, context: context, gitSource: resolved) else {
-                    await log("ERROR: the build's lease was lost while fetching its source")
-                    return nil
+                    return .failed(.failed(.sourceFailed, message: "the build's lease was lost while fetching its source"))
                 }
                 build.context = context
                 build.gitSource = resolved
                 await log("fetched commit \(commit): context \(context.digest) (\(context.size) bytes)")
             } catch {
+                if Task.isCancelled { return .failed(.failed(.cancelled, message: "stopped while fetching the source")) }
                 let message = (error as? BuildGateError)?.message ?? "\(error)"
                 await log("ERROR: fetching the source failed: \(message)")
-                return nil
+                return .failed(.failed(.sourceFailed, message: "fetching the source failed: \(message)"))
             }
+        }
+        guard let context = build.context else {
+            return .failed(.failed(.sourceFailed, message: "the build has no context"))
         }
         if let source = build.gitSource, let commit = source.commit {
             // The OCI annotations that say where an image came from, unless the user set them.
@@ -244,7 +257,7 @@ package final class BuildDispatcher: Service {
             ]
             build.request.labels.merge(labels) { userValue, _ in userValue }
         }
-        return build
+        return .ready(build, context)
     }
 
     /// Runs `operation` (fetch and driver) until it returns. The build's deadline or a cancel request cancels it,

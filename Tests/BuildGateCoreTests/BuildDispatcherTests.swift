@@ -164,3 +164,63 @@ struct BuildDispatcherTests {
         #expect(requeued.builder == nil)
     }
 }
+
+/// Git builds in the dispatcher, with a scripted fetcher standing in for `git`.
+struct BuildDispatcherSourceTests {
+    /// Fails with a message, or holds until cancelled.
+    struct ScriptedFetcher: SourceFetcher {
+        var failure: String?
+
+        func fetch(
+            _ source: GitSource, dockerfile: String, credential: GitCredential?, log: @escaping @Sendable (String) async -> Void
+        ) async throws -> (context: BuildContext, commit: String) {
+            if let failure { throw BuildGateError(.invalidParameter, failure) }
+            while true { try await Task.sleep(for: .milliseconds(10)) }
+        }
+    }
+
+    func gitBuild(_ harness: BuildDispatcherTests.Harness) async throws -> BuildID {
+        let build = Build(
+            id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")]),
+            context: nil, gitSource: try GitSource(url: "https://git.example.com/o/r.git", ref: "main", commit: nil),
+            createdAt: Date())
+        _ = try await harness.store.create(build)
+        return build.id
+    }
+
+    func dispatcher(_ harness: BuildDispatcherTests.Harness, fetcher: ScriptedFetcher) -> BuildDispatcher {
+        var configuration = BuildDispatcher.Configuration()
+        configuration.pollInterval = .milliseconds(20)
+        configuration.renewInterval = .milliseconds(50)
+        return BuildDispatcher(
+            queue: harness.store, logs: harness.logs, contexts: harness.contexts,
+            endpoints: [BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"))],
+            drivers: [.podman: FakeBuilderDriver()], sourceFetcher: fetcher, configuration: configuration,
+            logger: Logger(label: "test"))
+    }
+
+    @Test func aFailedFetchEndsSourceFailedWithTheFetchersMessage() async throws {
+        let harness = try BuildDispatcherTests.Harness()
+        defer { harness.directory.remove() }
+        let id = try await gitBuild(harness)
+        let task = Task { try await dispatcher(harness, fetcher: ScriptedFetcher(failure: "couldn't find remote ref main")).run() }
+        defer { task.cancel() }
+        let build = try await harness.waitFor(id) { $0.status.isTerminal }
+        #expect(build.status == .failed)
+        #expect(build.reason == .sourceFailed)
+        #expect(build.message?.contains("couldn't find remote ref main") == true)
+    }
+
+    @Test func cancellingABuildWhileItsSourceIsFetchedEndsItCancelled() async throws {
+        let harness = try BuildDispatcherTests.Harness()
+        defer { harness.directory.remove() }
+        let id = try await gitBuild(harness)
+        let task = Task { try await dispatcher(harness, fetcher: ScriptedFetcher(failure: nil)).run() }
+        defer { task.cancel() }
+        _ = try await harness.waitFor(id) { $0.status == .starting }
+        _ = try await harness.store.requestCancellation(id, at: Date())
+        let build = try await harness.waitFor(id) { $0.status.isTerminal }
+        #expect(build.status == .cancelled)
+        #expect(build.reason == .cancelled)
+    }
+}
