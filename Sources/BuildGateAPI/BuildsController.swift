@@ -36,18 +36,19 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.buildsWrite)
-        try await limiter.checkQueue(of: principal.tenant)
-        if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
-            return try await createFromGit(request, principal: principal)
-        }
-        let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
-        let buildRequest = try BuildParameters.parse(
-            query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        // A retry with the key of an earlier build gets that build, before any limit or body is looked at.
         // Keys are per tenant: another tenant's key must never return (or reveal) this tenant's build.
         let idempotencyKey = try Self.idempotencyKey(request.headers).map { "\(principal.tenant):\($0)" }
         if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
             return try Self.buildResponse(existing, status: .ok)
         }
+        try await limiter.checkQueue(of: principal.tenant)
+        if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
+            return try await createFromGit(request, principal: principal, idempotencyKey: idempotencyKey)
+        }
+        let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
+        let buildRequest = try BuildParameters.parse(
+            query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.intake.maxContextSize {
             throw BuildGateError(
                 .contextTooLarge,
@@ -76,7 +77,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     /// `POST /v1/builds` with `Content-Type: application/json`: a build from a git commit, fetched by the
     /// dispatcher. The fields mirror the upload's query parameters.
-    private func createFromGit(_ request: Request, principal: Principal) async throws -> Response {
+    private func createFromGit(_ request: Request, principal: Principal, idempotencyKey: String?) async throws -> Response {
         let bytes = try await request.body.collect(upTo: 64 * 1024)
         let body: GitBuildBody
         do {
@@ -99,10 +100,6 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let source = try GitSource(url: git.url, ref: git.ref, commit: git.commit)
         guard GitSource.isHostAllowed(source.url, hosts: allowedGitHosts) else {
             throw BuildGateError(.invalidParameter, "git host of \(GitSource.redacted(source.url)) is not allowed here")
-        }
-        let idempotencyKey = try Self.idempotencyKey(request.headers).map { "\(principal.tenant):\($0)" }
-        if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
-            return try Self.buildResponse(existing, status: .ok)
         }
         return try await store(Build(
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,

@@ -169,19 +169,27 @@ struct TenantLimitsTests {
         }
     }
 
-    @Test func aFullQueueRefusesUploadsBeforeReadingThem() async throws {
+    @Test func aFullQueueRefusesNewUploadsButARetryGetsItsBuild() async throws {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await SQLiteTenantLimitsStore(database: harness.database).setLimits(
             TenantLimits(maxQueuedBuilds: 1), for: .default, at: Date())
+        let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "once"]
         try await harness.application().test(.router) { client in
             let first = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth + key,
+                body: ByteBuffer(bytes: sampleContext()))
             #expect(first.status == .accepted)
             let second = try await client.execute(
                 uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
             #expect(second.status == .tooManyRequests)
             #expect(second.headers[.retryAfter] == "30")
+            // The queue is full, but a retry of the build already queued is answered with that build.
+            let retry = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth + key,
+                body: ByteBuffer(bytes: sampleContext()))
+            #expect(retry.status == .ok)
+            #expect(try retry.decode(BuildJSON.self).id == first.decode(BuildJSON.self).id)
         }
         #expect(try await harness.buildCount() == 1)
         #expect(harness.directory.files(under: "tmp").isEmpty)
