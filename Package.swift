@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -70,8 +72,24 @@ let package = Package(
             name: "EngineAPIDriver",
             dependencies: [
                 "BuildGateCore",
+                "BuildKitProgress",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildKitProgress",
+            dependencies: ["BuildGateCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildKitDriver",
+            dependencies: [
+                "BuildGateCore",
+                "BuildKitProgress",
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -97,6 +115,7 @@ let package = Package(
                 "BuildGateCore",
                 "BuildGateStore",
                 "EngineAPIDriver",
+                "BuildKitDriver",
                 "BuildNotifications",
                 "ForgeWebhooks",
                 "GitCLI",
@@ -141,7 +160,13 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineAPIDriverTests",
-            dependencies: ["EngineAPIDriver"],
+            dependencies: ["EngineAPIDriver", "BuildKitProgress"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BuildKitDriverTests",
+            dependencies: ["BuildKitDriver", "BuildGateCore", "BuildGateTesting"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

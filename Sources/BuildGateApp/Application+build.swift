@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BuildGateAPI
 import BuildGateCore
 import BuildGateStore
+import BuildKitDriver
 import BuildNotifications
 import EngineAPIDriver
 import Foundation
@@ -49,6 +50,11 @@ package func buildApplication(
     var driverConfiguration = EngineAPIDriver.Configuration()
     driverConfiguration.insecureRegistries = configuration.insecureRegistries
     let engineDriver = EngineAPIDriver(httpClient: .shared, configuration: driverConfiguration, logger: logger)
+    var buildKitConfiguration = BuildKitDriver.Configuration(workDirectory: "\(dataDirectory)/tmp")
+    buildKitConfiguration.buildctl = configuration.buildctlExecutable
+    buildKitConfiguration.insecureRegistries = configuration.insecureRegistries
+    let buildKitDriver = BuildKitDriver(configuration: buildKitConfiguration, logger: logger)
+    buildKitDriver.removeLeftoverWorkspaces()
 
     let notifier = BuildStatusNotifier(
         triggers: triggers, httpClient: .shared, publicURL: configuration.publicURL, logger: logger)
@@ -58,7 +64,7 @@ package func buildApplication(
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
     let dispatcher = BuildDispatcher(
         queue: store, logs: logs, contexts: contexts, endpoints: endpoints,
-        drivers: [.podman: engineDriver, .docker: engineDriver],
+        drivers: [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver],
         // A tenant's own credentials first; the operator's file serves the default tenant only.
         credentials: { tenant, host in
             if let own = try? await registryCredentials.credential(tenant: tenant, host: host) { return own }

@@ -16,6 +16,7 @@ import Foundation
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
 /// | `leaseSeconds` | `BUILDGATE_LEASE_SECONDS` | `--lease-seconds` | 15 |
 /// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
+/// | `buildctl` | `BUILDGATE_BUILDCTL` | `--buildctl` | `buildctl` (on `PATH`), for `buildkit=` builders |
 /// | `podmanArguments` | `BUILDGATE_PODMAN_ARGS` (space-separated) | `--podman-args` | `--runtime runc --cgroup-manager cgroupfs` |
 /// | `migrationsDirectory` | `BUILDGATE_MIGRATIONS` | `--migrations` | `./migrations`, else `/usr/share/buildgate/migrations` |
 /// | `secretKeyFile` | `BUILDGATE_SECRET_KEY_FILE` | `--secret-key-file` | `<data>/secret.key`, created on first start |
@@ -27,7 +28,9 @@ import Foundation
 /// (per-tenant values set with `buildgate tenant limits` win over these defaults)
 ///
 /// A builder is `ENGINE=ADDRESS[,capacity=N][,name=NAME][,network=host|none|bridge]`, e.g. `podman=unix:///run/podman/podman.sock` or
-/// `podman=tcp://10.0.0.5:8888,capacity=2`. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
+/// `podman=tcp://10.0.0.5:8888,capacity=2`. ENGINE is `podman`, `docker` (add `buildkit=true` for dockerd's BuildKit
+/// builder) or `buildkit` (buildkitd, driven with `buildctl`). A `tcp://` address takes mutual TLS with
+/// `tlscacert=FILE,tlscert=FILE,tlskey=FILE[,tlsservername=NAME]`, the docker and buildctl flag names. The config file (`--config` or `BUILDGATE_CONFIG`) is JSON with the
 /// keys above; `builders` and `insecureRegistries` are arrays of strings there.
 package struct BuildGateConfiguration: Sendable {
     package var host = "127.0.0.1"
@@ -42,6 +45,7 @@ package struct BuildGateConfiguration: Sendable {
     package var leaseDuration: Duration = .seconds(15)
     package var podmanExecutable = "podman"
     package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+    package var buildctlExecutable = "buildctl"
     package var migrationsDirectory: String
     /// The gateway's external URL (`https://gate.example.com`), for links in commit statuses and callbacks.
     package var publicURL: String?
@@ -66,6 +70,7 @@ package struct BuildGateConfiguration: Sendable {
         package var leaseSeconds: Int?
         package var podman: String?
         package var podmanArguments: [String]?
+        package var buildctl: String?
         package var migrationsDirectory: String?
         package var secretKeyFile: String?
         package var allowedGitHosts: [String]?
@@ -99,6 +104,7 @@ package struct BuildGateConfiguration: Sendable {
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
             podman = environment["BUILDGATE_PODMAN"]
             podmanArguments = words("BUILDGATE_PODMAN_ARGS")
+            buildctl = environment["BUILDGATE_BUILDCTL"]
             migrationsDirectory = environment["BUILDGATE_MIGRATIONS"]
             secretKeyFile = environment["BUILDGATE_SECRET_KEY_FILE"]
             allowedGitHosts = words("BUILDGATE_ALLOWED_GIT_HOSTS", separator: ",")
@@ -163,6 +169,7 @@ package struct BuildGateConfiguration: Sendable {
         }
         configuration.podmanExecutable = first(\.podman) ?? configuration.podmanExecutable
         configuration.podmanArguments = first(\.podmanArguments) ?? configuration.podmanArguments
+        configuration.buildctlExecutable = first(\.buildctl) ?? configuration.buildctlExecutable
         configuration.secretKeyFile = first(\.secretKeyFile)
         configuration.limits.allowedGitHosts = first(\.allowedGitHosts) ?? []
         configuration.publicURL = first(\.publicURL).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -174,7 +181,7 @@ package struct BuildGateConfiguration: Sendable {
         return configuration
     }
 
-    /// `ENGINE=ADDRESS[,capacity=N][,name=NAME]`
+    /// `ENGINE=ADDRESS[,capacity=N][,name=NAME][,network=MODE][,buildkit=true][,tlscacert=F,tlscert=F,tlskey=F[,tlsservername=N]]`
     package static func parseBuilder(_ text: String, index: Int) throws -> BuilderEndpoint {
         let fields = text.split(separator: ",").map(String.init)
         guard let main = fields.first, let equals = main.firstIndex(of: "="),
@@ -185,12 +192,10 @@ package struct BuildGateConfiguration: Sendable {
                 "builder '\(text)' must be ENGINE=ADDRESS[,capacity=N][,name=NAME][,network=MODE] with ENGINE one of "
                     + BuilderEngine.allCases.map(\.rawValue).joined(separator: ", "))
         }
-        guard engine != .buildkit else {
-            throw BuildGateError(.invalidParameter, "builder '\(text)': the buildkit engine is not supported yet")
-        }
         var endpoint = BuilderEndpoint(
             name: "\(engine.rawValue)-\(index + 1)", engine: engine,
             address: try BuilderEndpoint.Address(parsing: String(main[main.index(after: equals)...])))
+        var tlsOptions: [String: String] = [:]
         for option in fields.dropFirst() {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             switch (parts.first, parts.count) {
@@ -201,14 +206,42 @@ package struct BuildGateConfiguration: Sendable {
                 endpoint.capacity = capacity
             case ("name", 2) where !parts[1].isEmpty:
                 endpoint.name = parts[1]
-            case ("network", 2) where ["host", "none", "bridge", "default"].contains(parts[1]):
+            case ("network", 2) where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
                 endpoint.networkMode = parts[1]
             case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
                 endpoint.useBuildKit = parts[1] == "true"
+            case ("tlscacert", 2), ("tlscert", 2), ("tlskey", 2), ("tlsservername", 2):
+                tlsOptions[parts[0]] = parts[1]
             default:
                 throw BuildGateError(.invalidParameter, "builder '\(text)': unknown option '\(option)'")
             }
         }
+        if !tlsOptions.isEmpty {
+            endpoint.tls = try parseTLS(tlsOptions, of: endpoint, text: text)
+        }
         return endpoint
+    }
+
+    private static func parseTLS(_ options: [String: String], of endpoint: BuilderEndpoint, text: String) throws -> BuilderEndpoint.TLSFiles {
+        guard case .tcp = endpoint.address else {
+            throw BuildGateError(.invalidParameter, "builder '\(text)': TLS options need a tcp:// address")
+        }
+        guard let ca = options["tlscacert"] else {
+            throw BuildGateError(.invalidParameter, "builder '\(text)': TLS needs tlscacert=FILE (the CA of the engine's certificate)")
+        }
+        guard options["tlsservername"] == nil || endpoint.engine == .buildkit else {
+            throw BuildGateError(.invalidParameter, "builder '\(text)': tlsservername is for buildkit builders; give the engine's certificate name in the address")
+        }
+        guard (options["tlscert"] == nil) == (options["tlskey"] == nil) else {
+            throw BuildGateError(.invalidParameter, "builder '\(text)': tlscert and tlskey go together")
+        }
+        for key in ["tlscacert", "tlscert", "tlskey"] {
+            if let file = options[key], !FileManager.default.isReadableFile(atPath: file) {
+                throw BuildGateError(.invalidParameter, "builder '\(text)': \(key) file '\(file)' cannot be read")
+            }
+        }
+        return BuilderEndpoint.TLSFiles(
+            caCertificate: ca, clientCertificate: options["tlscert"], clientKey: options["tlskey"],
+            serverName: options["tlsservername"])
     }
 }

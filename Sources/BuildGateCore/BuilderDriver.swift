@@ -27,20 +27,33 @@ package struct BuildJob: Sendable {
     package var contextPath: String
     /// Credentials for the registries this build pushes to, by registry host.
     package var registryCredentials: [String: RegistryCredential]
+    /// The build secrets the request names (`RUN --mount=type=secret,id=NAME`), by name.
+    package var secrets: [String: SecretValue]
 
     package init(
         id: BuildID,
         request: BuildRequest,
         context: BuildContext,
         contextPath: String,
-        registryCredentials: [String: RegistryCredential]
+        registryCredentials: [String: RegistryCredential],
+        secrets: [String: SecretValue] = [:]
     ) {
         self.id = id
         self.request = request
         self.context = context
         self.contextPath = contextPath
         self.registryCredentials = registryCredentials
+        self.secrets = secrets
     }
+}
+
+/// A build secret's bytes. Its description never shows them.
+package struct SecretValue: Sendable, Equatable, CustomStringConvertible {
+    package var bytes: [UInt8]
+
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    package var description: String { "SecretValue(<\(bytes.count) bytes redacted>)" }
 }
 
 /// What a driver reports while a build runs.

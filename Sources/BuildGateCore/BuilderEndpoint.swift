@@ -49,6 +49,26 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
     package var networkMode: String?
     /// For dockerd: build with its BuildKit builder (`version=2`) instead of the classic one.
     package var useBuildKit = false
+    /// Mutual TLS for a `tcp://` address (dockerd's `--tlsverify`, buildkitd's `--tlscacert`…); nil: plain TCP.
+    package var tls: TLSFiles?
+
+    /// PEM files for mutual TLS, named as the docker and buildctl flags name them.
+    package struct TLSFiles: Hashable, Sendable {
+        /// The CA that signed the engine's server certificate.
+        package var caCertificate: String
+        /// The gateway's client certificate and key; nil when the engine does not ask for one.
+        package var clientCertificate: String?
+        package var clientKey: String?
+        /// The name to expect in the server certificate, when it differs from the address's host.
+        package var serverName: String?
+
+        package init(caCertificate: String, clientCertificate: String? = nil, clientKey: String? = nil, serverName: String? = nil) {
+            self.caCertificate = caCertificate
+            self.clientCertificate = clientCertificate
+            self.clientKey = clientKey
+            self.serverName = serverName
+        }
+    }
 
     package init(name: String, engine: BuilderEngine, address: Address, capacity: Int = 1, networkMode: String? = nil) {
         self.name = name
@@ -58,5 +78,5 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
         self.networkMode = networkMode
     }
 
-    package var description: String { "\(name) (\(engine.rawValue), \(address))" }
+    package var description: String { "\(name) (\(engine.rawValue), \(address)\(tls == nil ? "" : ", TLS"))" }
 }

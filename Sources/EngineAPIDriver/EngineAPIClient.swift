@@ -3,6 +3,7 @@ import BuildGateCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// A thin client for one Engine API endpoint (unix socket or TCP): URLs, the `Host` header, error text.
 struct EngineAPIClient: Sendable {
@@ -15,8 +16,20 @@ struct EngineAPIClient: Sendable {
             // AsyncHTTPClient takes the socket path percent-encoded in the host part.
             "http+unix://\(path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path)"
         case .tcp(let host, let port):
-            "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+            "\(endpoint.tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         }
+    }
+
+    /// Mutual TLS as dockerd's `--tlsverify` expects it: the engine's CA, and the gateway's certificate and key.
+    /// The files are read per connection, so rotated certificates are picked up without a restart.
+    static func tlsConfiguration(_ files: BuilderEndpoint.TLSFiles) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(files.caCertificate)
+        if let certificate = files.clientCertificate, let key = files.clientKey {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+            tls.privateKey = .file(key)
+        }
+        return tls
     }
 
     func execute(
@@ -33,6 +46,9 @@ struct EngineAPIClient: Sendable {
         // Over a unix socket AsyncHTTPClient sends no Host header, and Podman answers 400 without one.
         request.headers.replaceOrAdd(name: "Host", value: "localhost")
         request.body = body
+        if let files = endpoint.tls {
+            request.tlsConfiguration = try Self.tlsConfiguration(files)
+        }
         return try await httpClient.execute(request, timeout: timeout)
     }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BuildGateCore
+import BuildKitProgress
 import Foundation
 import Logging
 import NIOCore

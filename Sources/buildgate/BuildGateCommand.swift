@@ -36,6 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Dispatcher lease in seconds.") var leaseSeconds: Int?
     @Option(help: "podman executable for the embedded builder.") var podman: String?
     @Option(help: "Global podman arguments for the embedded builder (one string).") var podmanArgs: String?
+    @Option(help: "buildctl executable, for buildkit= builders.") var buildctl: String?
     @Option(help: "Directory of the numbered .sql migrations.") var migrations: String?
     @Option(help: "File with the base64 AES-256 key that seals secrets at rest.") var secretKeyFile: String?
     @Option(name: .customLong("allowed-git-host"), help: "Host git sources may come from (glob), repeatable.")
@@ -59,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         flags.leaseSeconds = leaseSeconds
         flags.podman = podman
         flags.podmanArguments = podmanArgs.map { $0.split(separator: " ").map(String.init) }
+        flags.buildctl = buildctl
         flags.migrationsDirectory = migrations
         flags.secretKeyFile = secretKeyFile
         flags.allowedGitHosts = allowedGitHosts.isEmpty ? nil : allowedGitHosts

@@ -98,4 +98,48 @@ struct DockerEngineEndToEndTests {
             #expect(build.message?.contains("returned a non-zero code: 7") == true)
         }
     }
+
+    @Test func aTimeoutOnDockerdEndsTimedOutAndWrongCredentialsAreAPushFailure() async throws {
+        let services = try RealServices()
+        let registry = try await AuthenticatedRegistry(username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
+        defer { registry.stop() }
+        try await services.withGateway(insecureRegistries: [registry.address], builder: try dockerBuilder()) { gateway, _ in
+            let timed = try await gateway.submit(
+                services.context("RUN sleep 20\n"), query: "image=\(services.uniqueImage("dktimeout"))&timeout=2")
+            let timedOut = try await gateway.waitUntilFinished(timed.id)
+            #expect(timedOut.status == "timedOut")
+            #expect(try await gateway.log(timed.id).contains("timeout of 2s reached"))
+
+            let (put, _) = try await gateway.put(
+                "/v1/registries/\(registry.address)", json: #"{"username":"\#(registry.username)","password":"wrong"}"#)
+            #expect(put.status.code == 204)
+            let denied = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(registry.address)/private/app:1").id)
+            #expect(denied.status == "failed")
+            #expect(denied.reason == "pushFailed", "\(denied.message ?? "")")
+            #expect(try await !gateway.log(denied.id).contains("wrong"))
+        }
+    }
+
+    @Test func dockerdOverMutualTLSBuildsAndAGatewayWithoutAClientCertificateIsRefused() async throws {
+        let services = try RealServices()
+        let tls = try #require(RealEngines.dockerTLS, "BUILDGATE_TEST_DOCKER_TLS is not set: run scripts/test")
+        let image = services.uniqueImage("dockertls")
+        try await services.withGateway(builder: "docker=\(tls),name=dockerd-tls,network=host") { gateway, _ in
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context("RUN echo over-tls\n"), query: "image=\(image)").id)
+            #expect(build.status == "succeeded", "\(build.message ?? "")")
+            #expect(try await services.manifest(of: image).digest == build.images.first?.digest)
+            #expect(try await gateway.log(build.id).contains("at tcp://127.0.0.1:"))
+        }
+        // The same engine, trusted, but the gateway shows no client certificate: dockerd's --tlsverify refuses it.
+        let withoutClientCertificate = tls.split(separator: ",").filter { !$0.hasPrefix("tlscert=") && !$0.hasPrefix("tlskey=") }
+            .joined(separator: ",")
+        try await services.withGateway(builder: "docker=\(withoutClientCertificate),name=dockerd-tls,network=host") { gateway, _ in
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("dockertls"))").id)
+            #expect(build.status == "failed")
+            #expect(build.reason == "builderUnavailable", "\(build.message ?? "")")
+        }
+    }
 }

@@ -12,7 +12,11 @@ package enum RealEngines {
     package static var registry: String? { environment["BUILDGATE_TEST_REGISTRY"] }
     package static var podmanSocket: String? { environment["BUILDGATE_TEST_PODMAN_SOCKET"] }
     package static var dockerSocket: String? { environment["BUILDGATE_TEST_DOCKER_SOCKET"] }
+    /// dockerd's mutual-TLS listener as a builder address with its options: `tcp://…,tlscacert=…,tlscert=…,tlskey=…`.
+    package static var dockerTLS: String? { environment["BUILDGATE_TEST_DOCKER_TLS"] }
     package static var gatewayBinary: String? { environment["BUILDGATE_TEST_BINARY"] }
+    /// A real buildkitd (`tcp://…` or a whole `buildkit=…` builder), where one exists; none is packaged here.
+    package static var buildKitAddress: String? { environment["BUILDGATE_TEST_BUILDKIT_ADDR"] }
 
     /// Whether the end-to-end tests should run: the services are there, or CI demands they be.
     package static var shouldRun: Bool { isCI || (registry != nil && podmanSocket != nil) }

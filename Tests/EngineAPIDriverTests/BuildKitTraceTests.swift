@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import BuildKitProgress
 @testable import EngineAPIDriver
 
 /// dockerd's BuildKit progress: the protobuf decoder against the DERIVED decodings, the renderer against batect's

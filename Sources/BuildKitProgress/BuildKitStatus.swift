@@ -13,43 +13,43 @@ import Foundation
 /// message VertexLog { string vertex = 1; Timestamp timestamp = 2; int64 stream = 3; bytes msg = 4; }
 /// message VertexWarning { string vertex = 1; int64 level = 2; bytes short = 3; }
 /// ```
-struct BuildKitStatus: Equatable {
-    struct Vertex: Equatable {
-        var digest = ""
-        var name = ""
-        var cached = false
-        var started: Date?
-        var completed: Date?
-        var error: String?
+package struct BuildKitStatus: Equatable {
+    package struct Vertex: Equatable {
+        package var digest = ""
+        package var name = ""
+        package var cached = false
+        package var started: Date?
+        package var completed: Date?
+        package var error: String?
     }
 
-    struct Status: Equatable {
-        var id = ""
-        var vertex = ""
-        var name = ""
-        var current: Int64 = 0
-        var total: Int64 = 0
-        var completed: Date?
+    package struct Status: Equatable {
+        package var id = ""
+        package var vertex = ""
+        package var name = ""
+        package var current: Int64 = 0
+        package var total: Int64 = 0
+        package var completed: Date?
     }
 
-    struct Log: Equatable {
-        var vertex = ""
-        var timestamp: Date?
-        var message: [UInt8] = []
+    package struct Log: Equatable {
+        package var vertex = ""
+        package var timestamp: Date?
+        package var message: [UInt8] = []
     }
 
-    struct Warning: Equatable {
-        var vertex = ""
-        var short = ""
+    package struct Warning: Equatable {
+        package var vertex = ""
+        package var short = ""
     }
 
-    var vertexes: [Vertex] = []
-    var statuses: [Status] = []
-    var logs: [Log] = []
-    var warnings: [Warning] = []
+    package var vertexes: [Vertex] = []
+    package var statuses: [Status] = []
+    package var logs: [Log] = []
+    package var warnings: [Warning] = []
 
     /// Decodes the base64 `aux` of a `moby.buildkit.trace` message.
-    init?(base64 text: String) {
+    package init?(base64 text: String) {
         guard let data = Data(base64Encoded: text) else { return nil }
         var reader = ProtobufReader(Array(data))
         do {
@@ -199,7 +199,7 @@ struct ProtobufReader {
 /// Like BuildKit's own printer, a vertex's end is settled only when the stream moves on to another vertex (or
 /// ends, `finish`): BuildKit re-sends a completed vertex marked `cached`, and sends its last statuses together with
 /// its completion.
-struct BuildKitPlainRenderer {
+package struct BuildKitPlainRenderer {
     private struct Ending {
         var digest: String
         var cached: Bool
@@ -215,7 +215,9 @@ struct BuildKitPlainRenderer {
     private var started: [String: Date] = [:]
     private var names: [String: String] = [:]
 
-    mutating func render(_ status: BuildKitStatus) -> String {
+    package init() {}
+
+    mutating package func render(_ status: BuildKitStatus) -> String {
         var out = ""
         let mentioned = Set(status.vertexes.map(\.digest) + status.statuses.map(\.vertex) + status.logs.map(\.vertex))
         // A pending end that this update re-sends may turn out cached or failed.
@@ -257,7 +259,7 @@ struct BuildKitPlainRenderer {
     }
 
     /// The ends still pending, at the end of the stream.
-    mutating func finish() -> String { flush() }
+    mutating package func finish() -> String { flush() }
 
     private mutating func flush() -> String {
         var out = ""
@@ -298,7 +300,7 @@ private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
 extension BuildKitStatus {
     /// One line of `buildctl --progress=rawjson` (a JSON `SolveStatus`: RFC 3339 times, base64 log data), or nil
     /// for a line that is not one (after a failure buildctl prints plain error text after the JSON).
-    init?(rawJSON line: [UInt8]) {
+    package init?(rawJSON line: [UInt8]) {
         struct Wire: Decodable {
             struct Vertex: Decodable {
                 var digest: String; var name: String?; var cached: Bool?
@@ -336,7 +338,7 @@ extension BuildKitStatus {
     }
 
     /// RFC 3339 with up to nanosecond fractions (`2026-11-27T11:28:07.178571956Z`).
-    static func date(_ text: String) -> Date? {
+    package static func date(_ text: String) -> Date? {
         let parts = text.split(separator: ".", maxSplits: 1)
         let formatter = ISO8601DateFormatter()
         guard parts.count == 2 else { return formatter.date(from: text) }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import EngineAPIDriver
+@testable import BuildKitProgress
 
 /// `buildctl --progress=rawjson`, as captured from a real buildctl v0.24 against a real buildkitd, rendered by the
 /// same renderer as dockerd's BuildKit progress and compared with buildctl's own plain output of the same build.
