@@ -24,7 +24,7 @@ struct APIError: HTTPResponseError {
         case .invalidParameter, .corruptArchive: .badRequest
         case .contextTooLarge: .contentTooLarge
         case .unsupportedMediaType: .unsupportedMediaType
-        case .invalidContext: .unprocessableContent
+        case .invalidContext, .noCapableBuilder, .noSuchSecret: .unprocessableContent
         case .notFound: .notFound
         case .conflict: .conflict
         case .rangeNotSatisfiable: .rangeNotSatisfiable

@@ -11,6 +11,9 @@ package struct BuildGateAPIDependencies: Sendable {
     package var triggers: any TriggerRepository
     package var registryCredentials: any RegistryCredentialRepository
     package var tenantLimits: any TenantLimitsRepository
+    package var secrets: any BuildSecretRepository
+    /// The features each builder in the pool offers (see `BuildFeatures`), for the 422 at intake.
+    package var builderFeatures: @Sendable () -> [BuildFeatures]
     package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
@@ -22,6 +25,8 @@ package struct BuildGateAPIDependencies: Sendable {
         triggers: any TriggerRepository,
         registryCredentials: any RegistryCredentialRepository,
         tenantLimits: any TenantLimitsRepository,
+        secrets: any BuildSecretRepository,
+        builderFeatures: @escaping @Sendable () -> [BuildFeatures],
         observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
@@ -32,6 +37,8 @@ package struct BuildGateAPIDependencies: Sendable {
         self.triggers = triggers
         self.registryCredentials = registryCredentials
         self.tenantLimits = tenantLimits
+        self.secrets = secrets
+        self.builderFeatures = builderFeatures
         self.observer = observer
         self.onQueued = onQueued
     }
@@ -85,6 +92,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
         limiter: limiter,
+        admission: BuildAdmission(builderFeatures: dependencies.builderFeatures, secrets: dependencies.secrets),
         observer: dependencies.observer,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
@@ -93,6 +101,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits).addRoutes(to: router.group("v1/triggers"))
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
+    SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, limiter: limiter,
         observer: dependencies.observer, onQueued: dependencies.onQueued

@@ -4,7 +4,8 @@ import ContextArchive
 /// The query parameters of `POST /v1/builds`, parsed and checked into a `BuildRequest`.
 enum BuildParameters {
     static let known: Set<String> = [
-        "image", "dockerfile", "target", "buildArg", "label", "platform", "noCache", "timeout",
+        "image", "dockerfile", "target", "buildArg", "label", "platform", "noCache", "timeout", "secret", "cacheFrom",
+        "cacheTo",
     ]
 
     /// - Parameter query: every `name=value` pair in order (repeated names allowed), already percent-decoded.
@@ -65,8 +66,19 @@ enum BuildParameters {
             }
             timeout = seconds
         }
+        let secrets = query.filter { $0.name == "secret" }.map(\.value)
+        if let bad = secrets.first(where: { !BuildSecretName.isValid($0) }) {
+            throw BuildGateError(
+                .invalidParameter, "'secret' must name a stored secret (letters, digits, _ - .; up to 64), got '\(bad)'")
+        }
+        guard Set(secrets).count == secrets.count else {
+            throw BuildGateError(.invalidParameter, "'secret' names the same secret twice")
+        }
+        let cacheFrom = try query.filter { $0.name == "cacheFrom" }.map { try ImageReference(parsing: $0.value) }
+        let cacheTo = try single("cacheTo").map { text throws(BuildGateError) in try ImageReference(parsing: text) }
         return BuildRequest(
             images: images, dockerfile: dockerfile, target: target, buildArgs: try pairs("buildArg"),
-            labels: try pairs("label"), platform: platform, noCache: noCache, timeoutSeconds: timeout)
+            labels: try pairs("label"), platform: platform, noCache: noCache, timeoutSeconds: timeout,
+            secrets: secrets.sorted(), cacheFrom: cacheFrom, cacheTo: cacheTo)
     }
 }

@@ -32,6 +32,18 @@ struct BuildRepresentation: Encodable {
         var platform: String?
         var noCache: Bool
         var timeout: Int
+        /// Names of the stored secrets mounted into the build (never their values).
+        var secrets: [String]
+        var cacheFrom: [String]
+        var cacheTo: String?
+    }
+
+    struct Step: Encodable {
+        var name: String
+        var startedAt: Date?
+        var completedAt: Date?
+        var cached: Bool
+        var error: String?
     }
 
     struct Links: Encodable {
@@ -55,6 +67,8 @@ struct BuildRepresentation: Encodable {
     var triggerId: String?
     var images: [Image]
     var parameters: Parameters
+    /// Per-step timings where the engine reports them (BuildKit: every vertex; classic builders: each instruction).
+    var steps: [Step]
     var links: Links
 
     init(_ build: Build) {
@@ -82,7 +96,11 @@ struct BuildRepresentation: Encodable {
         let request = build.request
         parameters = Parameters(
             dockerfile: request.dockerfile, target: request.target, buildArgs: request.buildArgs, labels: request.labels,
-            platform: request.platform?.description, noCache: request.noCache, timeout: request.timeoutSeconds)
+            platform: request.platform?.description, noCache: request.noCache, timeout: request.timeoutSeconds,
+            secrets: request.secrets, cacheFrom: request.cacheFrom.map(\.description), cacheTo: request.cacheTo?.description)
+        steps = build.steps.map {
+            Step(name: $0.name, startedAt: $0.startedAt, completedAt: $0.completedAt, cached: $0.cached, error: $0.error)
+        }
         let path = "/v1/builds/\(build.id)"
         links = Links(self: path, logs: "\(path)/logs", cancel: "\(path)/cancel")
     }

@@ -19,6 +19,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let contexts: any ContextStore
     let tokens: any AccessTokenRepository
     let limiter: TenantRateLimiter
+    let admission: BuildAdmission
     let observer: any BuildObserver
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
@@ -49,6 +50,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
         let buildRequest = try BuildParameters.parse(
             query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        try await admission.check(buildRequest, tenant: principal.tenant)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.intake.maxContextSize {
             throw BuildGateError(
                 .contextTooLarge,
@@ -94,8 +96,12 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         if let platform = body.platform { pairs.append(("platform", platform)) }
         if body.noCache == true { pairs.append(("noCache", "true")) }
         if let timeout = body.timeout { pairs.append(("timeout", String(timeout))) }
+        pairs += (body.secrets ?? []).map { ("secret", $0) }
+        pairs += (body.cacheFrom ?? []).map { ("cacheFrom", $0) }
+        if let cacheTo = body.cacheTo { pairs.append(("cacheTo", cacheTo)) }
         let buildRequest = try BuildParameters.parse(
             pairs, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        try await admission.check(buildRequest, tenant: principal.tenant)
         let git = body.source.git
         let source = try GitSource(url: git.url, ref: git.ref, commit: git.commit)
         guard GitSource.isHostAllowed(source.url, hosts: allowedGitHosts) else {
@@ -271,4 +277,7 @@ struct GitBuildBody: Decodable {
     var platform: String?
     var noCache: Bool?
     var timeout: Int?
+    var secrets: [String]?
+    var cacheFrom: [String]?
+    var cacheTo: String?
 }

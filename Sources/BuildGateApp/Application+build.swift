@@ -27,6 +27,7 @@ package func buildApplication(
     let box = try loadSecretBox(configuration)
     let triggers = SQLiteTriggerStore(database: database, box: box)
     let registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
+    let secrets = SQLiteBuildSecretStore(database: database, box: box)
     try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
@@ -70,6 +71,7 @@ package func buildApplication(
             if let own = try? await registryCredentials.credential(tenant: tenant, host: host) { return own }
             return tenant == .default ? credentials.byHost[host] : nil
         },
+        secrets: { tenant, names in try await secrets.secrets(tenant: tenant, names: names) },
         sourceFetcher: GitCLISourceFetcher(
             contexts: contexts, workDirectory: "\(dataDirectory)/tmp",
             configuration: gitConfiguration(configuration)),
@@ -88,7 +90,8 @@ package func buildApplication(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
-            registryCredentials: registryCredentials, tenantLimits: tenantLimits, observer: notifier,
+            registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
+            builderFeatures: { [endpoints] in endpoints.map(\.supportedFeatures) }, observer: notifier,
             onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)

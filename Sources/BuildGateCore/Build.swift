@@ -24,6 +24,8 @@ package struct Build: Sendable, Equatable, Identifiable {
     /// A human-readable account of the failure, e.g. the engine's error.
     package var message: String?
     package var pushedImages: [PushedImage]
+    /// Per-step timings, where the engine reports steps.
+    package var steps: [BuildStep]
     /// A cancellation was asked for and the engine has not stopped yet.
     package var cancelRequested: Bool
     package var idempotencyKey: String?
@@ -43,6 +45,7 @@ package struct Build: Sendable, Equatable, Identifiable {
         reason: BuildFailureReason? = nil,
         message: String? = nil,
         pushedImages: [PushedImage] = [],
+        steps: [BuildStep] = [],
         cancelRequested: Bool = false,
         idempotencyKey: String? = nil
     ) {
@@ -60,7 +63,26 @@ package struct Build: Sendable, Equatable, Identifiable {
         self.reason = reason
         self.message = message
         self.pushedImages = pushedImages
+        self.steps = steps
         self.cancelRequested = cancelRequested
         self.idempotencyKey = idempotencyKey
+    }
+}
+
+/// One step of a build as its engine reported it: a Dockerfile instruction or one of BuildKit's internal steps.
+package struct BuildStep: Sendable, Equatable, Codable {
+    package var name: String
+    package var startedAt: Date?
+    package var completedAt: Date?
+    /// The engine reused a cached result instead of running the step.
+    package var cached: Bool
+    package var error: String?
+
+    package init(name: String, startedAt: Date? = nil, completedAt: Date? = nil, cached: Bool = false, error: String? = nil) {
+        self.name = name
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+        self.cached = cached
+        self.error = error
     }
 }

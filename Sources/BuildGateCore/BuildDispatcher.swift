@@ -29,6 +29,7 @@ package final class BuildDispatcher: Service {
     private let endpoints: [BuilderEndpoint]
     private let drivers: [BuilderEngine: any BuilderDriver]
     private let credentials: @Sendable (TenantID, String) async -> RegistryCredential?
+    private let secrets: @Sendable (TenantID, [String]) async throws -> [String: SecretValue]
     private let sourceFetcher: (any SourceFetcher)?
     private let cloneCredentials: @Sendable (Build) async -> GitCredential?
     private let observer: any BuildObserver
@@ -52,6 +53,7 @@ package final class BuildDispatcher: Service {
         endpoints: [BuilderEndpoint],
         drivers: [BuilderEngine: any BuilderDriver],
         credentials: @escaping @Sendable (TenantID, String) async -> RegistryCredential? = { _, _ in nil },
+        secrets: @escaping @Sendable (TenantID, [String]) async throws -> [String: SecretValue] = { _, _ in [:] },
         sourceFetcher: (any SourceFetcher)? = nil,
         cloneCredentials: @escaping @Sendable (Build) async -> GitCredential? = { _ in nil },
         observer: any BuildObserver = NoBuildObserver(),
@@ -64,6 +66,7 @@ package final class BuildDispatcher: Service {
         self.endpoints = endpoints
         self.drivers = drivers
         self.credentials = credentials
+        self.secrets = secrets
         self.sourceFetcher = sourceFetcher
         self.cloneCredentials = cloneCredentials
         self.observer = observer
@@ -105,7 +108,7 @@ package final class BuildDispatcher: Service {
                 do {
                     let now = Date()
                     guard let claimed = try await queue.claimNext(
-                        builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
+                        builder: endpoint.name, offering: endpoint.supportedFeatures, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
                     else { return }
                     build = claimed
                 } catch {
@@ -192,12 +195,25 @@ package final class BuildDispatcher: Service {
                     registryCredentials[image.registry] = credential
                 }
             }
+            let secrets: [String: SecretValue]
+            do {
+                secrets = try await self.secrets(prepared.tenant, prepared.request.secrets)
+            } catch {
+                return .failed(.builderUnavailable, message: "reading the build's secrets failed")
+            }
+            if let missing = prepared.request.secrets.first(where: { secrets[$0] == nil }) {
+                return .failed(.buildFailed, message: "secret '\(missing)' is no longer set for this tenant")
+            }
             let job = BuildJob(
                 id: prepared.id, request: prepared.request, context: context,
-                contextPath: self.contexts.path(of: context), registryCredentials: registryCredentials)
-            return await driver.run(job, on: endpoint) { event in
-                await self.handle(event, of: job.id, log: log, logger: logger)
+                contextPath: self.contexts.path(of: context), registryCredentials: registryCredentials,
+                secrets: secrets)
+            let redactor = SecretRedactor(secrets.values)
+            let outcome = await driver.run(job, on: endpoint) { event in
+                await self.handle(event, of: job.id, redactor: redactor, log: log, logger: logger)
             }
+            guard case .failed(let reason, let message) = outcome else { return outcome }
+            return .failed(reason, message: redactor.redact(message))
         }
         await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
     }
@@ -303,7 +319,9 @@ package final class BuildDispatcher: Service {
         }
     }
 
-    private func handle(_ event: BuildEvent, of id: BuildID, log: @Sendable (String) async -> Void, logger: Logger) async {
+    private func handle(
+        _ event: BuildEvent, of id: BuildID, redactor: SecretRedactor, log: @Sendable (String) async -> Void, logger: Logger
+    ) async {
         switch event {
         case .accepted(let engine):
             await log("engine: \(engine)")
@@ -315,13 +333,23 @@ package final class BuildDispatcher: Service {
                 logger.error("marking the build running failed", metadata: ["buildgate.error": "\(error)"])
             }
         case .output(let text):
-            do { try await logs.append(Array(text.utf8), to: id) } catch {
+            do { try await logs.append(Array(redactor.redact(text).utf8), to: id) } catch {
                 logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
             }
         case .pushing(let image):
             await log("pushing \(image)")
         case .pushed(let image):
             await log("pushed \(image.reference)@\(image.digest)")
+        case .steps(let steps):
+            let redacted = steps.map { step in
+                var step = step
+                step.name = redactor.redact(step.name)
+                step.error = step.error.map(redactor.redact)
+                return step
+            }
+            do { _ = try await queue.recordSteps(id, owner: owner, steps: redacted) } catch {
+                logger.error("recording the build's steps failed", metadata: ["buildgate.error": "\(error)"])
+            }
         }
     }
 

@@ -19,6 +19,10 @@ package struct BuildGateError: Error, Sendable, CustomStringConvertible {
         package static let corruptArchive = Code("corruptArchive")
         /// The archive is well-formed but holds something a build context must not (bad path, link, device…).
         package static let invalidContext = Code("invalidContext")
+        /// The build uses an option that no builder in the pool supports (e.g. secrets with only dockerd).
+        package static let noCapableBuilder = Code("noCapableBuilder")
+        /// The build names a secret the tenant has not stored.
+        package static let noSuchSecret = Code("noSuchSecret")
         /// No such resource (or not visible to the caller).
         package static let notFound = Code("notFound")
         /// The request conflicts with the resource's current state.

@@ -7,8 +7,11 @@ import Foundation
 /// dispatcher that lost its lease can never overwrite the result another settled.
 package protocol BuildQueue: Sendable {
     /// Claims the oldest queued build for `builder` in one statement (`queued → starting`), holding a lease until
-    /// `leaseUntil`. Returns nil when nothing is queued.
-    func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
+    /// `leaseUntil`, among the builds that need no feature beyond `features`. Returns nil when none is queued.
+    func claimNext(builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
+
+    /// Stores the per-step timings the engine reported so far. Returns false if the lease is no longer ours.
+    func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool
 
     /// Records the context fetched for a git build (and the commit its ref resolved to). Returns false if the lease
     /// is no longer ours.
@@ -41,4 +44,12 @@ package protocol BuildQueue: Sendable {
     /// if it never started, `failed`/`interrupted` if it was running. Returns the build afterwards, or nil if it no
     /// longer qualifies (someone renewed or settled it meanwhile).
     func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
+}
+
+extension BuildQueue {
+    /// Claims for a builder that offers every feature.
+    package func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
+        try await claimNext(
+            builder: builder, offering: [.secrets, .cacheImport, .cacheExport], owner: owner, leaseUntil: leaseUntil, now: now)
+    }
 }

@@ -14,6 +14,12 @@ package struct BuildRequest: Hashable, Sendable, Codable {
     package var noCache: Bool
     /// Seconds the build may run (from dispatch to result) before it ends as `timedOut`.
     package var timeoutSeconds: Int
+    /// Names of the tenant's stored secrets to mount (`RUN --mount=type=secret,id=NAME`), sorted.
+    package var secrets: [String]
+    /// Images to use as a layer cache.
+    package var cacheFrom: [ImageReference]
+    /// Where to export the build's layer cache.
+    package var cacheTo: ImageReference?
 
     package init(
         images: [ImageReference],
@@ -23,7 +29,10 @@ package struct BuildRequest: Hashable, Sendable, Codable {
         labels: [String: String] = [:],
         platform: Platform? = nil,
         noCache: Bool = false,
-        timeoutSeconds: Int = 3600
+        timeoutSeconds: Int = 3600,
+        secrets: [String] = [],
+        cacheFrom: [ImageReference] = [],
+        cacheTo: ImageReference? = nil
     ) {
         self.images = images
         self.dockerfile = dockerfile
@@ -33,6 +42,30 @@ package struct BuildRequest: Hashable, Sendable, Codable {
         self.platform = platform
         self.noCache = noCache
         self.timeoutSeconds = timeoutSeconds
+        self.secrets = secrets
+        self.cacheFrom = cacheFrom
+        self.cacheTo = cacheTo
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case images, dockerfile, target, buildArgs, labels, platform, noCache, timeoutSeconds, secrets, cacheFrom, cacheTo
+    }
+
+    /// Rows stored before secrets and caches existed decode with none.
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            images: try container.decode([ImageReference].self, forKey: .images),
+            dockerfile: try container.decode(String.self, forKey: .dockerfile),
+            target: try container.decodeIfPresent(String.self, forKey: .target),
+            buildArgs: try container.decode([String: String].self, forKey: .buildArgs),
+            labels: try container.decode([String: String].self, forKey: .labels),
+            platform: try container.decodeIfPresent(Platform.self, forKey: .platform),
+            noCache: try container.decode(Bool.self, forKey: .noCache),
+            timeoutSeconds: try container.decode(Int.self, forKey: .timeoutSeconds),
+            secrets: try container.decodeIfPresent([String].self, forKey: .secrets) ?? [],
+            cacheFrom: try container.decodeIfPresent([ImageReference].self, forKey: .cacheFrom) ?? [],
+            cacheTo: try container.decodeIfPresent(ImageReference.self, forKey: .cacheTo))
     }
 }
 

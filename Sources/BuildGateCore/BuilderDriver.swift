@@ -66,6 +66,8 @@ package enum BuildEvent: Sendable, Equatable {
     case pushing(ImageReference)
     /// Pushed; the registry stored the manifest under `digest`.
     case pushed(PushedImage)
+    /// The build's steps so far, each with what the engine reported of it (sent again as they change).
+    case steps([BuildStep])
 }
 
 /// A username and password (or token) for a registry. Its description never shows the secret.

@@ -28,6 +28,8 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     var reason: String?
     var message: String?
     var pushedImages: String
+    var requiredFeatures: Int
+    var steps: String
 
     init(_ build: Build) throws {
         id = build.id.rawValue
@@ -48,6 +50,8 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
         reason = build.reason?.rawValue
         message = build.message
         pushedImages = String(decoding: try JSONEncoder.sorted.encode(build.pushedImages), as: UTF8.self)
+        requiredFeatures = build.request.requiredFeatures.rawValue
+        steps = String(decoding: try JSONEncoder.sorted.encode(build.steps), as: UTF8.self)
     }
 
     func build() throws -> Build {
@@ -76,6 +80,7 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
             reason: reason.flatMap(BuildFailureReason.init(rawValue:)),
             message: message,
             pushedImages: try JSONDecoder().decode([PushedImage].self, from: Data(pushedImages.utf8)),
+            steps: try JSONDecoder().decode([BuildStep].self, from: Data(steps.utf8)),
             cancelRequested: cancelRequested,
             idempotencyKey: idempotencyKey
         )

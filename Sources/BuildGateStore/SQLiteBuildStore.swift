@@ -77,7 +77,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
 
     // MARK: - BuildQueue
 
-    package func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
+    package func claimNext(
+        builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date
+    ) async throws -> Build? {
         try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
@@ -87,6 +89,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     WHERE id = (
                         SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
                         WHERE b.status = 'queued'
+                          AND (b.requiredFeatures & ~?) = 0
                           AND (coalesce(t.maxRunningBuilds, ?) IS NULL
                                OR (SELECT count(*) FROM build r
                                    WHERE r.tenantId = b.tenantId AND r.status IN ('starting', 'running'))
@@ -95,10 +98,20 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     RETURNING *
                     """,
                 arguments: [
-                    builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970,
+                    builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, features.rawValue,
                     defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
                 ]
             )?.build()
+        }
+    }
+
+    package func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool {
+        let json = String(decoding: try JSONEncoder.sorted.encode(steps), as: UTF8.self)
+        return try await database.writer.write { db in
+            try db.execute(
+                sql: "UPDATE build SET steps = ? WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')",
+                arguments: [json, id.rawValue, owner])
+            return db.changesCount == 1
         }
     }
 

@@ -22,12 +22,15 @@ struct APIHarness {
     let tokens: SQLiteAccessTokenStore
     let triggers: SQLiteTriggerStore
     let registryCredentials: SQLiteRegistryCredentialStore
+    let secrets: SQLiteBuildSecretStore
+    /// What the (imagined) builder pool offers, for the capability checks at intake.
+    let builderFeatures: [BuildFeatures]
     let database: BuildGateDatabase
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
     let auth: HTTPFields
 
-    init(limits: BuildGateAPILimits = .init()) async throws {
+    init(limits: BuildGateAPILimits = .init(), builderFeatures: [BuildFeatures] = [[.secrets, .cacheImport, .cacheExport]]) async throws {
         directory = try TemporaryDirectory("api")
         database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
@@ -35,6 +38,8 @@ struct APIHarness {
         let box = SecretBox(key: .init(size: .bits256))
         triggers = SQLiteTriggerStore(database: database, box: box)
         registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
+        secrets = SQLiteBuildSecretStore(database: database, box: box)
+        self.builderFeatures = builderFeatures
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
@@ -61,7 +66,7 @@ struct APIHarness {
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
-                onQueued: {}),
+                secrets: secrets, builderFeatures: { [builderFeatures] in builderFeatures }, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -94,6 +99,8 @@ struct BuildJSON: Decodable {
     struct Context: Decodable { var digest: String; var size: Int64 }
     struct Image: Decodable { var reference: String; var digest: String? }
     struct Links: Decodable { var `self`: String; var logs: String }
+    struct Parameters: Decodable { var secrets: [String]; var cacheFrom: [String]; var cacheTo: String? }
+    struct Step: Decodable { var name: String; var startedAt: String?; var completedAt: String?; var cached: Bool; var error: String? }
     var id: String
     var status: String
     var reason: String?
@@ -101,6 +108,8 @@ struct BuildJSON: Decodable {
     var createdAt: String
     var context: Context?
     var images: [Image]
+    var parameters: Parameters
+    var steps: [Step]
     var links: Links
 }
 

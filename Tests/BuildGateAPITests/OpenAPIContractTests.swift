@@ -63,6 +63,7 @@ struct OpenAPIContractTests {
                 }
                 let uri = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{forge}", with: "github")
                     .replacingOccurrences(of: "{triggerId}", with: "tnothing").replacingOccurrences(of: "{host}", with: "r.example.com")
+                    .replacingOccurrences(of: "{name}", with: "npmrc")
                 let response: TestResponse
                 if method == "POST" && path == "/v1/builds" {
                     response = try await client.execute(

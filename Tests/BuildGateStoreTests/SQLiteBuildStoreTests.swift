@@ -57,6 +57,51 @@ struct SQLiteBuildStoreTests {
         #expect(try await store.list(tenant: .default, status: nil, limit: 10, after: nil).count == 1)
     }
 
+    @Test func aBuilderClaimsOnlyBuildsWhoseFeaturesItOffersAndStepsAreStoredUnderTheLease() async throws {
+        defer { directory.remove() }
+        var withSecret = try build(at: Date(timeIntervalSinceNow: -10))
+        withSecret.request.secrets = ["npmrc"]
+        withSecret.request.cacheTo = try ImageReference(parsing: "r.example.com/app:cache")
+        let plain = try build()
+        _ = try await store.create(withSecret)
+        _ = try await store.create(plain)
+
+        // A dockerd builder (no features) passes over the older build that needs secrets.
+        let docker = try await store.claimNext(builder: "dockerd", offering: [], owner: "o", leaseUntil: Date() + 60, now: Date())
+        #expect(docker?.id == plain.id)
+        #expect(try await store.claimNext(builder: "dockerd", offering: [.secrets], owner: "o", leaseUntil: Date() + 60, now: Date()) == nil)
+        let podman = try await store.claimNext(
+            builder: "podman", offering: [.secrets, .cacheExport], owner: "o", leaseUntil: Date() + 60, now: Date())
+        #expect(podman?.id == withSecret.id)
+        #expect(podman?.request.secrets == ["npmrc"])
+
+        let steps = [
+            BuildStep(name: "[1/2] FROM busybox", startedAt: Date(timeIntervalSince1970: 1), completedAt: Date(timeIntervalSince1970: 2), cached: true),
+            BuildStep(name: "[2/2] RUN false", startedAt: Date(timeIntervalSince1970: 2), error: "exit code: 1"),
+        ]
+        #expect(try await store.recordSteps(withSecret.id, owner: "o", steps: steps))
+        #expect(try await store.recordSteps(withSecret.id, owner: "someone else", steps: []) == false)
+        #expect(try await store.build(withSecret.id)?.steps == steps)
+    }
+
+    @Test func aRowWrittenBeforeSecretsAndCachesExistedStillDecodes() async throws {
+        defer { directory.remove() }
+        let old = try build()
+        _ = try await store.create(old)
+        // The request JSON as the gateway wrote it before migration 0005.
+        try await database.writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE build SET request = '{"buildArgs":{},"dockerfile":"Dockerfile","images":["r.example.com/app:1"],"labels":{"a":"b"},"noCache":false,"timeoutSeconds":3600}'
+                    WHERE id = ?
+                    """,
+                arguments: [old.id.rawValue])
+        }
+        let loaded = try #require(try await store.build(old.id))
+        #expect(loaded.request == old.request)
+        #expect(loaded.request.secrets.isEmpty && loaded.request.cacheFrom.isEmpty && loaded.request.cacheTo == nil)
+    }
+
     @Test func claimsTakeTheOldestQueuedBuildOnceEvenUnderConcurrentClaimers() async throws {
         defer { directory.remove() }
         let start = Date(timeIntervalSince1970: 1_700_000_000)
