@@ -73,6 +73,7 @@ let package = Package(
             dependencies: [
                 "BuildGateCore",
                 "BuildKitProgress",
+                "ContextArchive",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

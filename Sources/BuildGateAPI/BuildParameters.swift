@@ -74,7 +74,8 @@ enum BuildParameters {
         guard Set(secrets).count == secrets.count else {
             throw BuildGateError(.invalidParameter, "'secret' names the same secret twice")
         }
-        let cacheFrom = try query.filter { $0.name == "cacheFrom" }.map { try ImageReference(parsing: $0.value) }
+        // One cache source: Podman 4.3 takes a single cache repository.
+        let cacheFrom = try single("cacheFrom").map { text throws(BuildGateError) in [try ImageReference(parsing: text)] } ?? []
         let cacheTo = try single("cacheTo").map { text throws(BuildGateError) in try ImageReference(parsing: text) }
         return BuildRequest(
             images: images, dockerfile: dockerfile, target: target, buildArgs: try pairs("buildArg"),

@@ -97,7 +97,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         if body.noCache == true { pairs.append(("noCache", "true")) }
         if let timeout = body.timeout { pairs.append(("timeout", String(timeout))) }
         pairs += (body.secrets ?? []).map { ("secret", $0) }
-        pairs += (body.cacheFrom ?? []).map { ("cacheFrom", $0) }
+        if let cacheFrom = body.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
         if let cacheTo = body.cacheTo { pairs.append(("cacheTo", cacheTo)) }
         let buildRequest = try BuildParameters.parse(
             pairs, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
@@ -278,6 +278,6 @@ struct GitBuildBody: Decodable {
     var noCache: Bool?
     var timeout: Int?
     var secrets: [String]?
-    var cacheFrom: [String]?
+    var cacheFrom: String?
     var cacheTo: String?
 }

@@ -195,6 +195,11 @@ package final class BuildDispatcher: Service {
                     registryCredentials[image.registry] = credential
                 }
             }
+            // The claim already matched features; a pool changed under a queued build is caught here.
+            let unsupported = prepared.request.requiredFeatures.subtracting(endpoint.supportedFeatures)
+            guard unsupported.isEmpty else {
+                return .failed(.buildFailed, message: "builder \(endpoint.name) does not support \(unsupported.names.joined(separator: ", "))")
+            }
             let secrets: [String: SecretValue]
             do {
                 secrets = try await self.secrets(prepared.tenant, prepared.request.secrets)

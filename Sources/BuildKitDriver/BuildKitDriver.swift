@@ -130,6 +130,13 @@ package struct BuildKitDriver: BuilderDriver {
         case "none": arguments += ["--opt", "force-network-mode=none"]
         default: break
         }
+        func insecureFlag(_ image: ImageReference) -> String { insecure.contains(image.registry) ? ",registry.insecure=true" : "" }
+        for source in request.cacheFrom {
+            arguments += ["--import-cache", "type=registry,ref=\(source)\(insecureFlag(source))"]
+        }
+        if let cacheTo = request.cacheTo {
+            arguments += ["--export-cache", "type=registry,ref=\(cacheTo),mode=max\(insecureFlag(cacheTo))"]
+        }
         for name in job.secrets.keys.sorted() {
             arguments += ["--secret", "id=\(name),src=\(workspace.secretFile(name))"]
         }
@@ -198,11 +205,13 @@ package struct BuildKitDriver: BuilderDriver {
             platformOptions: platformOptions, input: .none, output: .discarded, error: .sequence
         ) { execution in
             var renderer = BuildKitPlainRenderer()
+            var steps = BuildKitSteps()
             var plainLines: [String] = []
             for try await line in execution.standardError.strings(bufferingPolicy: .unbounded) {
                 if let status = BuildKitStatus(rawJSON: Array(line.utf8)) {
                     let text = renderer.render(status)
                     if !text.isEmpty { await events(.output(text)) }
+                    if steps.record(status) { await events(.steps(steps.steps)) }
                 } else if !line.isEmpty {
                     plainLines.append(line)
                     await events(.output(line + "\n"))

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import BuildGateCore
 import BuildKitProgress
+import ContextArchive
 import Foundation
 import Logging
 import NIOCore
@@ -98,9 +99,25 @@ package struct EngineAPIDriver: BuilderDriver {
         if !request.labels.isEmpty { query.append(("labels", Self.json(request.labels))) }
         if request.noCache { query.append(("nocache", "true")) }
         if let network = endpoint.networkMode { query.append(("networkmode", network)) }
+        // Podman takes a cache *repository* (it tags one image per cached layer there), so the tag is left off.
+        if let cacheFrom = request.cacheFrom.first { query.append(("cachefrom", cacheFrom.name)) }
+        if let cacheTo = request.cacheTo { query.append(("cacheto", cacheTo.name)) }
+        if request.cacheFrom.count + (request.cacheTo == nil ? 0 : 1) > 0 { query.append(("layers", "true")) }
         if endpoint.engine == .docker && endpoint.useBuildKit { query.append(("version", "2")) }
         query.append(("rm", "true"))
         query.append(("forcerm", "true"))
+
+        // Podman takes secret files only inside the uploaded context, and moves each one named by `secrets` out of
+        // the extracted context before building: so they travel in front of the stored archive, under names no
+        // context file can have (the build ID is unique; secret names are flat).
+        let secretFiles = job.secrets.sorted { $0.key < $1.key }.map { name, value in
+            (name: ".buildgate-secret-\(job.id)-\(name)", contents: value.bytes)
+        }
+        if !secretFiles.isEmpty {
+            let specs = zip(job.secrets.keys.sorted(), secretFiles).map { "id=\($0),src=\($1.name)" }
+            query.append(("secrets", Self.json(specs)))
+        }
+        let prefix = ByteBuffer(bytes: ArchivePrefix.entries(secretFiles, gzip: job.context.compression == .gzip))
 
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/x-tar")
@@ -112,7 +129,9 @@ package struct EngineAPIDriver: BuilderDriver {
             return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(job.contextPath)) { file in
                 let response = try await engine.execute(
                     .POST, "/v1.41/build", query: query, headers: headers,
-                    body: .stream(file.readChunks(chunkLength: .kibibytes(256)), length: .known(job.context.size)),
+                    body: .stream(
+                        PrefixedChunks(prefix: prefix, rest: file.readChunks(chunkLength: .kibibytes(256))),
+                        length: .known(Int64(prefix.readableBytes) + job.context.size)),
                     timeout: .seconds(Int64(request.timeoutSeconds) + 60))
                 guard response.status == .ok else {
                     let message = try await EngineAPIClient.errorMessage(of: response)
@@ -120,20 +139,22 @@ package struct EngineAPIDriver: BuilderDriver {
                 }
                 await events(.accepted(engine: description))
                 var decoder = EngineStreamDecoder()
-                var renderer = BuildKitPlainRenderer()
+                var progress = Progress()
                 var failure: String?
                 for try await buffer in response.body {
                     for message in decoder.decode(buffer.readableBytesView) {
                         if case .error(let text) = message { failure = text }
-                        await report(message, renderer: &renderer, events: events)
+                        await report(message, progress: &progress, events: events)
                     }
                 }
                 for message in decoder.finish() {
                     if case .error(let text) = message { failure = text }
-                    await report(message, renderer: &renderer, events: events)
+                    await report(message, progress: &progress, events: events)
                 }
-                let settled = renderer.finish()
+                let settled = progress.renderer.finish()
                 if !settled.isEmpty { await events(.output(settled)) }
+                progress.classicSteps.finish(at: Date(), error: failure)
+                if let steps = progress.steps { await events(.steps(steps)) }
                 if let failure { return .failed(.buildFailed, message: failure) }
                 return .succeeded([])
             }
@@ -143,18 +164,33 @@ package struct EngineAPIDriver: BuilderDriver {
         }
     }
 
+    /// What the build's stream has shown so far: BuildKit's plain rendering and the steps of either builder.
+    private struct Progress {
+        var renderer = BuildKitPlainRenderer()
+        var buildKitSteps = BuildKitSteps()
+        var classicSteps = ClassicSteps()
+
+        /// The steps of whichever builder reported some.
+        var steps: [BuildStep]? {
+            let steps = buildKitSteps.steps.isEmpty ? classicSteps.steps : buildKitSteps.steps
+            return steps.isEmpty ? nil : steps
+        }
+    }
+
     private func report(
-        _ message: EngineMessage, renderer: inout BuildKitPlainRenderer, events: @Sendable (BuildEvent) async -> Void
+        _ message: EngineMessage, progress: inout Progress, events: @Sendable (BuildEvent) async -> Void
     ) async {
         switch message {
         case .buildKitTrace(let aux):
             // dockerd's BuildKit mode: render the protobuf progress as BuildKit's plain output.
             if let status = BuildKitStatus(base64: aux) {
-                let text = renderer.render(status)
+                let text = progress.renderer.render(status)
                 if !text.isEmpty { await events(.output(text)) }
+                if progress.buildKitSteps.record(status) { await events(.steps(progress.buildKitSteps.steps)) }
             }
         case .stream(let text):
             await events(.output(text))
+            if progress.classicSteps.record(text, at: Date()) { await events(.steps(progress.classicSteps.steps)) }
         case .error(let text):
             await events(.output(text.hasSuffix("\n") ? "ERROR: \(text)" : "ERROR: \(text)\n"))
         case .status(let text, let id, let isProgress):
@@ -240,10 +276,10 @@ package struct EngineAPIDriver: BuilderDriver {
 
     // MARK: - Encoding
 
-    static func json(_ dictionary: [String: String]) -> String {
+    static func json(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: (try? encoder.encode(dictionary)) ?? Data("{}".utf8), as: UTF8.self)
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     private struct AuthConfig: Encodable {
@@ -270,4 +306,22 @@ package struct EngineAPIDriver: BuilderDriver {
     private static func base64URL(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
+}
+
+/// A first buffer, then the chunks of `rest`: a request body with bytes in front of a file.
+struct PrefixedChunks<Rest: AsyncSequence & Sendable>: AsyncSequence, Sendable where Rest.Element == ByteBuffer {
+    let prefix: ByteBuffer
+    let rest: Rest
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var prefix: ByteBuffer?
+        var rest: Rest.AsyncIterator
+
+        mutating func next() async throws -> ByteBuffer? {
+            if let first = prefix.take(), first.readableBytes > 0 { return first }
+            return try await rest.next()
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(prefix: prefix, rest: rest.makeAsyncIterator()) }
 }

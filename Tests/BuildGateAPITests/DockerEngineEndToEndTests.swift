@@ -28,6 +28,9 @@ struct DockerEngineEndToEndTests {
             #expect(log.contains("\(number) ") && log.contains("from-buildkit-run\n"))
             #expect(log.split(separator: "\n").contains { $0.hasPrefix("\(number) DONE ") })
             #expect(!log.contains("moby.buildkit.trace"))
+            // BuildKit's own step times, in the build's JSON.
+            let step = try #require(build.steps.first { $0.name.hasSuffix("RUN echo from-buildkit-run") })
+            #expect(step.startedAt != nil && step.completedAt != nil && !step.cached && step.error == nil)
 
             let failing = try await gateway.submit(
                 services.context("RUN echo about-to-fail && exit 5\n"), query: "image=\(services.uniqueImage("bkfail"))")
@@ -56,6 +59,8 @@ struct DockerEngineEndToEndTests {
             #expect(registry.labels["org.example.engine"] == "dockerd")
             #expect(log.contains("[buildgate] engine: Docker Engine 20.10"))
             #expect(log.contains("from-dockerd-run\n"))
+            #expect(build.steps.map(\.name).contains("[3/5] RUN echo from-dockerd-run"))  // dockerd adds the labels as a LABEL step
+            #expect(build.steps.allSatisfy { $0.completedAt != nil })
             #expect(!log.contains("Downloading") && !log.contains("Extracting"))
         }
     }

@@ -79,6 +79,76 @@ struct EndToEndTests {
         }
     }
 
+    @Test(arguments: [false, true])
+    func aSecretIsMountedForRunButNeverInTheImageOrTheLog(gzip: Bool) async throws {
+        let services = try RealServices()
+        let value = "s3cret-\(UUID().uuidString.prefix(8))"
+        var tar = TarWriter()
+        tar.file("Dockerfile", """
+            \(services.dockerfileHeader)RUN echo run-\(UUID().uuidString)
+            RUN --mount=type=secret,id=npmrc test "$(cat /run/secrets/npmrc | wc -c)" -eq \(value.utf8.count) && echo secret-matched
+            RUN --mount=type=secret,id=npmrc cat /run/secrets/npmrc
+            COPY . /ctx
+            RUN ls -a /ctx && test ! -e /run/secrets/npmrc && echo no-secret-left
+
+            """)
+        tar.file("keep.txt", "kept\n")
+        tar.end()
+        let context = gzip ? try tar.gzipped() : tar.bytes
+        try await services.withGateway { gateway, _ in
+            let (put, _) = try await gateway.put("/v1/secrets/npmrc", body: Array(value.utf8))
+            #expect(put.status.code == 204)
+            let image = services.uniqueImage("secret")
+            let build = try await gateway.waitUntilFinished(try await gateway.submit(context, query: "image=\(image)&secret=npmrc").id)
+            let log = try await gateway.log(build.id)
+            #expect(build.status == "succeeded", "\(log)")
+            #expect(log.contains("secret-matched"))
+            #expect(log.contains("no-secret-left"))
+            // The context as the build saw it: the user's files only.
+            #expect(log.contains(".\n..\nDockerfile\nkeep.txt\n"))
+            // A step that prints the secret is masked in the log.
+            #expect(!log.contains(value))
+            #expect(log.contains("****"))
+            // Not in the image's config or history either.
+            let manifest = try await services.manifest(of: image)
+            #expect(!manifest.configJSON.contains(value))
+            // The steps, timed, in the build's JSON.
+            #expect(build.steps.map(\.name).contains("[5/6] COPY . /ctx"))
+            #expect(build.steps.allSatisfy { $0.startedAt != nil && $0.completedAt != nil && $0.error == nil })
+        }
+    }
+
+    @Test func aCacheExportedByOneBuildIsImportedByTheNext() async throws {
+        let services = try RealServices()
+        let podman = try #require(RealEngines.environment["BUILDGATE_TEST_PODMAN"], "BUILDGATE_TEST_PODMAN is not set: run scripts/test")
+        let cache = services.uniqueImage("cache")
+        let firstImage = services.uniqueImage("c1")
+        let cacheName = try #require(cache.split(separator: "/").last?.split(separator: ":").first)
+        let steps = "RUN echo cached-step-\(UUID().uuidString) > /x\n"
+        let context = services.context(steps)
+        try await services.withGateway { gateway, _ in
+            let first = try await gateway.waitUntilFinished(
+                try await gateway.submit(context, query: "image=\(firstImage)&cacheTo=\(cache)").id)
+            #expect(first.status == "succeeded", "\(first.message ?? "")")
+            // Forget this build's local images (its tags, the cache tags, the untagged layers), so only the
+            // registry's cache can answer the next build. Other suites' images stay.
+            let prune = Process()
+            prune.executableURL = URL(fileURLWithPath: "/bin/sh")
+            prune.arguments = ["-c", """
+                \(podman) images --format '{{.Repository}}:{{.Tag}}' | grep -F '\(cacheName)' \
+                  | xargs -r \(podman) rmi -f; \(podman) rmi -f '\(firstImage)'; \(podman) image prune --force
+                """]
+            try prune.run()
+            prune.waitUntilExit()
+            let second = try await gateway.waitUntilFinished(
+                try await gateway.submit(context, query: "image=\(services.uniqueImage("c2"))&cacheFrom=\(cache)").id)
+            let log = try await gateway.log(second.id)
+            #expect(second.status == "succeeded", "\(log)")
+            #expect(log.contains("Cache pulled from remote"))
+            #expect(second.steps.last?.cached == true)
+        }
+    }
+
     @Test func aFailingRunEndsFailedWithTheEnginesErrorInTheLog() async throws {
         let services = try RealServices()
         try await services.withGateway { gateway, _ in

@@ -59,6 +59,15 @@ struct GatewayClient: Sendable {
         return (response, Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
     }
 
+    func put(_ path: String, body: [UInt8]) async throws -> (HTTPClientResponse, [UInt8]) {
+        var request = request(path)
+        request.method = .PUT
+        request.headers.add(name: "Content-Type", value: "application/octet-stream")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        return (response, Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+    }
+
     func submit(_ context: [UInt8], query: String) async throws -> BuildJSON {
         let (response, body) = try await post("/v1/builds?\(query)", body: context)
         #expect(response.status.code == 202, "\(String(decoding: body, as: UTF8.self))")
@@ -148,7 +157,7 @@ struct RealServices {
     var dockerfileHeader: String { "FROM \(registry)/busybox:latest\n" }
 
     /// The manifest digest and image labels the registry holds for `reference`.
-    func manifest(of reference: String) async throws -> (digest: String, labels: [String: String]) {
+    func manifest(of reference: String) async throws -> (digest: String, labels: [String: String], configJSON: String) {
         let withoutRegistry = reference.dropFirst(registry.count + 1)
         let colon = try #require(withoutRegistry.lastIndex(of: ":"))
         let repository = withoutRegistry[..<colon]
@@ -166,7 +175,8 @@ struct RealServices {
         let blob = try await HTTPClient.shared.execute(
             HTTPClientRequest(url: "http://\(registry)/v2/\(repository)/blobs/\(manifest.config.digest)"), timeout: .seconds(30))
         struct Config: Decodable { struct Inner: Decodable { var Labels: [String: String]? }; var config: Inner }
-        let config = try JSONDecoder().decode(Config.self, from: Data(try await blob.body.collect(upTo: 1 << 20).readableBytesView))
-        return (digest, config.config.Labels ?? [:])
+        let configBytes = Data(try await blob.body.collect(upTo: 1 << 20).readableBytesView)
+        let config = try JSONDecoder().decode(Config.self, from: configBytes)
+        return (digest, config.config.Labels ?? [:], String(decoding: configBytes, as: UTF8.self))
     }
 }

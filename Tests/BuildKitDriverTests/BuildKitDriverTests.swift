@@ -43,7 +43,9 @@ import Testing
             let request = BuildRequest(
                 images: try images.map { try ImageReference(parsing: $0) }, dockerfile: dockerfile, target: "final",
                 buildArgs: ["VERSION": "1.2", "A": "x=y"], labels: ["org.opencontainers.image.source": "https://git.example/app"],
-                platform: try Platform(parsing: "linux/arm64"), noCache: true)
+                platform: try Platform(parsing: "linux/arm64"), noCache: true,
+                cacheFrom: [try ImageReference(parsing: "127.0.0.1:5000/team/app-cache:main")],
+                cacheTo: try ImageReference(parsing: "cache.example.com/team/app-cache:main"))
             return BuildJob(
                 id: BuildID.generate(), request: request,
                 context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: Int64(tar.bytes.count), compression: .none),
@@ -111,6 +113,8 @@ import Testing
             "--opt", "label:org.opencontainers.image.source=https://git.example/app",
             "--no-cache",
             "--opt", "force-network-mode=host", "--allow", "network.host",
+            "--import-cache", "type=registry,ref=127.0.0.1:5000/team/app-cache:main,registry.insecure=true",
+            "--export-cache", "type=registry,ref=cache.example.com/team/app-cache:main,mode=max",
             "--output", "type=image,\"name=127.0.0.1:5000/team/app:1,127.0.0.1:5000/team/app:latest\",push=true,registry.insecure=true",
             "--metadata-file", metadata,
         ])
@@ -126,6 +130,29 @@ import Testing
         #expect(events.all.first == .accepted(engine: "BuildKit v0.24.0 at tcp://buildkitd.builders:1234"))
         #expect(events.text.contains("[2/3] RUN echo hello"))
         #expect(events.text.range(of: #"#\d+ \d+\.\d{3} hello"#, options: .regularExpression) != nil)
+
+        // Steps with BuildKit's own times, the last report complete.
+        let steps = try #require(events.all.last { if case .steps = $0 { true } else { false } }.flatMap { event -> [BuildStep]? in
+            if case .steps(let steps) = event { steps } else { nil }
+        })
+        let run = try #require(steps.first { $0.name == "[2/3] RUN echo hello" })
+        let (started, completed) = (try #require(run.startedAt), try #require(run.completedAt))
+        #expect(completed > started && completed.timeIntervalSince(started) < 60)
+        #expect(!run.cached && run.error == nil)
+        #expect(steps.allSatisfy { $0.completedAt != nil })
+    }
+
+    @Test func aCachedBuildsStepsSayCached() async throws {
+        let standIn = try StandIn(["REPLAY": "build-rawjson-cached.jsonl", "METADATA": "build-metadata.json"])
+        defer { standIn.directory.remove() }
+        let events = Events()
+        #expect(await standIn.driver().run(try standIn.job(), on: endpoint) { events.append($0) }.isSuccess)
+        guard case .steps(let steps)? = events.all.last(where: { if case .steps = $0 { true } else { false } }) else {
+            Issue.record("no steps reported")
+            return
+        }
+        #expect(steps.first { $0.name.hasSuffix("RUN echo hello") }?.cached == true)
+        #expect(events.text.contains("CACHED"))
     }
 
     @Test func secretsAreFilesOnlyTheBuildCanRead() async throws {
@@ -150,6 +177,11 @@ import Testing
         #expect(events.text.contains("about-to-fail"))
         #expect(events.text.contains(">>> RUN echo about-to-fail && exit 3"))
         #expect(!events.all.contains { if case .pushed = $0 { true } else { false } })
+        guard case .steps(let steps)? = events.all.last(where: { if case .steps = $0 { true } else { false } }) else {
+            Issue.record("no steps reported")
+            return
+        }
+        #expect(steps.first { $0.name.hasSuffix("RUN echo about-to-fail && exit 3") }?.error?.contains("exit code: 3") == true)
         #expect(standIn.workDirectoryIsEmpty)
     }
 

@@ -1,5 +1,6 @@
 import BuildGateTesting
 import ContextArchive
+import Foundation
 import Testing
 
 struct ContextArchiveValidatorTests {
@@ -188,5 +189,45 @@ extension TarWriter {
         var writer = TarWriter()
         writer.entryBytes(bytes)
         return try writer.gzipped()
+    }
+}
+
+/// Entries put in front of a stored archive read, with GNU tar, as one archive with the prefix's files first.
+struct ArchivePrefixTests {
+    private func list(_ bytes: [UInt8], gzip: Bool) throws -> String {
+        let directory = try TemporaryDirectory("prefix")
+        defer { directory.remove() }
+        let path = "\(directory.path)/archive"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/tar")
+        process.arguments = [gzip ? "-tzvf" : "-tvf", path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return text
+    }
+
+    @Test(arguments: [false, true]) func prefixEntriesAndTheStoredArchiveReadAsOne(gzip: Bool) throws {
+        var context = TarWriter()
+        context.file("Dockerfile", "FROM scratch\n")
+        context.end()
+        let stored = gzip ? try context.gzipped() : context.bytes
+        let secret = Array(String(repeating: "s", count: 700).utf8)
+        let prefix = ArchivePrefix.entries([(name: ".buildgate-secret-b1-npmrc", contents: secret)], gzip: gzip)
+        let listing = try list(prefix + stored, gzip: gzip).split(separator: "\n")
+        #expect(listing.count == 2)
+        #expect(listing.first?.hasPrefix("-rw------- 0/0") == true)
+        #expect(listing.first?.contains(" 700 ") == true)
+        #expect(listing.first?.hasSuffix(".buildgate-secret-b1-npmrc") == true)
+        #expect(listing.last?.hasSuffix("Dockerfile") == true)
+    }
+
+    @Test func noFilesNoPrefix() {
+        #expect(ArchivePrefix.entries([], gzip: false).isEmpty)
+        #expect(ArchivePrefix.entries([], gzip: true).isEmpty)
     }
 }

@@ -1,0 +1,41 @@
+import BuildGateCore
+import Foundation
+
+/// Per-step timings for the classic builders, which report no times: each `STEP n/m: …` (Podman) or
+/// `Step n/m : …` (dockerd's classic builder) line starts a step when the gateway reads it, and the next step, or
+/// the end of the build, completes it. "Using cache" marks the current step cached; a failure marks the last one.
+struct ClassicSteps {
+    private(set) var steps: [BuildStep] = []
+
+    /// Takes in one piece of stream text; returns true when the steps changed.
+    mutating func record(_ text: String, at date: Date) -> Bool {
+        var changed = false
+        for line in text.split(separator: "\n") {
+            if let name = Self.stepName(line) {
+                completeCurrent(at: date)
+                steps.append(BuildStep(name: name, startedAt: date))
+                changed = true
+            } else if line.contains("Using cache"), let last = steps.indices.last, !steps[last].cached {
+                steps[last].cached = true
+                changed = true
+            }
+        }
+        return changed
+    }
+
+    /// The build ended: the open step completes, with the build's error if it failed.
+    mutating func finish(at date: Date, error: String?) {
+        if let error, let last = steps.indices.last, steps[last].completedAt == nil { steps[last].error = error }
+        completeCurrent(at: date)
+    }
+
+    private mutating func completeCurrent(at date: Date) {
+        if let last = steps.indices.last, steps[last].completedAt == nil { steps[last].completedAt = date }
+    }
+
+    /// `STEP 2/3: RUN make` (Podman) or `Step 2/3 : RUN make` (dockerd) → `[2/3] RUN make`, BuildKit's naming.
+    static func stepName(_ line: Substring) -> String? {
+        guard let match = line.firstMatch(of: /^(?:STEP|Step) (\d+\/\d+) ?: (.*)$/) else { return nil }
+        return "[\(match.1)] \(match.2)"
+    }
+}
