@@ -84,6 +84,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     intake.maxContextSize = limits.maxContextSize
     intake.archive.maxEntries = limits.maxContextEntries
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
+    let admission = BuildAdmission(builderFeatures: dependencies.builderFeatures, secrets: dependencies.secrets)
     let builds = router.group("v1/builds")
     BuildsController<Context>(
         repository: dependencies.repository,
@@ -92,14 +93,15 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
         limiter: limiter,
-        admission: BuildAdmission(builderFeatures: dependencies.builderFeatures, secrets: dependencies.secrets),
+        admission: admission,
         observer: dependencies.observer,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
         onQueued: dependencies.onQueued
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
-    TriggersController<Context>(triggers: dependencies.triggers, limits: limits).addRoutes(to: router.group("v1/triggers"))
+    TriggersController<Context>(triggers: dependencies.triggers, limits: limits, admission: admission)
+        .addRoutes(to: router.group("v1/triggers"))
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     WebhooksController<Context>(

@@ -10,6 +10,7 @@ import Hummingbird
 struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
     let triggers: any TriggerRepository
     let limits: BuildGateAPILimits
+    let admission: BuildAdmission
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post(use: create)
@@ -59,12 +60,16 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         settings.buildArgs = body.buildArgs ?? [:]
         settings.platform = body.platform
         settings.timeout = body.timeout
+        settings.buildSecrets = body.buildSecrets
+        settings.cacheFrom = body.cacheFrom
+        settings.cacheTo = body.cacheTo
         settings.callbackURL = body.callbackURL
         settings.statusAPIURL = body.statusAPIURL
         if body.forge == "gitea" && body.statusToken != nil && body.statusAPIURL == nil {
             throw BuildGateError(.invalidParameter, "a Gitea trigger with a statusToken needs statusAPIURL (your Gitea's URL)")
         }
         try validate(settings)
+        try await admission.check(try sampleRequest(settings), tenant: principal.tenant)
 
         let credential: GitCredential? = switch (body.cloneCredentials?.username, body.cloneCredentials?.password, body.cloneCredentials?.sshPrivateKey) {
         case (let username?, let password?, nil): .basic(username: username, password: password)
@@ -80,6 +85,15 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         var response = try BuildsController<Context>.json(TriggerRepresentation(trigger), status: .created)
         response.headers[.location] = "/v1/triggers/\(trigger.id)"
         return response
+    }
+
+    /// The build a push would make, for the intake checks (a capable builder, the named secrets stored).
+    private func sampleRequest(_ settings: TriggerSettings) throws -> BuildRequest {
+        var pairs = [(name: "image", value: "sample.invalid/sample:1")]
+        pairs += (settings.buildSecrets ?? []).map { ("secret", $0) }
+        if let cacheFrom = settings.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
+        if let cacheTo = settings.cacheTo { pairs.append(("cacheTo", cacheTo)) }
+        return try BuildParameters.parse(pairs, defaultTimeout: 1, maxTimeout: 1)
     }
 
     /// Checks the templates and filters with sample values, so a bad trigger fails now, not at the first push.
@@ -153,6 +167,10 @@ struct TriggerBody: Decodable {
     var buildArgs: [String: String]?
     var platform: String?
     var timeout: Int?
+    /// Stored build secrets to mount (`secret` is the webhook secret).
+    var buildSecrets: [String]?
+    var cacheFrom: String?
+    var cacheTo: String?
     var callbackURL: String?
     /// A forge API token allowed to set commit statuses (write-only).
     var statusToken: String?
@@ -174,6 +192,9 @@ struct TriggerRepresentation: Encodable {
     var buildArgs: [String: String]
     var platform: String?
     var timeout: Int?
+    var buildSecrets: [String]
+    var cacheFrom: String?
+    var cacheTo: String?
     var callbackURL: String?
     var statusAPIURL: String?
     var createdAt: Date
@@ -196,6 +217,9 @@ struct TriggerRepresentation: Encodable {
         buildArgs = trigger.settings.buildArgs
         platform = trigger.settings.platform
         timeout = trigger.settings.timeout
+        buildSecrets = trigger.settings.buildSecrets ?? []
+        cacheFrom = trigger.settings.cacheFrom
+        cacheTo = trigger.settings.cacheTo
         callbackURL = trigger.settings.callbackURL
         statusAPIURL = trigger.settings.statusAPIURL
         createdAt = trigger.createdAt

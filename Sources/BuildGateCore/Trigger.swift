@@ -48,6 +48,10 @@ package struct TriggerSettings: Sendable, Equatable, Codable {
     package var buildArgs: [String: String] = [:]
     package var platform: String?
     package var timeout: Int?
+    /// Stored build secrets to mount (`secret` of `POST /v1/builds`); nil: none.
+    package var buildSecrets: [String]?
+    package var cacheFrom: String?
+    package var cacheTo: String?
     /// Receives a signed JSON event on every state change of the trigger's builds.
     package var callbackURL: String?
     /// The forge's API base for commit statuses (default: `https://api.github.com`, `https://gitlab.com`; Gitea
@@ -135,15 +139,20 @@ package enum TriggerPlanner {
         }
         let source: GitSource
         let platform: Platform?
+        let cacheFrom: ImageReference?
+        let cacheTo: ImageReference?
         do {
             source = try GitSource(url: url, ref: event.ref, commit: event.commit)
             platform = try settings.platform.map { text throws(BuildGateError) in try Platform(parsing: text) }
+            cacheFrom = try settings.cacheFrom.map { text throws(BuildGateError) in try ImageReference(parsing: text) }
+            cacheTo = try settings.cacheTo.map { text throws(BuildGateError) in try ImageReference(parsing: text) }
         } catch {
             return .skip(reason: error.message)
         }
         let request = BuildRequest(
             images: images, dockerfile: settings.dockerfile, target: settings.target, buildArgs: settings.buildArgs,
-            platform: platform, timeoutSeconds: settings.timeout ?? defaultTimeout)
+            platform: platform, timeoutSeconds: settings.timeout ?? defaultTimeout,
+            secrets: (settings.buildSecrets ?? []).sorted(), cacheFrom: cacheFrom.map { [$0] } ?? [], cacheTo: cacheTo)
         return .build(request, source)
     }
 

@@ -71,6 +71,34 @@ struct WebhooksAPITests {
         }
     }
 
+    @Test func aTriggersBuildSecretsAndCacheAreCheckedAtCreationAndCarriedIntoItsBuilds() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let json = """
+                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                 "images":["r.example.com/hello:{{shortSha}}"],"buildSecrets":["npmrc"],
+                 "cacheFrom":"r.example.com/hello-cache","cacheTo":"r.example.com/hello-cache"}
+                """
+            let refused = try await createTrigger(client, harness: harness, json: json)
+            #expect(refused.status == .unprocessableContent)
+            #expect(try refused.decode(ErrorEnvelope.self).error.code == "noSuchSecret")
+
+            try await harness.secrets.setSecret(SecretValue(Array("token".utf8)), tenant: .default, name: "npmrc", at: Date())
+            let created = try await createTrigger(client, harness: harness, json: json)
+            #expect(created.status == .created)
+            #expect(created.text.contains(#""buildSecrets":["npmrc"]"#))
+
+            let (headers, body) = try Self.fixture("github/push-branch-created")
+            let answer = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body).decode(Answer.self)
+            let id = try #require(answer.buildId.flatMap(BuildID.init))
+            let build = try #require(try await harness.store.build(id))
+            #expect(build.request.secrets == ["npmrc"])
+            #expect(build.request.cacheFrom.map(\.description) == ["r.example.com/hello-cache:latest"])
+            #expect(build.request.cacheTo?.description == "r.example.com/hello-cache:latest")
+        }
+    }
+
     @Test func badMissingOrForeignSignaturesAre401AndBuildNothing() async throws {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
