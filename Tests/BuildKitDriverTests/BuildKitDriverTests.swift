@@ -185,6 +185,17 @@ import Testing
         #expect(standIn.workDirectoryIsEmpty)
     }
 
+    @Test func aContextBuildKitCouldNotLoadIsABuildFailureWithBuildctlsMessage() async throws {
+        // buildctl's plain text only (a real capture of a 404 context download): no JSON at all.
+        let standIn = try StandIn(["REPLAY": "build-httpctx-404-plain.txt", "EXIT": "1"])
+        defer { standIn.directory.remove() }
+        let events = Events()
+        let outcome = await standIn.driver().run(try standIn.job(), on: endpoint) { events.append($0) }
+        #expect(outcome == .failed(
+            .buildFailed, message: "failed to solve: failed to read downloaded context: failed to load cache key: invalid response status 404"))
+        #expect(events.text.contains("#1 ERROR: invalid response status 404\n"))
+    }
+
     @Test func aRefusedPushIsAPushFailure() async throws {
         let standIn = try StandIn(["REPLAY": "push-denied.txt", "EXIT": "1"])
         defer { standIn.directory.remove() }

@@ -56,6 +56,24 @@ struct BuildKitRawJSONTests {
         #expect(rendered.contains("error: failed to solve:"))
     }
 
+    @Test func anHTTPContextBuildRendersLikeItsPlainCapture() throws {
+        // A context buildkitd downloaded itself: the remote-context step, RUN, COPY and the push. (The plain capture
+        // is another run, in which RUN was cached.)
+        let rendered = render(try fixture("build-httpctx-rawjson.jsonl")).split(separator: "\n").map(String.init)
+        let plain = try fixture("build-httpctx-plain.txt").split(separator: "\n").map(String.init)
+        func names(_ lines: [String]) -> Set<String> {
+            Set(lines.compactMap { line in
+                guard line.range(of: #"^#\d+ (\[|copy|exporting to image)"#, options: .regularExpression) != nil else { return nil }
+                return String(line.drop { $0 != " " }.dropFirst())
+            })
+        }
+        #expect(names(plain).isSubset(of: names(rendered)), "missing: \(names(plain).subtracting(names(rendered)))")
+        let run = try #require(rendered.first { $0.hasSuffix("[2/3] RUN echo hello") })
+        let number = try #require(run.split(separator: " ").first)
+        #expect(rendered.contains { $0.range(of: "^\(number) \\d+\\.\\d{3} hello$", options: .regularExpression) != nil })
+        #expect(rendered.last?.hasPrefix("#7 DONE ") == true)
+    }
+
     @Test func nanosecondTimesParse() throws {
         let date = try #require(BuildKitStatus.date("2026-11-27T11:28:07.178571956Z"))
         #expect(abs(date.timeIntervalSince1970 - 1_795_778_887.178571956) < 0.000_01)
