@@ -9,7 +9,7 @@ struct BuildAdmission: Sendable {
 
     func check(_ request: BuildRequest, tenant: TenantID) async throws {
         let needed = request.requiredFeatures
-        guard builderFeatures().contains(where: { $0.isSuperset(of: needed) }) else {
+        guard needed.isEmpty || builderFeatures().contains(where: { $0.isSuperset(of: needed) }) else {
             let offered = builderFeatures().reduce(BuildFeatures()) { $0.union($1) }
             let missing = needed.subtracting(offered)
             throw BuildGateError(

@@ -12,8 +12,10 @@ package struct BuildGateAPIDependencies: Sendable {
     package var registryCredentials: any RegistryCredentialRepository
     package var tenantLimits: any TenantLimitsRepository
     package var secrets: any BuildSecretRepository
-    /// The features each builder in the pool offers (see `BuildFeatures`), for the 422 at intake.
-    package var builderFeatures: @Sendable () -> [BuildFeatures]
+    /// The builders: their features for the 422 at intake, their state for `GET /v1/builders`.
+    package var pool: BuilderPool
+    /// Why queued builds wait, as the dispatcher last saw it.
+    package var queueReasons: QueueReasons
     package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
@@ -26,7 +28,8 @@ package struct BuildGateAPIDependencies: Sendable {
         registryCredentials: any RegistryCredentialRepository,
         tenantLimits: any TenantLimitsRepository,
         secrets: any BuildSecretRepository,
-        builderFeatures: @escaping @Sendable () -> [BuildFeatures],
+        pool: BuilderPool,
+        queueReasons: QueueReasons,
         observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
@@ -38,7 +41,8 @@ package struct BuildGateAPIDependencies: Sendable {
         self.registryCredentials = registryCredentials
         self.tenantLimits = tenantLimits
         self.secrets = secrets
-        self.builderFeatures = builderFeatures
+        self.pool = pool
+        self.queueReasons = queueReasons
         self.observer = observer
         self.onQueued = onQueued
     }
@@ -84,7 +88,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     intake.maxContextSize = limits.maxContextSize
     intake.archive.maxEntries = limits.maxContextEntries
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
-    let admission = BuildAdmission(builderFeatures: dependencies.builderFeatures, secrets: dependencies.secrets)
+    let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
     let builds = router.group("v1/builds")
     BuildsController<Context>(
         repository: dependencies.repository,
@@ -94,6 +98,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         tokens: dependencies.tokens,
         limiter: limiter,
         admission: admission,
+        queueReasons: dependencies.queueReasons,
         observer: dependencies.observer,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
@@ -104,6 +109,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         .addRoutes(to: router.group("v1/triggers"))
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
+    BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, limiter: limiter,
         observer: dependencies.observer, onQueued: dependencies.onQueued

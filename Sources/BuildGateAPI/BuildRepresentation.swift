@@ -46,6 +46,14 @@ struct BuildRepresentation: Encodable {
         var error: String?
     }
 
+    /// Where a queued build stands.
+    struct Queue: Encodable {
+        /// 1 for the next build to be considered, across the gateway.
+        var position: Int
+        /// Why it waits, once the dispatcher has looked at it (e.g. "waiting for capacity in pool podman").
+        var reason: String?
+    }
+
     struct Links: Encodable {
         var `self`: String
         var logs: String
@@ -69,9 +77,12 @@ struct BuildRepresentation: Encodable {
     var parameters: Parameters
     /// Per-step timings where the engine reports them (BuildKit: every vertex; classic builders: each instruction).
     var steps: [Step]
+    /// Only while queued.
+    var queue: Queue?
     var links: Links
 
-    init(_ build: Build) {
+    init(_ build: Build, queue: Queue? = nil) {
+        self.queue = queue
         id = build.id.rawValue
         status = build.status.rawValue
         reason = build.reason?.rawValue

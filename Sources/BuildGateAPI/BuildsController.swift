@@ -20,6 +20,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let tokens: any AccessTokenRepository
     let limiter: TenantRateLimiter
     let admission: BuildAdmission
+    let queueReasons: QueueReasons
     let observer: any BuildObserver
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
@@ -73,7 +74,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
             await observer.buildChanged(build)
             onQueued()
-            return try Self.buildResponse(build, status: .accepted)
+            return try Self.buildResponse(build, queue: try await queueInfo(build), status: .accepted)
         }
     }
 
@@ -137,7 +138,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     // MARK: - GET /v1/builds/{id}
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try Self.buildResponse(try await Self.find(context, in: repository, scope: .buildsRead), status: .ok)
+        let build = try await Self.find(context, in: repository, scope: .buildsRead)
+        return try Self.buildResponse(build, queue: try await queueInfo(build), status: .ok)
     }
 
     // MARK: - GET /v1/builds
@@ -171,7 +173,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         }
         let builds = try await repository.list(tenant: principal.tenant, status: status, limit: limit + 1, after: cursor)
         let page = BuildPage(
-            builds: builds.prefix(limit).map(BuildRepresentation.init),
+            builds: builds.prefix(limit).map { BuildRepresentation($0) },
             nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
         return try Self.json(page, status: .ok)
     }
@@ -232,8 +234,13 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             status: .created)
     }
 
-    static func buildResponse(_ build: Build, status: HTTPResponse.Status) throws -> Response {
-        var response = try json(BuildRepresentation(build), status: status)
+    private func queueInfo(_ build: Build) async throws -> BuildRepresentation.Queue? {
+        guard build.status == .queued, let position = try await repository.queuePosition(of: build.id) else { return nil }
+        return .init(position: position, reason: queueReasons.reason(for: build.id))
+    }
+
+    static func buildResponse(_ build: Build, queue: BuildRepresentation.Queue? = nil, status: HTTPResponse.Status) throws -> Response {
+        var response = try json(BuildRepresentation(build, queue: queue), status: status)
         if status == .accepted || status == .ok {
             response.headers[.location] = "/v1/builds/\(build.id)"
         }

@@ -37,6 +37,7 @@ package func buildApplication(
     let credentials = try configuration.registryAuthFile.map(RegistryCredentials.init(file:)) ?? RegistryCredentials()
 
     var services: [any Service] = []
+    let pool = BuilderPool()
     var endpoints = configuration.builders
     if endpoints.isEmpty {
         let podman = PodmanServiceSupervisor(
@@ -57,6 +58,13 @@ package func buildApplication(
     let buildKitDriver = BuildKitDriver(configuration: buildKitConfiguration, logger: logger)
     buildKitDriver.removeLeftoverWorkspaces()
 
+    let drivers: [BuilderEngine: any BuilderDriver] = [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver]
+    pool.update(endpoints, from: "static")
+    let monitor = BuilderHealthMonitor(pool: pool, drivers: drivers, logger: logger)
+    // One round before the first claim, so builders that answer are in rotation from the start.
+    await monitor.probeAll()
+    services.append(monitor)
+
     let notifier = BuildStatusNotifier(
         triggers: triggers, httpClient: .shared, publicURL: configuration.publicURL, logger: logger)
     services.append(notifier)
@@ -64,8 +72,8 @@ package func buildApplication(
     var dispatcherConfiguration = BuildDispatcher.Configuration()
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
     let dispatcher = BuildDispatcher(
-        queue: store, logs: logs, contexts: contexts, endpoints: endpoints,
-        drivers: [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver],
+        queue: store, logs: logs, contexts: contexts, pool: pool,
+        drivers: drivers,
         // A tenant's own credentials first; the operator's file serves the default tenant only.
         credentials: { tenant, host in
             if let own = try? await registryCredentials.credential(tenant: tenant, host: host) { return own }
@@ -91,7 +99,7 @@ package func buildApplication(
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
             registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
-            builderFeatures: { [endpoints] in endpoints.map(\.supportedFeatures) }, observer: notifier,
+            pool: pool, queueReasons: dispatcher.queueReasons, observer: notifier,
             onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)

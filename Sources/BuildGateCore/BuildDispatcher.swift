@@ -19,6 +19,8 @@ package final class BuildDispatcher: Service {
         package var renewInterval: Duration = .seconds(1)
         /// How often an idle dispatcher looks for work when nobody wakes it.
         package var pollInterval: Duration = .seconds(1)
+        /// How many of the oldest queued builds one look at the queue considers.
+        package var lookahead = 200
 
         package init() {}
     }
@@ -26,7 +28,7 @@ package final class BuildDispatcher: Service {
     private let queue: any BuildQueue
     private let logs: any BuildLogStore
     private let contexts: any ContextStore
-    private let endpoints: [BuilderEndpoint]
+    private let pool: BuilderPool
     private let drivers: [BuilderEngine: any BuilderDriver]
     private let credentials: @Sendable (TenantID, String) async -> RegistryCredential?
     private let secrets: @Sendable (TenantID, [String]) async throws -> [String: SecretValue]
@@ -39,9 +41,10 @@ package final class BuildDispatcher: Service {
     package let owner: String
 
     private struct State {
-        var busySlots: [String: Int] = [:]
         var cancellations: [BuildID: CancellationSignal] = [:]
     }
+    /// Why each queued build waits, as of the last look at the queue.
+    package let queueReasons = QueueReasons()
     private let state = Mutex(State())
     private let wakeUp: AsyncStream<Void>.Continuation
     private let wakeUps: AsyncStream<Void>
@@ -50,7 +53,7 @@ package final class BuildDispatcher: Service {
         queue: any BuildQueue,
         logs: any BuildLogStore,
         contexts: any ContextStore,
-        endpoints: [BuilderEndpoint],
+        pool: BuilderPool,
         drivers: [BuilderEngine: any BuilderDriver],
         credentials: @escaping @Sendable (TenantID, String) async -> RegistryCredential? = { _, _ in nil },
         secrets: @escaping @Sendable (TenantID, [String]) async throws -> [String: SecretValue] = { _, _ in [:] },
@@ -63,7 +66,7 @@ package final class BuildDispatcher: Service {
         self.queue = queue
         self.logs = logs
         self.contexts = contexts
-        self.endpoints = endpoints
+        self.pool = pool
         self.drivers = drivers
         self.credentials = credentials
         self.secrets = secrets
@@ -86,6 +89,10 @@ package final class BuildDispatcher: Service {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewLeasesUntilCancelled() }
             group.addTask { await self.ringPeriodically() }
+            group.addTask {
+                // A builder appeared, recovered or freed a slot: queued builds may run now.
+                for await _ in self.pool.changed { self.wake() }
+            }
             await withGracefulShutdownHandler {
                 for await _ in self.wakeUps {
                     await self.claimForFreeSlots(into: &group)
@@ -100,30 +107,50 @@ package final class BuildDispatcher: Service {
 
     // MARK: - Claiming
 
-    /// Claims builds until every endpoint is full or nothing is queued; each claimed build runs as a child task.
+    /// Looks at the oldest dispatchable builds, places each one the pool can take now (cache affinity, capacity,
+    /// health, features) and runs it as a child task; records why the others wait.
     private func claimForFreeSlots(into group: inout DiscardingTaskGroup) async {
-        for endpoint in endpoints {
-            while hasFreeSlot(endpoint) {
-                let build: Build
-                do {
-                    let now = Date()
-                    guard let claimed = try await queue.claimNext(
-                        builder: endpoint.name, offering: endpoint.supportedFeatures, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
-                    else { return }
-                    build = claimed
-                } catch {
-                    logger.error("claiming a build failed", metadata: ["buildgate.error": "\(error)"])
-                    return
-                }
-                let signal = reserveSlot(endpoint, for: build.id)
-                await observer.buildChanged(build)
-                group.addTask {
-                    await self.execute(build, on: endpoint, cancellation: signal)
-                    self.releaseSlot(endpoint, for: build.id)
-                    self.wake()
-                }
+        let candidates: [Build]
+        do {
+            candidates = try await queue.dispatchable(limit: configuration.lookahead)
+        } catch {
+            logger.error("reading the queue failed", metadata: ["buildgate.error": "\(error)"])
+            return
+        }
+        var reasons: [BuildID: String] = [:]
+        for build in candidates {
+            let endpoint: BuilderEndpoint
+            switch pool.choose(for: build) {
+            case .wait(let reason):
+                reasons[build.id] = reason
+                continue
+            case .endpoint(let chosen):
+                endpoint = chosen
+            }
+            guard pool.reserve(endpoint.name, for: build.id) else { continue }
+            let claimed: Build?
+            do {
+                let now = Date()
+                claimed = try await queue.claim(
+                    build.id, builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
+            } catch {
+                logger.error("claiming a build failed", metadata: ["buildgate.error": "\(error)"])
+                claimed = nil
+            }
+            guard let claimed else {
+                // Taken by another dispatcher, cancelled, or its tenant reached its limit meanwhile.
+                pool.release(endpoint.name, for: build.id)
+                continue
+            }
+            let signal = register(claimed.id)
+            await observer.buildChanged(claimed)
+            group.addTask {
+                await self.execute(claimed, on: endpoint, cancellation: signal)
+                self.unregister(claimed.id)
+                self.pool.release(endpoint.name, for: claimed.id)
             }
         }
+        queueReasons.replace(reasons)
     }
 
     /// Wakes the claim loop every `pollInterval`, so work queued by another process is found too.
@@ -134,24 +161,14 @@ package final class BuildDispatcher: Service {
         }
     }
 
-    private func hasFreeSlot(_ endpoint: BuilderEndpoint) -> Bool {
-        state.withLock { $0.busySlots[endpoint.name, default: 0] < endpoint.capacity }
-    }
-
-    private func reserveSlot(_ endpoint: BuilderEndpoint, for id: BuildID) -> CancellationSignal {
+    private func register(_ id: BuildID) -> CancellationSignal {
         let signal = CancellationSignal()
-        state.withLock {
-            $0.busySlots[endpoint.name, default: 0] += 1
-            $0.cancellations[id] = signal
-        }
+        state.withLock { $0.cancellations[id] = signal }
         return signal
     }
 
-    private func releaseSlot(_ endpoint: BuilderEndpoint, for id: BuildID) {
-        state.withLock {
-            $0.busySlots[endpoint.name, default: 1] -= 1
-            $0.cancellations[id] = nil
-        }
+    private func unregister(_ id: BuildID) {
+        _ = state.withLock { $0.cancellations.removeValue(forKey: id) }
     }
 
     private func waitForRunningBuilds() async {

@@ -10,6 +10,13 @@ package protocol BuildQueue: Sendable {
     /// `leaseUntil`, among the builds that need no feature beyond `features`. Returns nil when none is queued.
     func claimNext(builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
 
+    /// Queued builds a dispatcher may start now, oldest first: those whose tenant is under its running limit.
+    func dispatchable(limit: Int) async throws -> [Build]
+
+    /// Claims this queued build for `builder` (`queued → starting`) with a lease, re-checking its tenant's running
+    /// limit in the same statement. Nil when it is no longer queued or its tenant reached the limit meanwhile.
+    func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
+
     /// Stores the per-step timings the engine reported so far. Returns false if the lease is no longer ours.
     func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool
 

@@ -18,6 +18,9 @@ package protocol BuildRepository: Sendable {
     /// The tenant's builds newest first, optionally only those with `status`, starting after the build `after`.
     func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
 
+    /// 1 for the oldest queued build, 2 for the next…; nil when the build is not queued.
+    func queuePosition(of id: BuildID) async throws -> Int?
+
     /// Applies `BuildLifecycle`'s `.cancelRequested`: a queued build ends `cancelled` at once; a starting or running
     /// one is marked so its dispatcher stops it; a finished one is left alone. Returns the build afterwards, or nil.
     func requestCancellation(_ id: BuildID, at date: Date) async throws -> Build?

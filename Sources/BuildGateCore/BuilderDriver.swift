@@ -16,6 +16,22 @@ package protocol BuilderDriver: Sendable {
         on endpoint: BuilderEndpoint,
         events: @escaping @Sendable (BuildEvent) async -> Void
     ) async -> BuildOutcome
+
+    /// Asks the engine whether it answers, and what it is: a health probe. Throws when it does not answer.
+    func probe(_ endpoint: BuilderEndpoint) async throws -> BuilderProbe
+}
+
+/// What a health probe learned of a builder.
+package struct BuilderProbe: Sendable, Equatable {
+    /// Engine, version and address, e.g. "Podman Engine 4.3.1 (API 1.41) at unix:///run/podman.sock".
+    package var version: String
+    /// The platforms it builds for; empty when the engine does not say.
+    package var platforms: [Platform]
+
+    package init(version: String, platforms: [Platform] = []) {
+        self.version = version
+        self.platforms = platforms
+    }
 }
 
 /// Everything a driver needs for one build.

@@ -77,6 +77,13 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
 
     // MARK: - BuildQueue
 
+    /// The tenant running-limit condition on a queued build `b` (the default limit is bound twice).
+    private static let underTenantLimit = """
+        (coalesce(t.maxRunningBuilds, ?) IS NULL
+         OR (SELECT count(*) FROM build r WHERE r.tenantId = b.tenantId AND r.status IN ('starting', 'running'))
+            < coalesce(t.maxRunningBuilds, ?))
+        """
+
     package func claimNext(
         builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date
     ) async throws -> Build? {
@@ -88,17 +95,58 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
                     WHERE id = (
                         SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
-                        WHERE b.status = 'queued'
-                          AND (b.requiredFeatures & ~?) = 0
-                          AND (coalesce(t.maxRunningBuilds, ?) IS NULL
-                               OR (SELECT count(*) FROM build r
-                                   WHERE r.tenantId = b.tenantId AND r.status IN ('starting', 'running'))
-                                  < coalesce(t.maxRunningBuilds, ?))
+                        WHERE b.status = 'queued' AND (b.requiredFeatures & ~?) = 0 AND \(Self.underTenantLimit)
                         ORDER BY b.id LIMIT 1)
                     RETURNING *
                     """,
                 arguments: [
                     builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, features.rawValue,
+                    defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
+                ]
+            )?.build()
+        }
+    }
+
+    package func queuePosition(of id: BuildID) async throws -> Int? {
+        try await database.writer.read { db in
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT (SELECT count(*) FROM build q WHERE q.status = 'queued' AND q.id <= b.id)
+                    FROM build b WHERE b.id = ? AND b.status = 'queued'
+                    """,
+                arguments: [id.rawValue])
+        }
+    }
+
+    package func dispatchable(limit: Int) async throws -> [Build] {
+        try await database.writer.read { db in
+            try BuildRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT b.* FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
+                    WHERE b.status = 'queued' AND \(Self.underTenantLimit)
+                    ORDER BY b.id LIMIT ?
+                    """,
+                arguments: [defaultMaxRunningPerTenant, defaultMaxRunningPerTenant, limit]
+            ).map { try $0.build() }
+        }
+    }
+
+    package func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
+        try await database.writer.write { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
+                    WHERE id = (
+                        SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
+                        WHERE b.id = ? AND b.status = 'queued' AND \(Self.underTenantLimit))
+                    RETURNING *
+                    """,
+                arguments: [
+                    builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, id.rawValue,
                     defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
                 ]
             )?.build()

@@ -104,6 +104,31 @@ package struct BuildKitDriver: BuilderDriver {
         return .succeeded(pushed)
     }
 
+    /// `buildctl debug info` for the version, `buildctl debug workers` for the platforms the workers build for.
+    package func probe(_ endpoint: BuilderEndpoint) async throws -> BuilderProbe {
+        let version = try await describe(endpoint).get()
+        let result = try await Subprocess.run(
+            executable, arguments: Arguments(Self.connectionArguments(endpoint) + ["debug", "workers"]),
+            platformOptions: platformOptions, output: .string(limit: 64 << 10), error: .string(limit: 64 << 10))
+        guard result.terminationStatus.isSuccess else {
+            throw BuildGateError(.internalError, "buildctl debug workers: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return BuilderProbe(version: version, platforms: Self.platforms(fromDebugWorkers: result.standardOutput))
+    }
+
+    /// The PLATFORMS column of `buildctl debug workers` (`ID  PLATFORMS` then one line per worker), deduplicated.
+    static func platforms(fromDebugWorkers text: String) -> [Platform] {
+        var seen: [Platform] = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let columns = line.split(whereSeparator: \.isWhitespace)
+            guard columns.count >= 2 else { continue }
+            for item in columns[1].split(separator: ",") {
+                if let platform = try? Platform(parsing: String(item)), !seen.contains(platform) { seen.append(platform) }
+            }
+        }
+        return seen
+    }
+
     // MARK: - Arguments
 
     /// `buildctl [connection] build …`, as BuildKit documents it (docs/reference/buildctl.md).
@@ -169,7 +194,10 @@ package struct BuildKitDriver: BuilderDriver {
         var plainLines: [String]
     }
 
-    private struct ProbeFailure: Error { var message: String }
+    private struct ProbeFailure: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
 
     /// "BuildKit v0.24.0 at tcp://…" from `buildctl debug info`, which also proves the endpoint answers.
     private func describe(_ endpoint: BuilderEndpoint) async -> Result<String, ProbeFailure> {

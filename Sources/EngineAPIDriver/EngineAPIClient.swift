@@ -52,14 +52,20 @@ struct EngineAPIClient: Sendable {
         return try await httpClient.execute(request, timeout: timeout)
     }
 
-    /// "Podman Engine 4.3.1 (API 1.41) at unix:///…", for the log header.
-    func describe() async throws -> String {
+    /// "Podman Engine 4.3.1 (API 1.41) at unix:///…" (for the log header and `GET /v1/builders`) and the engine's
+    /// own platform, after `/_ping` answered.
+    func describe() async throws -> BuilderProbe {
         struct Version: Decodable {
             struct Component: Decodable { var Name: String }
             var Version: String?
             var ApiVersion: String?
+            var Os: String?
+            var Arch: String?
             var Components: [Component]?
         }
+        let ping = try await execute(.GET, "/_ping", body: nil, timeout: .seconds(10))
+        _ = try await ping.body.collect(upTo: 1 << 10)
+        guard ping.status == .ok else { throw BuildGateError(.internalError, "GET /_ping answered \(ping.status.code)") }
         let response = try await execute(.GET, "/version", body: nil, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status == .ok else {
@@ -68,7 +74,10 @@ struct EngineAPIClient: Sendable {
         let version = try JSONDecoder().decode(Version.self, from: Data(body.readableBytesView))
         var name = version.Components?.first?.Name ?? "Engine"
         if name == "Engine" { name = "Docker Engine" }
-        return "\(name) \(version.Version ?? "?") (API \(version.ApiVersion ?? "?")) at \(endpoint.address)"
+        let platform = version.Os.flatMap { os in version.Arch.flatMap { try? Platform(parsing: "\(os)/\($0)") } }
+        return BuilderProbe(
+            version: "\(name) \(version.Version ?? "?") (API \(version.ApiVersion ?? "?")) at \(endpoint.address)",
+            platforms: platform.map { [$0] } ?? [])
     }
 
     /// Podman's build (working) containers, which `podman ps --external` lists.

@@ -49,7 +49,7 @@ package struct EngineAPIDriver: BuilderDriver {
         let description: String
         let containersBefore: Set<String>
         do {
-            description = try await engine.describe()
+            description = try await engine.describe().version
             containersBefore = endpoint.engine == .podman ? try await engine.buildContainers() : []
         } catch {
             if Task.isCancelled { return .failed(.cancelled, message: "cancelled before the engine was reached") }
@@ -79,6 +79,10 @@ package struct EngineAPIDriver: BuilderDriver {
             }
         }
         return .succeeded(pushed)
+    }
+
+    package func probe(_ endpoint: BuilderEndpoint) async throws -> BuilderProbe {
+        try await EngineAPIClient(endpoint: endpoint, httpClient: httpClient).describe()
     }
 
     // MARK: - Build

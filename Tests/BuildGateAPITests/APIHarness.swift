@@ -23,14 +23,18 @@ struct APIHarness {
     let triggers: SQLiteTriggerStore
     let registryCredentials: SQLiteRegistryCredentialStore
     let secrets: SQLiteBuildSecretStore
-    /// What the (imagined) builder pool offers, for the capability checks at intake.
-    let builderFeatures: [BuildFeatures]
+    /// The (imagined) builder pool: features for the checks at intake, state for `GET /v1/builders`.
+    let pool: BuilderPool
+    let queueReasons = QueueReasons()
     let database: BuildGateDatabase
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
     let auth: HTTPFields
 
-    init(limits: BuildGateAPILimits = .init(), builderFeatures: [BuildFeatures] = [[.secrets, .cacheImport, .cacheExport]]) async throws {
+    init(
+        limits: BuildGateAPILimits = .init(),
+        builders: [BuilderEndpoint] = [BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman.sock"))]
+    ) async throws {
         directory = try TemporaryDirectory("api")
         database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
@@ -39,7 +43,7 @@ struct APIHarness {
         triggers = SQLiteTriggerStore(database: database, box: box)
         registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
         secrets = SQLiteBuildSecretStore(database: database, box: box)
-        self.builderFeatures = builderFeatures
+        pool = .healthy(builders)
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
@@ -66,7 +70,7 @@ struct APIHarness {
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
-                secrets: secrets, builderFeatures: { [builderFeatures] in builderFeatures }, onQueued: {}),
+                secrets: secrets, pool: pool, queueReasons: queueReasons, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -101,6 +105,7 @@ struct BuildJSON: Decodable {
     struct Links: Decodable { var `self`: String; var logs: String }
     struct Parameters: Decodable { var secrets: [String]; var cacheFrom: [String]; var cacheTo: String? }
     struct Step: Decodable { var name: String; var startedAt: String?; var completedAt: String?; var cached: Bool; var error: String? }
+    struct Queue: Decodable { var position: Int; var reason: String? }
     var id: String
     var status: String
     var reason: String?
@@ -110,6 +115,7 @@ struct BuildJSON: Decodable {
     var images: [Image]
     var parameters: Parameters
     var steps: [Step]
+    var queue: Queue?
     var links: Links
 }
 

@@ -69,7 +69,7 @@ struct BuildNotificationsTests {
                 configuration.pollInterval = .milliseconds(20)
                 let dispatcher = BuildDispatcher(
                     queue: store, logs: logs, contexts: contexts,
-                    endpoints: [BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/x"))],
+                    pool: .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/x"))]),
                     drivers: [.podman: FakeBuilderDriver()], observer: notifier, configuration: configuration,
                     logger: Logger(label: "test"))
                 await notifier.buildChanged(build)  // what intake does for a queued build

@@ -137,14 +137,19 @@ struct DockerEngineEndToEndTests {
             #expect(try await services.manifest(of: image).digest == build.images.first?.digest)
             #expect(try await gateway.log(build.id).contains("at tcp://127.0.0.1:"))
         }
-        // The same engine, trusted, but the gateway shows no client certificate: dockerd's --tlsverify refuses it.
+        // The same engine, trusted, but the gateway shows no client certificate: dockerd's --tlsverify refuses it,
+        // so the builder is unhealthy and the build waits in the queue, saying why.
         let withoutClientCertificate = tls.split(separator: ",").filter { !$0.hasPrefix("tlscert=") && !$0.hasPrefix("tlskey=") }
             .joined(separator: ",")
         try await services.withGateway(builder: "docker=\(withoutClientCertificate),name=dockerd-tls,network=host") { gateway, _ in
-            let build = try await gateway.waitUntilFinished(
-                try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("dockertls"))").id)
-            #expect(build.status == "failed")
-            #expect(build.reason == "builderUnavailable", "\(build.message ?? "")")
+            let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("dockertls"))")
+            let waiting = try await gateway.waitFor(queued.id, timeout: .seconds(10)) { $0.queue?.reason != nil }
+            #expect(waiting.status == "queued")
+            #expect(waiting.queue?.reason == "no healthy builder")
+            let (_, body) = try await gateway.get("/v1/builders")
+            let builders = String(decoding: body, as: UTF8.self)
+            #expect(builders.contains(#""health":"unhealthy""#), "\(builders)")
+            #expect(builders.contains("CERTIFICATE"), "\(builders)")
         }
     }
 }

@@ -77,7 +77,7 @@ struct SecretsAPITests {
 
     @Test func anOptionNoBuilderInThePoolSupportsIs422AndStoresNothing() async throws {
         // A pool of dockerd builders only: no secrets, no cache import or export.
-        let harness = try await APIHarness(builderFeatures: [BuilderEndpoint(name: "d", engine: .docker, address: .unix(path: "/d")).supportedFeatures])
+        let harness = try await APIHarness(builders: [BuilderEndpoint(name: "d", engine: .docker, address: .unix(path: "/d"))])
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             _ = try await client.execute(uri: "/v1/secrets/npmrc", method: .put, headers: harness.auth, body: ByteBuffer(string: "token"))

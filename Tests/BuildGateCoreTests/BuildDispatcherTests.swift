@@ -38,7 +38,7 @@ struct BuildDispatcherTests {
             configuration.leaseDuration = lease
             return BuildDispatcher(
                 queue: store, logs: logs, contexts: contexts,
-                endpoints: [BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)],
+                pool: .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)]),
                 drivers: [.podman: driver], configuration: configuration, logger: Logger(label: "test"))
         }
 
@@ -194,7 +194,7 @@ struct BuildDispatcherSourceTests {
         configuration.renewInterval = .milliseconds(50)
         return BuildDispatcher(
             queue: harness.store, logs: harness.logs, contexts: harness.contexts,
-            endpoints: [BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"))],
+            pool: .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"))]),
             drivers: [.podman: FakeBuilderDriver()], sourceFetcher: fetcher, configuration: configuration,
             logger: Logger(label: "test"))
     }

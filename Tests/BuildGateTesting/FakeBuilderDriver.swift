@@ -34,6 +34,10 @@ package final class FakeBuilderDriver: BuilderDriver {
     /// Every build `run` was called with, in order.
     package var runs: [BuildID] { state.withLock { $0.runs } }
 
+    package func probe(_ endpoint: BuilderEndpoint) async throws -> BuilderProbe {
+        BuilderProbe(version: "fake engine at \(endpoint.address)")
+    }
+
     /// Lets every held build (and every later one) finish.
     package func release() { state.withLock { $0.released = true } }
 
@@ -61,5 +65,15 @@ package final class FakeBuilderDriver: BuilderDriver {
             return .failed(.cancelled, message: "stopped")
         }
         return script.outcome
+    }
+}
+
+extension BuilderPool {
+    /// A pool of `endpoints` from a static list, all healthy, as a probed pool would be.
+    package static func healthy(_ endpoints: [BuilderEndpoint]) -> BuilderPool {
+        let pool = BuilderPool()
+        pool.update(endpoints, from: "static")
+        for endpoint in endpoints { pool.record(endpoint.name, health: .healthy) }
+        return pool
     }
 }

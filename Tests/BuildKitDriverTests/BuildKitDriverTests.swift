@@ -235,6 +235,17 @@ import Testing
         #expect(standIn.workDirectoryIsEmpty)
     }
 
+    @Test func aProbeReportsVersionAndWorkerPlatformsOrThrows() async throws {
+        let standIn = try StandIn([:])
+        defer { standIn.directory.remove() }
+        let probe = try await standIn.driver().probe(endpoint)
+        #expect(probe.version == "BuildKit v0.24.0 at tcp://buildkitd.builders:1234")
+        #expect(probe.platforms.map(\.description) == ["linux/amd64", "linux/amd64/v2", "linux/amd64/v3", "linux/386"])
+        let down = try StandIn(["UNREACHABLE": "1"])
+        defer { down.directory.remove() }
+        await #expect(throws: (any Error).self) { try await down.driver().probe(endpoint) }
+    }
+
     @Test func theVersionComesFromDebugInfo() {
         #expect(BuildKitDriver.version(fromDebugInfo: "BuildKit: github.com/moby/buildkit v0.24.0 3a9ba4f\n") == "BuildKit v0.24.0")
         #expect(BuildKitDriver.version(fromDebugInfo: "something else") == "BuildKit")
