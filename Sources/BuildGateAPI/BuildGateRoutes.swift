@@ -60,6 +60,10 @@ package struct BuildGateAPILimits: Sendable {
     package var defaultBuildTimeout = 3600
     /// Longest `timeout` a build may ask for, in seconds.
     package var maxBuildTimeout = 6 * 3600
+    /// How long a build may wait in the queue before it ends `expired`, when it names no `queueTTL`, in seconds.
+    package var defaultQueueTTL = 3600
+    /// Longest `queueTTL` a build may ask for, in seconds.
+    package var maxQueueTTL = 7 * 86_400
     /// Hosts git sources may come from (globs); empty allows any.
     package var allowedGitHosts: [String] = []
     /// Largest webhook body accepted (checked before any hashing).
@@ -101,7 +105,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         queueReasons: dependencies.queueReasons,
         observer: dependencies.observer,
         configuration: .init(
-            intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout),
+            intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout,
+            defaultQueueTTL: limits.defaultQueueTTL, maxQueueTTL: limits.maxQueueTTL),
         onQueued: dependencies.onQueued
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
@@ -111,7 +116,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
     WebhooksController<Context>(
-        triggers: dependencies.triggers, logs: dependencies.logs, limits: limits, limiter: limiter,
+        triggers: dependencies.triggers, repository: dependencies.repository, logs: dependencies.logs, limits: limits, limiter: limiter,
         observer: dependencies.observer, onQueued: dependencies.onQueued
     ).addRoutes(to: router.group("v1/webhooks"))
     return router

@@ -5,8 +5,51 @@ import ContextArchive
 enum BuildParameters {
     static let known: Set<String> = [
         "image", "dockerfile", "target", "buildArg", "label", "platform", "noCache", "timeout", "secret", "cacheFrom",
-        "cacheTo",
+        "cacheTo", "queueTTL", "runPolicy", "runKey",
     ]
+
+    /// How a build is scheduled, as opposed to how it is built.
+    struct Scheduling: Equatable {
+        var queueTTL: Int
+        var runPolicy: RunPolicy = .parallel
+        var runKey: String?
+
+        /// The build's stored run key: the tenant's own namespace, the given key or else the first image's
+        /// repository; nil for `parallel`.
+        func storedRunKey(tenant: TenantID, request: BuildRequest) -> String? {
+            guard runPolicy != .parallel else { return nil }
+            return "\(tenant)/\(runKey ?? request.images.first?.name ?? "")"
+        }
+    }
+
+    /// `queueTTL`, `runPolicy` and `runKey`.
+    static func scheduling(_ query: [(name: String, value: String)], defaultTTL: Int, maxTTL: Int) throws -> Scheduling {
+        func single(_ name: String) throws -> String? {
+            let values = query.filter { $0.name == name }.map(\.value)
+            guard values.count <= 1 else { throw BuildGateError(.invalidParameter, "'\(name)' may be given once") }
+            return values.first
+        }
+        var scheduling = Scheduling(queueTTL: defaultTTL)
+        if let text = try single("queueTTL") {
+            guard let seconds = Int(text), (1...maxTTL).contains(seconds) else {
+                throw BuildGateError(.invalidParameter, "'queueTTL' must be whole seconds from 1 to \(maxTTL), got '\(text)'")
+            }
+            scheduling.queueTTL = seconds
+        }
+        if let text = try single("runPolicy") {
+            guard let policy = RunPolicy(rawValue: text) else {
+                throw BuildGateError(.invalidParameter, "'runPolicy' must be parallel, serial or latestOnly, got '\(text)'")
+            }
+            scheduling.runPolicy = policy
+        }
+        if let key = try single("runKey") {
+            guard (1...200).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+                throw BuildGateError(.invalidParameter, "'runKey' must be 1 to 200 visible ASCII characters")
+            }
+            scheduling.runKey = key
+        }
+        return scheduling
+    }
 
     /// - Parameter query: every `name=value` pair in order (repeated names allowed), already percent-decoded.
     /// - Throws: `BuildGateError.invalidParameter` naming the parameter at fault.

@@ -79,10 +79,20 @@ struct BuildRepresentation: Encodable {
     var steps: [Step]
     /// Only while queued.
     var queue: Queue?
+    /// 1, or the retry number after builders vanished mid-build.
+    var attempt: Int
+    var queueExpiresAt: Date?
+    var runPolicy: String
+    var runKey: String?
     var links: Links
 
     init(_ build: Build, queue: Queue? = nil) {
         self.queue = queue
+        attempt = build.attempt
+        queueExpiresAt = build.queueExpiresAt
+        runPolicy = build.runPolicy.rawValue
+        // Stored under the tenant's namespace; shown as given.
+        runKey = build.runKey.map { String($0.drop { $0 != "/" }.dropFirst()) }
         id = build.id.rawValue
         status = build.status.rawValue
         reason = build.reason?.rawValue

@@ -11,6 +11,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         var intake = ContextIntake.Limits()
         var defaultTimeout = 3600
         var maxTimeout = 6 * 3600
+        var defaultQueueTTL = 3600
+        var maxQueueTTL = 7 * 86_400
     }
 
     let repository: any BuildRepository
@@ -51,6 +53,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
         let buildRequest = try BuildParameters.parse(
             query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        let scheduling = try BuildParameters.scheduling(
+            query, defaultTTL: configuration.defaultQueueTTL, maxTTL: configuration.maxQueueTTL)
         try await admission.check(buildRequest, tenant: principal.tenant)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.intake.maxContextSize {
             throw BuildGateError(
@@ -60,9 +64,11 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
         let intake = ContextIntake(store: contexts, limits: configuration.intake)
         let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
+        let now = Date()
         let build = Build(
-            id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: Date(),
-            idempotencyKey: idempotencyKey)
+            id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: now,
+            idempotencyKey: idempotencyKey, queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
+            runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy)
         return try await store(build)
     }
 
@@ -73,6 +79,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         case .created(let build):
             try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
             await observer.buildChanged(build)
+            try await Self.supersedeOlder(than: build, repository: repository, logs: logs, observer: observer)
             onQueued()
             return try Self.buildResponse(build, queue: try await queueInfo(build), status: .accepted)
         }
@@ -100,17 +107,37 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         pairs += (body.secrets ?? []).map { ("secret", $0) }
         if let cacheFrom = body.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
         if let cacheTo = body.cacheTo { pairs.append(("cacheTo", cacheTo)) }
+        if let ttl = body.queueTTL { pairs.append(("queueTTL", String(ttl))) }
+        if let policy = body.runPolicy { pairs.append(("runPolicy", policy)) }
+        if let key = body.runKey { pairs.append(("runKey", key)) }
         let buildRequest = try BuildParameters.parse(
             pairs, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
+        let scheduling = try BuildParameters.scheduling(
+            pairs, defaultTTL: configuration.defaultQueueTTL, maxTTL: configuration.maxQueueTTL)
         try await admission.check(buildRequest, tenant: principal.tenant)
         let git = body.source.git
         let source = try GitSource(url: git.url, ref: git.ref, commit: git.commit)
         guard GitSource.isHostAllowed(source.url, hosts: allowedGitHosts) else {
             throw BuildGateError(.invalidParameter, "git host of \(GitSource.redacted(source.url)) is not allowed here")
         }
+        let now = Date()
         return try await store(Build(
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,
-            createdAt: Date(), idempotencyKey: idempotencyKey))
+            createdAt: now, idempotencyKey: idempotencyKey, queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
+            runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy))
+    }
+
+    /// Run policy `latestOnly`: the queued older builds of the new build's run key end `cancelled` (`superseded`),
+    /// each with a line in its log.
+    static func supersedeOlder(
+        than build: Build, repository: any BuildRepository, logs: any BuildLogStore, observer: any BuildObserver
+    ) async throws {
+        for older in try await repository.supersede(olderThan: build, at: Date()) {
+            try await logs.appendGatewayLine(
+                "superseded by the newer build \(build.id) (run policy latestOnly); result: cancelled (superseded)", to: older.id)
+            await logs.finish(older.id)
+            await observer.buildChanged(older)
+        }
     }
 
     /// The first line of every build log.
@@ -287,4 +314,7 @@ struct GitBuildBody: Decodable {
     var secrets: [String]?
     var cacheFrom: String?
     var cacheTo: String?
+    var queueTTL: Int?
+    var runPolicy: String?
+    var runKey: String?
 }

@@ -63,6 +63,12 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         settings.buildSecrets = body.buildSecrets
         settings.cacheFrom = body.cacheFrom
         settings.cacheTo = body.cacheTo
+        if let policy = body.runPolicy {
+            guard let value = RunPolicy(rawValue: policy) else {
+                throw BuildGateError(.invalidParameter, "'runPolicy' must be parallel, serial or latestOnly")
+            }
+            settings.runPolicy = value
+        }
         settings.callbackURL = body.callbackURL
         settings.statusAPIURL = body.statusAPIURL
         if body.forge == "gitea" && body.statusToken != nil && body.statusAPIURL == nil {
@@ -171,6 +177,7 @@ struct TriggerBody: Decodable {
     var buildSecrets: [String]?
     var cacheFrom: String?
     var cacheTo: String?
+    var runPolicy: String?
     var callbackURL: String?
     /// A forge API token allowed to set commit statuses (write-only).
     var statusToken: String?
@@ -195,6 +202,7 @@ struct TriggerRepresentation: Encodable {
     var buildSecrets: [String]
     var cacheFrom: String?
     var cacheTo: String?
+    var runPolicy: String
     var callbackURL: String?
     var statusAPIURL: String?
     var createdAt: Date
@@ -220,6 +228,7 @@ struct TriggerRepresentation: Encodable {
         buildSecrets = trigger.settings.buildSecrets ?? []
         cacheFrom = trigger.settings.cacheFrom
         cacheTo = trigger.settings.cacheTo
+        runPolicy = (trigger.settings.runPolicy ?? .parallel).rawValue
         callbackURL = trigger.settings.callbackURL
         statusAPIURL = trigger.settings.statusAPIURL
         createdAt = trigger.createdAt

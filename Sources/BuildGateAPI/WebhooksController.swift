@@ -14,6 +14,7 @@ import Hummingbird
 /// 413 for oversized bodies. A redelivery gets the stored answer of the first delivery.
 struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let triggers: any TriggerRepository
+    let repository: any BuildRepository
     let logs: any BuildLogStore
     let limits: BuildGateAPILimits
     let limiter: TenantRateLimiter
@@ -75,9 +76,15 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             answer.reason = "git host not allowed"
         case .build(let buildRequest, let source):
             try await limiter.checkQueue(of: trigger.tenant)
+            let now = Date()
+            let policy = trigger.settings.runPolicy ?? .parallel
             build = Build(
                 id: buildID, tenant: trigger.tenant, request: buildRequest, context: nil, gitSource: source,
-                triggerID: trigger.id, createdAt: Date())
+                triggerID: trigger.id, createdAt: now,
+                queueExpiresAt: now.addingTimeInterval(TimeInterval(limits.defaultQueueTTL)),
+                // Run policies apply per trigger and ref: a newer push of the branch supersedes or follows the older.
+                runKey: policy == .parallel ? nil : "\(trigger.tenant)/trigger:\(trigger.id):\(source.ref ?? "")",
+                runPolicy: policy)
             answer = WebhookAnswer(status: "queued", reason: nil, buildId: buildID.rawValue, trigger: trigger.id)
         }
         let statusCode = build == nil ? 200 : 202
@@ -88,6 +95,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             try await logs.appendGatewayLine(
                 "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
             await observer.buildChanged(build)
+            try await BuildsController<Context>.supersedeOlder(than: build, repository: repository, logs: logs, observer: observer)
             onQueued()
         }
         var headers: HTTPFields = [.contentType: "application/json"]

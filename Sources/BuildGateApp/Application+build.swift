@@ -90,8 +90,10 @@ package func buildApplication(
         observer: notifier,
         configuration: dispatcherConfiguration, logger: logger)
     let reaper = LeaseReaper(
-        queue: store, logs: logs, interval: configuration.leaseDuration / 3, onRequeue: dispatcher.wake, logger: logger)
+        queue: store, logs: logs, interval: configuration.leaseDuration / 3, queueReasons: dispatcher.queueReasons,
+        observer: notifier, onRequeue: dispatcher.wake, logger: logger)
     try await reaper.settleExpiredLeases(now: Date())
+    try await reaper.expireQueuedBuilds(now: Date())
     services.append(contentsOf: [dispatcher, reaper] as [any Service])
 
     let router = buildRouter(

@@ -14,6 +14,7 @@ import Foundation
 /// | `maxContextSize` | `BUILDGATE_MAX_CONTEXT_SIZE` | `--max-context-size` | 2147483648 (2 GiB) |
 /// | `maxContextEntries` | `BUILDGATE_MAX_CONTEXT_ENTRIES` | `--max-context-entries` | 100000 |
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
+/// | `queueTTL` | `BUILDGATE_QUEUE_TTL` | `--queue-ttl` | 3600 (seconds a build may wait queued before it ends `expired`) |
 /// | `leaseSeconds` | `BUILDGATE_LEASE_SECONDS` | `--lease-seconds` | 15 |
 /// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
 /// | `buildctl` | `BUILDGATE_BUILDCTL` | `--buildctl` | `buildctl` (on `PATH`), for `buildkit=` builders |
@@ -68,6 +69,7 @@ package struct BuildGateConfiguration: Sendable {
         package var maxContextEntries: Int?
         package var buildTimeout: Int?
         package var leaseSeconds: Int?
+        package var queueTTL: Int?
         package var podman: String?
         package var podmanArguments: [String]?
         package var buildctl: String?
@@ -102,6 +104,7 @@ package struct BuildGateConfiguration: Sendable {
             maxContextEntries = try number("BUILDGATE_MAX_CONTEXT_ENTRIES")
             buildTimeout = try number("BUILDGATE_BUILD_TIMEOUT")
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
+            queueTTL = try number("BUILDGATE_QUEUE_TTL")
             podman = environment["BUILDGATE_PODMAN"]
             podmanArguments = words("BUILDGATE_PODMAN_ARGS")
             buildctl = environment["BUILDGATE_BUILDCTL"]
@@ -162,6 +165,11 @@ package struct BuildGateConfiguration: Sendable {
             guard timeout > 0 else { throw BuildGateError(.invalidParameter, "buildTimeout must be positive") }
             configuration.limits.defaultBuildTimeout = timeout
             configuration.limits.maxBuildTimeout = max(configuration.limits.maxBuildTimeout, timeout)
+        }
+        if let ttl = first(\.queueTTL) {
+            guard ttl > 0 else { throw BuildGateError(.invalidParameter, "queueTTL must be positive") }
+            configuration.limits.defaultQueueTTL = ttl
+            configuration.limits.maxQueueTTL = max(configuration.limits.maxQueueTTL, ttl)
         }
         if let lease = first(\.leaseSeconds) {
             guard lease >= 2 else { throw BuildGateError(.invalidParameter, "leaseSeconds must be at least 2") }

@@ -29,6 +29,13 @@ package struct Build: Sendable, Equatable, Identifiable {
     /// A cancellation was asked for and the engine has not stopped yet.
     package var cancelRequested: Bool
     package var idempotencyKey: String?
+    /// 1 for the first try; a build whose builder vanished is retried on another with the next number.
+    package var attempt: Int
+    /// When a build still queued then ends `expired`; nil: never.
+    package var queueExpiresAt: Date?
+    /// Builds with the same key follow `runPolicy`; tenant-prefixed (`tenant/key`).
+    package var runKey: String?
+    package var runPolicy: RunPolicy
 
     package init(
         id: BuildID,
@@ -47,7 +54,11 @@ package struct Build: Sendable, Equatable, Identifiable {
         pushedImages: [PushedImage] = [],
         steps: [BuildStep] = [],
         cancelRequested: Bool = false,
-        idempotencyKey: String? = nil
+        idempotencyKey: String? = nil,
+        attempt: Int = 1,
+        queueExpiresAt: Date? = nil,
+        runKey: String? = nil,
+        runPolicy: RunPolicy = .parallel
     ) {
         self.id = id
         self.tenant = tenant
@@ -66,6 +77,10 @@ package struct Build: Sendable, Equatable, Identifiable {
         self.steps = steps
         self.cancelRequested = cancelRequested
         self.idempotencyKey = idempotencyKey
+        self.attempt = attempt
+        self.queueExpiresAt = queueExpiresAt
+        self.runKey = runKey
+        self.runPolicy = runPolicy
     }
 }
 

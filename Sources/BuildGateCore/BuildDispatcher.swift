@@ -21,6 +21,10 @@ package final class BuildDispatcher: Service {
         package var pollInterval: Duration = .seconds(1)
         /// How many of the oldest queued builds one look at the queue considers.
         package var lookahead = 200
+        /// Tries per build when its builder vanishes before a result (the first and two retries elsewhere).
+        package var maxAttempts = 3
+        /// Queue TTL of a build put back for another attempt.
+        package var retryQueueTTL: Duration = .seconds(3600)
 
         package init() {}
     }
@@ -117,8 +121,13 @@ package final class BuildDispatcher: Service {
             logger.error("reading the queue failed", metadata: ["buildgate.error": "\(error)"])
             return
         }
+        var activeKeys = (try? await queue.activeRunKeys()) ?? []
         var reasons: [BuildID: String] = [:]
         for build in candidates {
+            if build.runPolicy == .serial, let key = build.runKey, activeKeys.contains(key) {
+                reasons[build.id] = "waiting for the running build of the same run key (serial)"
+                continue
+            }
             let endpoint: BuilderEndpoint
             switch pool.choose(for: build) {
             case .wait(let reason):
@@ -142,6 +151,7 @@ package final class BuildDispatcher: Service {
                 pool.release(endpoint.name, for: build.id)
                 continue
             }
+            if let key = claimed.runKey { activeKeys.insert(key) }
             let signal = register(claimed.id)
             await observer.buildChanged(claimed)
             group.addTask {
@@ -190,7 +200,8 @@ package final class BuildDispatcher: Service {
                 logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
             }
         }
-        await log("dispatched to builder \(endpoint)")
+        let attempt = build.attempt > 1 ? " (attempt \(build.attempt) of \(configuration.maxAttempts))" : ""
+        await log("dispatched to builder \(endpoint)\(attempt)")
 
         guard let driver = drivers[endpoint.engine] else {
             let outcome = BuildOutcome.failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
@@ -237,7 +248,37 @@ package final class BuildDispatcher: Service {
             guard case .failed(let reason, let message) = outcome else { return outcome }
             return .failed(reason, message: redactor.redact(message))
         }
+        if case .failed(.builderUnavailable, let message) = outcome {
+            // The builder is gone or unreachable: out of rotation until a probe finds it again.
+            pool.record(endpoint.name, health: .unhealthy, error: message)
+            if !timedOut, build.attempt < configuration.maxAttempts,
+                await retry(build, on: endpoint, message: message, log: log, logger: logger)
+            {
+                return
+            }
+        }
         await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
+    }
+
+    /// Puts a build whose builder vanished back in the queue for another builder. False when it cannot be (the
+    /// lease moved on, or a cancel was asked for): then it is settled as it ended.
+    private func retry(
+        _ build: Build, on endpoint: BuilderEndpoint, message: String, log: @Sendable (String) async -> Void, logger: Logger
+    ) async -> Bool {
+        do {
+            guard let requeued = try await queue.requeueForRetry(
+                build.id, owner: owner, queueExpiresAt: Date() + configuration.retryQueueTTL)
+            else { return false }
+            await log(
+                "attempt \(build.attempt) of \(configuration.maxAttempts) ended without a result: builder \(endpoint.name) "
+                    + "is unavailable (\(message.trimmingCharacters(in: .whitespacesAndNewlines))); back in the queue for another builder")
+            await observer.buildChanged(requeued)
+            wake()
+            return true
+        } catch {
+            logger.error("requeueing the build failed", metadata: ["buildgate.error": "\(error)"])
+            return false
+        }
     }
 
     private enum RaceResult: Sendable {

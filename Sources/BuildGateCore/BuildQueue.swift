@@ -17,6 +17,19 @@ package protocol BuildQueue: Sendable {
     /// limit in the same statement. Nil when it is no longer queued or its tenant reached the limit meanwhile.
     func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
 
+    /// Run keys with a build starting or running now (serial builds of those keys wait).
+    func activeRunKeys() async throws -> Set<String>
+
+    /// Puts a build whose builder vanished back in the queue for another attempt (`starting`/`running` →
+    /// `queued`, attempt + 1). Returns the build afterwards, or nil if the lease is no longer ours.
+    func requeueForRetry(_ id: BuildID, owner: String, queueExpiresAt: Date?) async throws -> Build?
+
+    /// Queued builds whose queue TTL ended at or before `now`.
+    func queueExpired(now: Date) async throws -> [Build]
+
+    /// Ends a still-queued build as `expired` with `message`. Nil if it is no longer queued.
+    func expire(_ id: BuildID, message: String, at date: Date) async throws -> Build?
+
     /// Stores the per-step timings the engine reported so far. Returns false if the lease is no longer ours.
     func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool
 

@@ -18,6 +18,10 @@ package protocol BuildRepository: Sendable {
     /// The tenant's builds newest first, optionally only those with `status`, starting after the build `after`.
     func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
 
+    /// Run policy `latestOnly`: cancels the queued builds of `build`'s run key that are older than it, as
+    /// `superseded`. Returns them.
+    func supersede(olderThan build: Build, at date: Date) async throws -> [Build]
+
     /// 1 for the oldest queued build, 2 for the next…; nil when the build is not queued.
     func queuePosition(of id: BuildID) async throws -> Int?
 

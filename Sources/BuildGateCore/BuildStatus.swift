@@ -10,11 +10,13 @@ package enum BuildStatus: String, Sendable, Codable, CaseIterable {
     case failed
     case cancelled
     case timedOut
+    /// It waited in the queue longer than its queue TTL and never ran.
+    case expired
 
     package var isTerminal: Bool {
         switch self {
         case .queued, .starting, .running: false
-        case .succeeded, .failed, .cancelled, .timedOut: true
+        case .succeeded, .failed, .cancelled, .timedOut, .expired: true
         }
     }
 }
@@ -35,6 +37,19 @@ package enum BuildFailureReason: String, Sendable, Codable, CaseIterable {
     case interrupted
     /// The git source could not be fetched or is not a valid context.
     case sourceFailed
+    /// It waited in the queue past its TTL.
+    case expired
+    /// A newer build of the same run key replaced it while it was queued (run policy `latestOnly`).
+    case superseded
+}
+
+/// How builds that share a run key go: all at once (`parallel`, the default), one at a time in order (`serial`),
+/// or only the newest (`latestOnly`: a new build cancels the queued older ones as `superseded`; one that already
+/// runs finishes).
+package enum RunPolicy: String, Sendable, Codable, CaseIterable {
+    case parallel
+    case serial
+    case latestOnly
 }
 
 /// An image the build pushed, with the manifest digest the registry stored.

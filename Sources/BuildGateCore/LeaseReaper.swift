@@ -2,14 +2,17 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Settles builds whose dispatcher is gone: at start-up, then every `interval`.
+/// Settles builds whose dispatcher is gone, and builds that waited too long: at start-up, then every `interval`.
 ///
 /// A build whose lease expired before it reached the engine goes back to the queue; one that was running ends
 /// `failed` with reason `interrupted` and a line in its log saying so. Never a build that says "running" forever.
+/// A build still queued at its `queueExpiresAt` ends `expired`, saying why it waited.
 package struct LeaseReaper: Service {
     private let queue: any BuildQueue
     private let logs: any BuildLogStore
     private let interval: Duration
+    private let queueReasons: QueueReasons?
+    private let observer: any BuildObserver
     private let onRequeue: @Sendable () -> Void
     private let logger: Logger
 
@@ -17,12 +20,16 @@ package struct LeaseReaper: Service {
         queue: any BuildQueue,
         logs: any BuildLogStore,
         interval: Duration,
+        queueReasons: QueueReasons? = nil,
+        observer: any BuildObserver = NoBuildObserver(),
         onRequeue: @escaping @Sendable () -> Void = {},
         logger: Logger
     ) {
         self.queue = queue
         self.logs = logs
         self.interval = interval
+        self.queueReasons = queueReasons
+        self.observer = observer
         self.onRequeue = onRequeue
         self.logger = logger
     }
@@ -31,6 +38,7 @@ package struct LeaseReaper: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await settleExpiredLeases(now: Date())
+                try await expireQueuedBuilds(now: Date())
             } catch {
                 logger.error("settling expired leases failed", metadata: ["buildgate.error": "\(error)"])
             }
@@ -56,6 +64,18 @@ package struct LeaseReaper: Service {
             case .markCancelRequested, .ignore:
                 continue
             }
+        }
+    }
+
+    /// One pass: ends every build still queued past its queue TTL as `expired`.
+    package func expireQueuedBuilds(now: Date) async throws {
+        for build in try await queue.queueExpired(now: now) {
+            var message = "waited in the queue past its TTL without a builder"
+            if let reason = queueReasons?.reason(for: build.id) { message += " (\(reason))" }
+            guard let expired = try await queue.expire(build.id, message: message, at: now) else { continue }
+            try await logs.appendGatewayLine("\(message); result: expired", to: build.id)
+            await logs.finish(build.id)
+            await observer.buildChanged(expired)
         }
     }
 

@@ -52,6 +52,8 @@ package struct TriggerSettings: Sendable, Equatable, Codable {
     package var buildSecrets: [String]?
     package var cacheFrom: String?
     package var cacheTo: String?
+    /// How builds of one ref go (nil: `parallel`); `latestOnly` suits branch pushes, `serial` deploy pipelines.
+    package var runPolicy: RunPolicy?
     /// Receives a signed JSON event on every state change of the trigger's builds.
     package var callbackURL: String?
     /// The forge's API base for commit statuses (default: `https://api.github.com`, `https://gitlab.com`; Gitea

@@ -5,8 +5,9 @@ import GRDB
 /// One row of the `build` table.
 struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "build"
-    static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
-    static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+    /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
+    /// both those and the text dates of rows written before.
+    static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
 
     var id: String
     var tenantId: String
@@ -30,6 +31,10 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     var pushedImages: String
     var requiredFeatures: Int
     var steps: String
+    var attempt: Int
+    var queueExpiresAt: Date?
+    var runKey: String?
+    var runPolicy: String
 
     init(_ build: Build) throws {
         id = build.id.rawValue
@@ -52,6 +57,10 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
         pushedImages = String(decoding: try JSONEncoder.sorted.encode(build.pushedImages), as: UTF8.self)
         requiredFeatures = build.request.requiredFeatures.rawValue
         steps = String(decoding: try JSONEncoder.sorted.encode(build.steps), as: UTF8.self)
+        attempt = build.attempt
+        queueExpiresAt = build.queueExpiresAt
+        runKey = build.runKey
+        runPolicy = build.runPolicy.rawValue
     }
 
     func build() throws -> Build {
@@ -82,7 +91,11 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
             pushedImages: try JSONDecoder().decode([PushedImage].self, from: Data(pushedImages.utf8)),
             steps: try JSONDecoder().decode([BuildStep].self, from: Data(steps.utf8)),
             cancelRequested: cancelRequested,
-            idempotencyKey: idempotencyKey
+            idempotencyKey: idempotencyKey,
+            attempt: attempt,
+            queueExpiresAt: queueExpiresAt,
+            runKey: runKey,
+            runPolicy: RunPolicy(rawValue: runPolicy) ?? .parallel
         )
     }
 }

@@ -13,8 +13,9 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
 
     private struct Row: Codable, FetchableRecord, PersistableRecord {
         static let databaseTableName = "accessToken"
-        static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
-        static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+        /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
+        /// both those and the text dates of rows written before.
+        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
         var id: String
         var tenantId: String
         var name: String

@@ -107,6 +107,67 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
+    package func activeRunKeys() async throws -> Set<String> {
+        try await database.writer.read { db in
+            Set(try String.fetchAll(
+                db, sql: "SELECT DISTINCT runKey FROM build WHERE runKey IS NOT NULL AND status IN ('starting', 'running')"))
+        }
+    }
+
+    package func requeueForRetry(_ id: BuildID, owner: String, queueExpiresAt: Date?) async throws -> Build? {
+        try await database.writer.write { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = 'queued', builder = NULL, leaseOwner = NULL, leaseExpiresAt = NULL, startedAt = NULL,
+                        attempt = attempt + 1, steps = '[]', queueExpiresAt = ?
+                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running') AND cancelRequested = 0
+                    RETURNING *
+                    """,
+                arguments: [queueExpiresAt?.timeIntervalSince1970, id.rawValue, owner]
+            )?.build()
+        }
+    }
+
+    package func queueExpired(now: Date) async throws -> [Build] {
+        try await database.writer.read { db in
+            try BuildRecord.fetchAll(
+                db, sql: "SELECT * FROM build WHERE status = 'queued' AND queueExpiresAt <= ? ORDER BY id",
+                arguments: [now.timeIntervalSince1970]
+            ).map { try $0.build() }
+        }
+    }
+
+    package func expire(_ id: BuildID, message: String, at date: Date) async throws -> Build? {
+        try await database.writer.write { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build SET status = 'expired', reason = 'expired', message = ?, finishedAt = ?
+                    WHERE id = ? AND status = 'queued'
+                    RETURNING *
+                    """,
+                arguments: [message, date.timeIntervalSince1970, id.rawValue]
+            )?.build()
+        }
+    }
+
+    package func supersede(olderThan build: Build, at date: Date) async throws -> [Build] {
+        guard build.runPolicy == .latestOnly, let key = build.runKey else { return [] }
+        return try await database.writer.write { db in
+            try BuildRecord.fetchAll(
+                db,
+                sql: """
+                    UPDATE build SET status = 'cancelled', reason = 'superseded', message = ?, finishedAt = ?
+                    WHERE runKey = ? AND runPolicy = 'latestOnly' AND status = 'queued' AND id < ?
+                    RETURNING *
+                    """,
+                arguments: ["superseded by the newer build \(build.id)", date.timeIntervalSince1970, key, build.id.rawValue]
+            ).map { try $0.build() }
+        }
+    }
+
     package func queuePosition(of id: BuildID) async throws -> Int? {
         try await database.writer.read { db in
             try Int.fetchOne(
@@ -142,7 +203,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
                     WHERE id = (
                         SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
-                        WHERE b.id = ? AND b.status = 'queued' AND \(Self.underTenantLimit))
+                        WHERE b.id = ? AND b.status = 'queued' AND \(Self.underTenantLimit)
+                          AND (b.runPolicy != 'serial' OR NOT EXISTS (
+                              SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN ('starting', 'running'))))
                     RETURNING *
                     """,
                 arguments: [

@@ -15,8 +15,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
 
     private struct Row: Codable, FetchableRecord, PersistableRecord {
         static let databaseTableName = "trigger"
-        static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
-        static let databaseDateDecodingStrategy = DatabaseDateDecodingStrategy.timeIntervalSince1970
+        /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
+        /// both those and the text dates of rows written before.
+        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
         var id: String
         var tenantId: String
         var forge: String

@@ -58,7 +58,7 @@ package enum ForgeCommitStatus {
         case .queued, .starting, .running: "pending"
         case .succeeded: "success"
         case .failed: "failure"
-        case .cancelled, .timedOut: "error"
+        case .cancelled, .timedOut, .expired: "error"
         }
     }
 
@@ -67,7 +67,7 @@ package enum ForgeCommitStatus {
         case .queued, .starting: "pending"
         case .running: "running"
         case .succeeded: "success"
-        case .failed, .timedOut: "failed"
+        case .failed, .timedOut, .expired: "failed"
         case .cancelled: "canceled"
         }
     }
@@ -81,6 +81,7 @@ package enum ForgeCommitStatus {
         case .failed: "failed (\(build.reason?.rawValue ?? "error"))"
         case .cancelled: "cancelled"
         case .timedOut: "timed out"
+        case .expired: "expired in the queue"
         }
         return String(text.prefix(140))
     }

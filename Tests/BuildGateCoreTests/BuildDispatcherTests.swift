@@ -21,24 +21,30 @@ struct BuildDispatcherTests {
             contexts = try FileContextStore(dataDirectory: directory.path)
         }
 
-        func enqueue(timeout: Int = 3600) async throws -> BuildID {
+        func enqueue(
+            timeout: Int = 3600, image: String = "r.example.com/app:1", runPolicy: RunPolicy = .parallel,
+            queueExpiresAt: Date? = nil
+        ) async throws -> BuildID {
             let build = Build(
                 id: .generate(),
-                request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], timeoutSeconds: timeout),
+                request: BuildRequest(images: [try ImageReference(parsing: image)], timeoutSeconds: timeout),
                 context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
-                createdAt: Date())
+                createdAt: Date(), queueExpiresAt: queueExpiresAt,
+                runKey: runPolicy == .parallel ? nil : "default/key", runPolicy: runPolicy)
             _ = try await store.create(build)
             return build.id
         }
 
-        func dispatcher(_ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15)) -> BuildDispatcher {
+        func dispatcher(
+            _ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15), pool: BuilderPool? = nil
+        ) -> BuildDispatcher {
             var configuration = BuildDispatcher.Configuration()
             configuration.pollInterval = .milliseconds(20)
             configuration.renewInterval = .milliseconds(50)
             configuration.leaseDuration = lease
             return BuildDispatcher(
                 queue: store, logs: logs, contexts: contexts,
-                pool: .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)]),
+                pool: pool ?? .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)]),
                 drivers: [.podman: driver], configuration: configuration, logger: Logger(label: "test"))
         }
 
@@ -64,6 +70,106 @@ struct BuildDispatcherTests {
         let task = Task { try await dispatcher.run() }
         defer { task.cancel() }
         return try await body()
+    }
+
+    @Test func aBuildWhoseBuilderVanishesIsRetriedOnAnotherAndThatBuilderLeavesRotation() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.vanishingBuilders = ["a", "b"]
+        let driver = FakeBuilderDriver(script: script)
+        let pool = BuilderPool.healthy(["a", "b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        let id = try await harness.enqueue()
+        let dispatcher = harness.dispatcher(driver, pool: pool)
+        let build = try await running(dispatcher) {
+            // Both builders vanish under it; the third attempt waits for a healthy builder, saying so.
+            _ = try await harness.waitFor(id) { $0.attempt == 3 && $0.status == .queued }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(dispatcher.queueReasons.reason(for: id) == "no healthy builder")
+            pool.update([BuilderEndpoint(name: "c", engine: .podman, address: .unix(path: "/c"))], from: "dns:builders")
+            pool.record("c", health: .healthy)
+            return try await harness.waitFor(id) { $0.status.isTerminal }
+        }
+        #expect(build.status == .succeeded)
+        #expect(driver.endpoints.count == 3)
+        #expect(Set(driver.endpoints.prefix(2)) == ["a", "b"])
+        #expect(driver.endpoints.last == "c")
+        #expect(build.attempt == 3)
+        let log = try await harness.log(id)
+        #expect(log.contains("ended without a result: builder"))
+        #expect(log.contains("back in the queue for another builder"))
+        for name in driver.endpoints.dropLast() {
+            #expect(pool.members.first { $0.endpoint.name == name }?.health == .unhealthy)
+        }
+    }
+
+    @Test func afterThreeAttemptsTheBuildFailsBuilderUnavailable() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.vanishingBuilders = ["a", "b", "c", "d"]
+        let driver = FakeBuilderDriver(script: script)
+        let pool = BuilderPool.healthy(["a", "b", "c", "d"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        let id = try await harness.enqueue()
+        let build = try await running(harness.dispatcher(driver, pool: pool)) {
+            try await harness.waitFor(id) { $0.status.isTerminal }
+        }
+        #expect(build.status == .failed)
+        #expect(build.reason == .builderUnavailable)
+        #expect(build.attempt == 3)
+        #expect(driver.endpoints.count == 3)
+    }
+
+    @Test func aFailedRunIsNeverRetried() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.outcome = .failed(.buildFailed, message: "exit code: 1")
+        let driver = FakeBuilderDriver(script: script)
+        let id = try await harness.enqueue()
+        let build = try await running(harness.dispatcher(driver)) { try await harness.waitFor(id) { $0.status.isTerminal } }
+        #expect(build.reason == .buildFailed)
+        #expect(build.attempt == 1)
+        #expect(driver.runs == [id])
+    }
+
+    @Test func serialBuildsOfOneKeyRunOneAtATimeInOrderWhileOthersRunAlongside() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        let driver = FakeBuilderDriver(script: script)
+        let first = try await harness.enqueue(runPolicy: .serial)
+        let second = try await harness.enqueue(runPolicy: .serial)
+        let other = try await harness.enqueue(image: "r.example.com/other:1")
+        let dispatcher = harness.dispatcher(driver, capacity: 3)
+        try await running(dispatcher) {
+            _ = try await harness.waitFor(first) { $0.status == .running }
+            _ = try await harness.waitFor(other) { $0.status == .running }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await harness.store.build(second)?.status == .queued)
+            #expect(dispatcher.queueReasons.reason(for: second) == "waiting for the running build of the same run key (serial)")
+            driver.release()
+            _ = try await harness.waitFor(second) { $0.status == .succeeded }
+        }
+        #expect(driver.runs.firstIndex(of: first)! < driver.runs.firstIndex(of: second)!)
+    }
+
+    @Test func aBuildPastItsQueueTTLExpiresSayingWhyItWaited() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        let id = try await harness.enqueue(queueExpiresAt: Date(timeIntervalSinceNow: 0.5))
+        let reasons = QueueReasons()
+        reasons.replace([id: "no healthy builder for linux/arm64"])
+        let reaper = LeaseReaper(queue: harness.store, logs: harness.logs, interval: .seconds(1), queueReasons: reasons, logger: Logger(label: "test"))
+        try await reaper.expireQueuedBuilds(now: Date())
+        #expect(try await harness.store.build(id)?.status == .queued)
+        try await reaper.expireQueuedBuilds(now: Date(timeIntervalSinceNow: 1))
+        let expired = try #require(try await harness.store.build(id))
+        #expect(expired.status == .expired)
+        #expect(expired.reason == .expired)
+        #expect(expired.message == "waited in the queue past its TTL without a builder (no healthy builder for linux/arm64)")
+        #expect(try await harness.log(id).contains("result: expired"))
     }
 
     @Test func runsEveryQueuedBuildOldestFirstAndRecordsTheResult() async throws {

@@ -200,4 +200,38 @@ struct SQLiteBuildStoreTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter { $0.hasSuffix(".sql") }.sorted()
         #expect(applied == files.map { String($0.dropLast(4)) })
     }
+
+    @Test func aBuildStoredBeforeMigration0006KeepsItsRowAndItsDatesBecomeUnixSeconds() async throws {
+        defer { directory.remove() }
+        // A database as the gateway left it at migration 0005, with a row whose dates GRDB wrote as text.
+        let old = try TemporaryDirectory("migrations")
+        defer { old.remove() }
+        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter { $0.hasSuffix(".sql") }.sorted()
+        for file in files where file < "0006" {
+            try FileManager.default.copyItem(atPath: "\(migrationsDirectory)/\(file)", toPath: "\(old.path)/\(file)")
+        }
+        let path = "\(old.path)/db.sqlite"
+        let before = try BuildGateDatabase(path: path, migrationsDirectory: old.path)
+        try await before.writer.write { db in
+            try db.execute(sql: "INSERT INTO tenant (id, createdAt) VALUES ('default', 0) ON CONFLICT DO NOTHING")
+            try db.execute(sql: """
+                INSERT INTO build (id, tenantId, status, request, contextDigest, contextSize, contextCompression, createdAt, finishedAt, reason, message)
+                VALUES ('b00000000000000000000000001', 'default', 'failed',
+                  '{"buildArgs":{},"dockerfile":"Dockerfile","images":["r.example.com/app:1"],"labels":{},"noCache":false,"timeoutSeconds":60}',
+                  'sha256:\(String(repeating: "c", count: 64))', 1, 'none', '2026-11-20 10:00:00.500', '2026-11-20 10:01:00.000', 'buildFailed', 'x')
+                """)
+        }
+        let after = try BuildGateDatabase(path: path, migrationsDirectory: migrationsDirectory)
+        let row = try await after.writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT typeof(createdAt) AS type, createdAt, finishedAt, attempt, runPolicy FROM build")
+        }
+        #expect(row?["type"] == "real")
+        let created: Double = try #require(row?["createdAt"])
+        #expect(abs(created - Date(timeIntervalSince1970: 1_795_168_800.5).timeIntervalSince1970) < 0.01)
+        #expect(row?["attempt"] == 1)
+        #expect(row?["runPolicy"] == "parallel")
+        let build = try #require(try await SQLiteBuildStore(database: after).build(BuildID("b00000000000000000000000001")!))
+        #expect(build.status == .failed)
+        #expect(build.finishedAt.map { $0.timeIntervalSince(build.createdAt) }.map { abs($0 - 59.5) < 0.01 } == true)
+    }
 }

@@ -11,6 +11,8 @@ package final class FakeBuilderDriver: BuilderDriver {
         package var holdUntilReleased = false
         package var outcome: BuildOutcome = .succeeded([])
         package var stopDelay: Duration = .zero
+        /// Builders that vanish mid-build: a build there ends `builderUnavailable` after its output.
+        package var vanishingBuilders: Set<String> = []
 
         package init() {}
     }
@@ -20,6 +22,7 @@ package final class FakeBuilderDriver: BuilderDriver {
         var maxConcurrent = 0
         var runs: [BuildID] = []
         var released = false
+        var endpoints: [String] = []
     }
 
     private let script: Script
@@ -33,6 +36,8 @@ package final class FakeBuilderDriver: BuilderDriver {
     package var maxConcurrent: Int { state.withLock { $0.maxConcurrent } }
     /// Every build `run` was called with, in order.
     package var runs: [BuildID] { state.withLock { $0.runs } }
+    /// The builder of each call to `run`, in order.
+    package var endpoints: [String] { state.withLock { $0.endpoints } }
 
     package func probe(_ endpoint: BuilderEndpoint) async throws -> BuilderProbe {
         BuilderProbe(version: "fake engine at \(endpoint.address)")
@@ -50,6 +55,7 @@ package final class FakeBuilderDriver: BuilderDriver {
             $0.running += 1
             $0.maxConcurrent = max($0.maxConcurrent, $0.running)
             $0.runs.append(job.id)
+            $0.endpoints.append(endpoint.name)
         }
         defer { state.withLock { $0.running -= 1 } }
         await events(.accepted(engine: "fake engine"))
@@ -63,6 +69,9 @@ package final class FakeBuilderDriver: BuilderDriver {
             // Sleep in a task that is not cancelled: the engine takes this long to stop.
             await Task.detached { [delay = script.stopDelay] in try? await Task.sleep(for: delay) }.value
             return .failed(.cancelled, message: "stopped")
+        }
+        if script.vanishingBuilders.contains(endpoint.name) {
+            return .failed(.builderUnavailable, message: "lost the builder during the build: connection reset")
         }
         return script.outcome
     }
