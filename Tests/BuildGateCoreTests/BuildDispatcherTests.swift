@@ -158,13 +158,14 @@ struct BuildDispatcherTests {
     @Test func aBuildPastItsQueueTTLExpiresSayingWhyItWaited() async throws {
         let harness = try Harness()
         defer { harness.directory.remove() }
-        let id = try await harness.enqueue(queueExpiresAt: Date(timeIntervalSinceNow: 0.5))
+        let now = Date()
+        let id = try await harness.enqueue(queueExpiresAt: now.addingTimeInterval(60))
         let reasons = QueueReasons()
         reasons.replace([id: "no healthy builder for linux/arm64"])
         let reaper = LeaseReaper(queue: harness.store, logs: harness.logs, interval: .seconds(1), queueReasons: reasons, logger: Logger(label: "test"))
-        try await reaper.expireQueuedBuilds(now: Date())
+        try await reaper.expireQueuedBuilds(now: now.addingTimeInterval(59))
         #expect(try await harness.store.build(id)?.status == .queued)
-        try await reaper.expireQueuedBuilds(now: Date(timeIntervalSinceNow: 1))
+        try await reaper.expireQueuedBuilds(now: now.addingTimeInterval(61))
         let expired = try #require(try await harness.store.build(id))
         #expect(expired.status == .expired)
         #expect(expired.reason == .expired)
