@@ -95,6 +95,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "KubernetesDiscovery",
+            dependencies: [
+                "BuildGateCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BuildGateAPI",
             dependencies: [
                 "BuildGateCore",
@@ -117,6 +127,7 @@ let package = Package(
                 "BuildGateStore",
                 "EngineAPIDriver",
                 "BuildKitDriver",
+                "KubernetesDiscovery",
                 "BuildNotifications",
                 "ForgeWebhooks",
                 "GitCLI",
@@ -163,6 +174,15 @@ let package = Package(
             name: "EngineAPIDriverTests",
             dependencies: ["EngineAPIDriver", "BuildKitProgress"],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KubernetesDiscoveryTests",
+            dependencies: [
+                "KubernetesDiscovery", "BuildGateCore", "BuildGateTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,6 +8,7 @@ import EngineAPIDriver
 import Foundation
 import GitCLI
 import Hummingbird
+import KubernetesDiscovery
 import Logging
 import ServiceLifecycle
 
@@ -39,7 +40,7 @@ package func buildApplication(
     var services: [any Service] = []
     let pool = BuilderPool()
     var endpoints = configuration.builders
-    if endpoints.isEmpty {
+    if endpoints.isEmpty && configuration.pools.isEmpty {
         let podman = PodmanServiceSupervisor(
             dataDirectory: dataDirectory, executable: configuration.podmanExecutable,
             arguments: configuration.podmanArguments, insecureRegistries: configuration.insecureRegistries,
@@ -60,6 +61,7 @@ package func buildApplication(
 
     let drivers: [BuilderEngine: any BuilderDriver] = [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver]
     pool.update(endpoints, from: "static")
+    services += try discoveryServices(configuration, pool: pool, logger: logger)
     let monitor = BuilderHealthMonitor(pool: pool, drivers: drivers, logger: logger)
     // One round before the first claim, so builders that answer are in rotation from the start.
     await monitor.probeAll()
@@ -116,6 +118,37 @@ package func buildApplication(
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+/// A discovery service per configured pool. DNS pools resolve once here, so their builders are probed before the
+/// first claim; Kubernetes pools list on start.
+func discoveryServices(_ configuration: BuildGateConfiguration, pool: BuilderPool, logger: Logger) throws -> [any Service] {
+    var kubernetes: KubernetesCredentials?
+    return try configuration.pools.map { spec -> any Service in
+        switch spec {
+        case .dns(let name, let template):
+            let discovery = DNSBuilderDiscovery(name: name, template: template, pool: pool, logger: logger)
+            discovery.resolveOnce()
+            return discovery
+        case .kubernetes(let namespace, let labelSelector, let template):
+            if kubernetes == nil {
+                if let file = configuration.kubeconfig {
+                    kubernetes = try KubernetesCredentials.kubeconfig(
+                        jsonFile: file, dataDirectory: "\(configuration.dataDirectory)/kubernetes")
+                } else {
+                    kubernetes = KubernetesCredentials.inCluster()
+                }
+            }
+            guard let credentials = kubernetes else {
+                throw BuildGateError(
+                    .invalidParameter,
+                    "a kubernetes: pool needs the pod's service account (KUBERNETES_SERVICE_HOST) or --kubeconfig FILE.json")
+            }
+            return KubernetesBuilderDiscovery(
+                credentials: credentials, selection: .init(namespace: namespace, labelSelector: labelSelector),
+                template: template, pool: pool, logger: logger)
+        }
+    }
 }
 
 /// On first start (no token at all), creates an admin token for the `default` tenant, prints it once and writes it

@@ -9,6 +9,8 @@ import Foundation
 /// | `listen` | `BUILDGATE_LISTEN` | `--listen` | `127.0.0.1:8080` |
 /// | `dataDirectory` | `BUILDGATE_DATA_DIR` | `--data-dir` | `$XDG_DATA_HOME/buildgate` or `~/.local/share/buildgate` |
 /// | `builders` | `BUILDGATE_BUILDERS` (space-separated) | `--builder` (repeatable) | embedded Podman |
+/// | `pools` | `BUILDGATE_POOLS` (space-separated) | `--pool` (repeatable) | none |
+/// | `kubeconfig` | `BUILDGATE_KUBECONFIG` | `--kubeconfig` | the pod's service account |
 /// | `registryAuthFile` | `BUILDGATE_REGISTRY_AUTH_FILE` | `--registry-auth-file` | none |
 /// | `insecureRegistries` | `BUILDGATE_INSECURE_REGISTRIES` (comma-separated) | `--insecure-registry` | none |
 /// | `maxContextSize` | `BUILDGATE_MAX_CONTEXT_SIZE` | `--max-context-size` | 2147483648 (2 GiB) |
@@ -37,8 +39,12 @@ package struct BuildGateConfiguration: Sendable {
     package var host = "127.0.0.1"
     package var port = 8080
     package var dataDirectory: String
-    /// Explicit builders; empty means "start and use an embedded Podman service".
+    /// Explicit builders; with no builders and no pools, the gateway starts and uses an embedded Podman service.
     package var builders: [BuilderEndpoint] = []
+    /// Discovered pools of builders (DNS names, Kubernetes pods).
+    package var pools: [BuilderPoolSpec] = []
+    /// A JSON kubeconfig for Kubernetes pools outside the cluster; nil: the pod's service account.
+    package var kubeconfig: String?
     /// A Docker `config.json`-style file with registry credentials (`{"auths":{"host":{"auth":"base64(user:pass)"}}}`).
     package var registryAuthFile: String?
     package var insecureRegistries: Set<String> = []
@@ -63,6 +69,8 @@ package struct BuildGateConfiguration: Sendable {
         package var listen: String?
         package var dataDirectory: String?
         package var builders: [String]?
+        package var pools: [String]?
+        package var kubeconfig: String?
         package var registryAuthFile: String?
         package var insecureRegistries: [String]?
         package var maxContextSize: Int64?
@@ -98,6 +106,8 @@ package struct BuildGateConfiguration: Sendable {
             listen = environment["BUILDGATE_LISTEN"]
             dataDirectory = environment["BUILDGATE_DATA_DIR"]
             builders = words("BUILDGATE_BUILDERS")
+            pools = words("BUILDGATE_POOLS")
+            kubeconfig = environment["BUILDGATE_KUBECONFIG"]
             registryAuthFile = environment["BUILDGATE_REGISTRY_AUTH_FILE"]
             insecureRegistries = words("BUILDGATE_INSECURE_REGISTRIES", separator: ",")
             maxContextSize = try number("BUILDGATE_MAX_CONTEXT_SIZE")
@@ -151,6 +161,8 @@ package struct BuildGateConfiguration: Sendable {
         guard Set(configuration.builders.map(\.name)).count == configuration.builders.count else {
             throw BuildGateError(.invalidParameter, "two builders have the same name; give each a name=…")
         }
+        configuration.pools = try (first(\.pools) ?? []).map(parsePool)
+        configuration.kubeconfig = first(\.kubeconfig)
         configuration.registryAuthFile = first(\.registryAuthFile)
         configuration.insecureRegistries = Set(first(\.insecureRegistries) ?? [])
         if let size = first(\.maxContextSize) {
@@ -203,31 +215,102 @@ package struct BuildGateConfiguration: Sendable {
         var endpoint = BuilderEndpoint(
             name: "\(engine.rawValue)-\(index + 1)", engine: engine,
             address: try BuilderEndpoint.Address(parsing: String(main[main.index(after: equals)...])))
-        var tlsOptions: [String: String] = [:]
+        var template = BuilderTemplate(engine: engine, port: .number(0))
+        var name: String?
         for option in fields.dropFirst() {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-            switch (parts.first, parts.count) {
-            case ("capacity", 2):
-                guard let capacity = Int(parts[1]), capacity >= 1 else {
-                    throw BuildGateError(.invalidParameter, "builder '\(text)': capacity must be 1 or more")
-                }
-                endpoint.capacity = capacity
-            case ("name", 2) where !parts[1].isEmpty:
-                endpoint.name = parts[1]
-            case ("network", 2) where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
-                endpoint.networkMode = parts[1]
-            case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
-                endpoint.useBuildKit = parts[1] == "true"
-            case ("tlscacert", 2), ("tlscert", 2), ("tlskey", 2), ("tlsservername", 2):
-                tlsOptions[parts[0]] = parts[1]
-            default:
-                throw BuildGateError(.invalidParameter, "builder '\(text)': unknown option '\(option)'")
+            if parts.first == "name", parts.count == 2, !parts[1].isEmpty {
+                name = parts[1]
+            } else {
+                try applyOption(option, to: &template, text: text)
             }
         }
-        if !tlsOptions.isEmpty {
-            endpoint.tls = try parseTLS(tlsOptions, of: endpoint, text: text)
-        }
+        try finishTLS(&template, text: text, address: endpoint.address)
+        endpoint.name = name ?? endpoint.name
+        endpoint.capacity = template.capacity
+        endpoint.networkMode = template.networkMode
+        endpoint.useBuildKit = template.useBuildKit
+        endpoint.tls = template.tls
         return endpoint
+    }
+
+    /// `dns:NAME:PORT,engine=E[,capacity=N][,…]` or `kubernetes:NAMESPACE/LABEL=VALUE[+LABEL=VALUE…],engine=E,port=NAME|NUMBER[,…]`,
+    /// with the same options as a builder.
+    package static func parsePool(_ text: String) throws -> BuilderPoolSpec {
+        let fields = text.split(separator: ",").map(String.init)
+        var options = fields.dropFirst().map { $0 }
+        func take(_ key: String) -> String? {
+            guard let index = options.firstIndex(where: { $0.hasPrefix("\(key)=") }) else { return nil }
+            return String(options.remove(at: index).dropFirst(key.count + 1))
+        }
+        guard let engineName = take("engine"), let engine = BuilderEngine(rawValue: engineName) else {
+            throw BuildGateError(.invalidParameter, "pool '\(text)' needs engine=podman|docker|buildkit")
+        }
+        let head = fields.first ?? ""
+        var template = BuilderTemplate(engine: engine, port: .number(0))
+        if let port = take("port") { template.port = Int(port).map { .number($0) } ?? .named(port) }
+        for option in options { try applyOption(option, to: &template, text: text) }
+        if head.hasPrefix("dns:") {
+            let target = head.dropFirst("dns:".count)
+            guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]),
+                (1...65535).contains(port), colon > target.startIndex
+            else { throw BuildGateError(.invalidParameter, "pool '\(text)': expected dns:NAME:PORT") }
+            template.port = .number(port)
+            try finishTLS(&template, text: text, address: .tcp(host: "pool", port: port))
+            return .dns(name: String(target[..<colon]), template: template)
+        }
+        if head.hasPrefix("kubernetes:") {
+            let target = head.dropFirst("kubernetes:".count)
+            guard let slash = target.firstIndex(of: "/"), slash > target.startIndex, target.index(after: slash) < target.endIndex
+            else { throw BuildGateError(.invalidParameter, "pool '\(text)': expected kubernetes:NAMESPACE/LABEL=VALUE[+LABEL=VALUE]") }
+            if case .number(0) = template.port {
+                throw BuildGateError(.invalidParameter, "pool '\(text)': give port=NUMBER or port=CONTAINER-PORT-NAME")
+            }
+            try finishTLS(&template, text: text, address: .tcp(host: "pool", port: 1))
+            let selector = target[target.index(after: slash)...].replacingOccurrences(of: "+", with: ",")
+            return .kubernetes(namespace: String(target[..<slash]), labelSelector: selector, template: template)
+        }
+        throw BuildGateError(.invalidParameter, "pool '\(text)' must start with dns: or kubernetes:")
+    }
+
+    private static func applyOption(_ option: String, to template: inout BuilderTemplate, text: String) throws {
+        let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+        let engine = template.engine
+        switch (parts.first, parts.count) {
+        case ("capacity", 2):
+            guard let capacity = Int(parts[1]), capacity >= 1 else {
+                throw BuildGateError(.invalidParameter, "'\(text)': capacity must be 1 or more")
+            }
+            template.capacity = capacity
+        case ("network", 2) where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
+            template.networkMode = parts[1]
+        case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
+            template.useBuildKit = parts[1] == "true"
+        case ("tlscacert", 2), ("tlscert", 2), ("tlskey", 2), ("tlsservername", 2):
+            var files = template.tls ?? BuilderEndpoint.TLSFiles(caCertificate: "")
+            switch parts[0] {
+            case "tlscacert": files.caCertificate = parts[1]
+            case "tlscert": files.clientCertificate = parts[1]
+            case "tlskey": files.clientKey = parts[1]
+            default: files.serverName = parts[1]
+            }
+            template.tls = files
+        default:
+            throw BuildGateError(.invalidParameter, "'\(text)': unknown option '\(option)'")
+        }
+    }
+
+    /// Checks the TLS options gathered from a builder or pool.
+    private static func finishTLS(_ template: inout BuilderTemplate, text: String, address: BuilderEndpoint.Address) throws {
+        guard let files = template.tls else { return }
+        var options: [String: String] = ["tlscacert": files.caCertificate]
+        options["tlscert"] = files.clientCertificate
+        options["tlskey"] = files.clientKey
+        options["tlsservername"] = files.serverName
+        if files.caCertificate.isEmpty { options["tlscacert"] = nil }
+        var endpoint = BuilderEndpoint(name: "check", engine: template.engine, address: address)
+        endpoint.tls = nil
+        template.tls = try parseTLS(options, of: endpoint, text: text)
     }
 
     private static func parseTLS(_ options: [String: String], of endpoint: BuilderEndpoint, text: String) throws -> BuilderEndpoint.TLSFiles {
@@ -252,4 +335,12 @@ package struct BuildGateConfiguration: Sendable {
             caCertificate: ca, clientCertificate: options["tlscert"], clientKey: options["tlskey"],
             serverName: options["tlsservername"])
     }
+}
+
+/// A discovered pool of builders.
+package enum BuilderPoolSpec: Sendable, Equatable {
+    /// Every address of a DNS name (a headless Service), re-resolved periodically.
+    case dns(name: String, template: BuilderTemplate)
+    /// Ready pods matching a label selector, listed and watched through the Kubernetes API.
+    case kubernetes(namespace: String, labelSelector: String, template: BuilderTemplate)
 }

@@ -19,7 +19,8 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the gateway (HTTP API, queue, dispatcher).",
         discussion: """
             Settings come from flags, then BUILDGATE_* environment variables, then the JSON config file, then \
-            defaults. With no --builder, the gateway starts its own `podman system service` in the data directory.
+            defaults. With no --builder and no --pool, the gateway starts its own `podman system service` in the data
+            directory.
             """)
 
     @Option(help: "JSON config file (also BUILDGATE_CONFIG).") var config: String?
@@ -27,6 +28,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Data directory: database, contexts, logs.") var dataDirectory: String?
     @Option(name: .customLong("builder"), help: "ENGINE=ADDRESS[,capacity=N][,name=NAME], repeatable.")
     var builders: [String] = []
+    @Option(
+        name: .customLong("pool"),
+        help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,engine=E,port=P[,…], repeatable.")
+    var pools: [String] = []
+    @Option(help: "A JSON kubeconfig (kubectl config view --minify --flatten -o json) for kubernetes: pools.") var kubeconfig: String?
     @Option(help: "Docker config.json-style file with registry credentials.") var registryAuthFile: String?
     @Option(name: .customLong("insecure-registry"), help: "Registry host reached without TLS verification, repeatable.")
     var insecureRegistries: [String] = []
@@ -53,6 +59,8 @@ struct Serve: AsyncParsableCommand {
         flags.listen = listen
         flags.dataDirectory = dataDirectory
         flags.builders = builders.isEmpty ? nil : builders
+        flags.pools = pools.isEmpty ? nil : pools
+        flags.kubeconfig = kubeconfig
         flags.registryAuthFile = registryAuthFile
         flags.insecureRegistries = insecureRegistries.isEmpty ? nil : insecureRegistries
         flags.maxContextSize = maxContextSize

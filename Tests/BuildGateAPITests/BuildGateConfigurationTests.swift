@@ -43,6 +43,41 @@ struct BuildGateConfigurationTests {
         }
     }
 
+    @Test func buildersTakeMutualTLSAndBuildKitOptions() throws {
+        let directory = try TemporaryDirectory("tls")
+        defer { directory.remove() }
+        for file in ["ca.pem", "cert.pem", "key.pem"] { FileManager.default.createFile(atPath: "\(directory.path)/\(file)", contents: Data("x".utf8)) }
+        let tls = "tlscacert=\(directory.path)/ca.pem,tlscert=\(directory.path)/cert.pem,tlskey=\(directory.path)/key.pem"
+        let buildkit = try BuildGateConfiguration.parseBuilder("buildkit=tcp://bk:1234,\(tls),tlsservername=buildkitd,network=host", index: 0)
+        #expect(buildkit.tls == .init(caCertificate: "\(directory.path)/ca.pem", clientCertificate: "\(directory.path)/cert.pem",
+            clientKey: "\(directory.path)/key.pem", serverName: "buildkitd"))
+        #expect(buildkit.networkMode == "host")
+        let docker = try BuildGateConfiguration.parseBuilder("docker=tcp://d:2376,buildkit=true,\(tls)", index: 0)
+        #expect(docker.useBuildKit && docker.tls != nil)
+        for bad in [
+            "docker=unix:///d.sock,\(tls)", "docker=tcp://d:2376,tlscert=\(directory.path)/cert.pem",
+            "docker=tcp://d:2376,tlscacert=/missing.pem", "docker=tcp://d:2376,\(tls),tlsservername=x",
+            "docker=tcp://d:2376,tlscacert=\(directory.path)/ca.pem,tlscert=\(directory.path)/cert.pem", "podman=tcp://p:1,buildkit=true",
+        ] {
+            #expect(throws: BuildGateError.self, "\(bad)") { try BuildGateConfiguration.parseBuilder(bad, index: 0) }
+        }
+    }
+
+    @Test func poolsParseForDNSAndKubernetes() throws {
+        var dns = BuilderTemplate(engine: .podman, port: .number(8888))
+        dns.capacity = 2
+        #expect(try BuildGateConfiguration.parsePool("dns:podman.builders.svc:8888,engine=podman,capacity=2") == .dns(name: "podman.builders.svc", template: dns))
+        var kubernetes = BuilderTemplate(engine: .buildkit, port: .named("buildkitd"))
+        kubernetes.networkMode = "host"
+        #expect(try BuildGateConfiguration.parsePool("kubernetes:builders/app=buildkitd+tier=ci,engine=buildkit,port=buildkitd,network=host")
+            == .kubernetes(namespace: "builders", labelSelector: "app=buildkitd,tier=ci", template: kubernetes))
+        for bad in ["dns:x:1", "dns:x,engine=podman", "kubernetes:builders,engine=podman,port=1", "kubernetes:builders/app=x,engine=podman",
+            "static:x,engine=podman", "dns:x:1,engine=podman,colour=blue"]
+        {
+            #expect(throws: BuildGateError.self, "\(bad)") { try BuildGateConfiguration.parsePool(bad) }
+        }
+    }
+
     @Test func badValuesAreRefusedWithTheirName() {
         #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(environment: ["BUILDGATE_MAX_CONTEXT_SIZE": "lots"]) }
         var layer = BuildGateConfiguration.Layer()

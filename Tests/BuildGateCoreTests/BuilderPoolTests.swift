@@ -91,3 +91,20 @@ struct BuilderPoolTests {
         #expect(pool.members.map(\.endpoint.name) == ["k1"])
     }
 }
+
+struct DNSBuilderDiscoveryTests {
+    @Test func everyAddressOfTheNameIsABuilderAndAFailedLookupKeepsTheLastAnswer() throws {
+        let pool = BuilderPool()
+        var template = BuilderTemplate(engine: .podman, port: .number(8888))
+        template.capacity = 2
+        DNSBuilderDiscovery(name: "localhost", template: template, pool: pool, logger: .init(label: "test")).resolveOnce()
+        let found = pool.members.map(\.endpoint)
+        #expect(found.contains { $0.name == "localhost/127.0.0.1" && $0.address == .tcp(host: "127.0.0.1", port: 8888) && $0.capacity == 2 })
+        #expect(found.allSatisfy { $0.name.hasPrefix("localhost/") && $0.engine == .podman })
+
+        // The same source with a name that does not resolve: the pool keeps what it had.
+        let broken = DNSBuilderDiscovery(name: "no-such-host.invalid", template: template, pool: pool, logger: .init(label: "test"))
+        broken.resolveOnce()
+        #expect(pool.members.map(\.endpoint) == found)
+    }
+}

@@ -1,0 +1,243 @@
+import AsyncHTTPClient
+import BuildGateCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// Where the Kubernetes API is and how to authenticate, as client-go finds it: in a pod from the service account
+/// (`KUBERNETES_SERVICE_HOST/PORT`, the token, CA and namespace files), else from a kubeconfig.
+package struct KubernetesCredentials: Sendable, Equatable {
+    /// `https://host:port` (or `http://` for a test server).
+    package var server: String
+    /// The CA that signed the API server's certificate; nil: the system's roots.
+    package var caFile: String?
+    /// A bearer token file, read on every request (projected service-account tokens rotate).
+    package var tokenFile: String?
+    /// A bearer token given inline (kubeconfig `token`).
+    package var token: String?
+    /// Client certificate and key files (kubeconfig `client-certificate`, `client-key`).
+    package var clientCertificateFile: String?
+    package var clientKeyFile: String?
+    /// The namespace of the pod the gateway runs in, when known.
+    package var namespace: String?
+
+    package init(server: String, caFile: String? = nil, tokenFile: String? = nil, token: String? = nil) {
+        self.server = server
+        self.caFile = caFile
+        self.tokenFile = tokenFile
+        self.token = token
+    }
+
+    static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    /// client-go's `InClusterConfig`: nil when not running in a pod.
+    package static func inCluster(
+        environment: [String: String] = ProcessInfo.processInfo.environment, directory: String = serviceAccountDirectory
+    ) -> KubernetesCredentials? {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"], let port = environment["KUBERNETES_SERVICE_PORT"],
+            !host.isEmpty, !port.isEmpty, FileManager.default.fileExists(atPath: "\(directory)/token")
+        else { return nil }
+        var credentials = KubernetesCredentials(
+            server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)", tokenFile: "\(directory)/token")
+        if FileManager.default.fileExists(atPath: "\(directory)/ca.crt") { credentials.caFile = "\(directory)/ca.crt" }
+        credentials.namespace = environment["POD_NAMESPACE"]
+            ?? (try? String(contentsOfFile: "\(directory)/namespace", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return credentials
+    }
+
+    /// The current context of a kubeconfig in JSON (`kubectl config view --minify --flatten -o json`): server, CA,
+    /// token or client certificate. Inline `-data` fields are written to files next to it under `directory`.
+    package static func kubeconfig(jsonFile path: String, dataDirectory directory: String) throws -> KubernetesCredentials {
+        struct Config: Decodable {
+            struct Named<T: Decodable>: Decodable { var name: String; var value: T
+                enum CodingKeys: String, CodingKey { case name, cluster, user, context }
+                init(from decoder: any Decoder) throws {
+                    let container = try decoder.container(keyedBy: CodingKeys.self)
+                    name = try container.decode(String.self, forKey: .name)
+                    value = try container.decodeIfPresent(T.self, forKey: .cluster) ?? container.decodeIfPresent(T.self, forKey: .user)
+                        ?? container.decode(T.self, forKey: .context)
+                }
+            }
+            struct Cluster: Decodable {
+                var server: String
+                var certificateAuthority: String?
+                var certificateAuthorityData: String?
+                enum CodingKeys: String, CodingKey {
+                    case server, certificateAuthority = "certificate-authority", certificateAuthorityData = "certificate-authority-data"
+                }
+            }
+            struct User: Decodable {
+                var token: String?
+                var tokenFile: String?
+                var clientCertificate: String?
+                var clientCertificateData: String?
+                var clientKey: String?
+                var clientKeyData: String?
+                enum CodingKeys: String, CodingKey {
+                    case token, tokenFile = "tokenFile", clientCertificate = "client-certificate",
+                        clientCertificateData = "client-certificate-data", clientKey = "client-key", clientKeyData = "client-key-data"
+                }
+            }
+            struct Context: Decodable { var cluster: String; var user: String; var namespace: String? }
+            var clusters: [Named<Cluster>]
+            var users: [Named<User>]
+            var contexts: [Named<Context>]
+            var currentContext: String?
+            enum CodingKeys: String, CodingKey { case clusters, users, contexts, currentContext = "current-context" }
+        }
+        let config: Config
+        do {
+            config = try JSONDecoder().decode(Config.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw BuildGateError(.invalidParameter, "kubeconfig \(path) is not a JSON kubeconfig (kubectl config view --minify --flatten -o json): \(error)")
+        }
+        guard let context = config.contexts.first(where: { $0.name == config.currentContext }) ?? config.contexts.first,
+            let cluster = config.clusters.first(where: { $0.name == context.value.cluster }),
+            let user = config.users.first(where: { $0.name == context.value.user })
+        else { throw BuildGateError(.invalidParameter, "kubeconfig \(path) has no usable current context") }
+
+        func file(_ inline: String?, _ named: String?, as name: String) throws -> String? {
+            if let named { return named }
+            guard let inline, let data = Data(base64Encoded: inline) else { return nil }
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let target = "\(directory)/\(name)"
+            guard FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw BuildGateError(.internalError, "could not write \(target)")
+            }
+            return target
+        }
+        var credentials = KubernetesCredentials(server: cluster.value.server, tokenFile: user.value.tokenFile, token: user.value.token)
+        credentials.caFile = try file(cluster.value.certificateAuthorityData, cluster.value.certificateAuthority, as: "kube-ca.crt")
+        credentials.clientCertificateFile = try file(user.value.clientCertificateData, user.value.clientCertificate, as: "kube-client.crt")
+        credentials.clientKeyFile = try file(user.value.clientKeyData, user.value.clientKey, as: "kube-client.key")
+        credentials.namespace = context.value.namespace
+        return credentials
+    }
+}
+
+/// The few Kubernetes API calls discovery needs, over AsyncHTTPClient.
+struct KubernetesAPIClient: Sendable {
+    let credentials: KubernetesCredentials
+    let httpClient: HTTPClient
+
+    /// A non-2xx answer, with the `Status` object's reason and code when the server sent one.
+    struct Failure: Error, CustomStringConvertible {
+        var httpStatus: Int
+        var status: KubernetesStatus?
+        var description: String {
+            "HTTP \(httpStatus)" + (status.map { ": \($0.reason ?? "") \($0.message ?? "")" } ?? "")
+        }
+    }
+
+    func get(_ path: String, query: [(String, String)], timeout: TimeAmount) async throws -> HTTPClientResponse {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let queryString = query.isEmpty ? "" : "?" + query.map {
+            "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+        var request = HTTPClientRequest(url: credentials.server + path + queryString)
+        request.headers.add(name: "Accept", value: "application/json")
+        if let token = try bearerToken() { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if credentials.server.hasPrefix("https://") {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            if let ca = credentials.caFile { tls.trustRoots = .file(ca) }
+            if let certificate = credentials.clientCertificateFile, let key = credentials.clientKeyFile {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                tls.privateKey = .file(key)
+            }
+            request.tlsConfiguration = tls
+        }
+        let response = try await httpClient.execute(request, timeout: timeout)
+        guard (200..<300).contains(response.status.code) else {
+            let body = try? await response.body.collect(upTo: 1 << 20)
+            let status = body.flatMap { try? JSONDecoder().decode(KubernetesStatus.self, from: Data($0.readableBytesView)) }
+            throw Failure(httpStatus: Int(response.status.code), status: status)
+        }
+        return response
+    }
+
+    private func bearerToken() throws -> String? {
+        if let file = credentials.tokenFile {
+            return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return credentials.token
+    }
+}
+
+// MARK: - The API's shapes (the fields discovery reads)
+
+/// `meta/v1 Status`, the API's error object.
+struct KubernetesStatus: Decodable, Equatable {
+    var kind: String?
+    var status: String?
+    var message: String?
+    var reason: String?
+    var code: Int?
+}
+
+struct KubernetesPod: Decodable, Equatable {
+    struct Metadata: Decodable, Equatable {
+        var name: String?
+        var namespace: String?
+        var resourceVersion: String?
+        var labels: [String: String]?
+        var annotations: [String: String]?
+        var deletionTimestamp: String?
+    }
+    struct Spec: Decodable, Equatable {
+        struct Container: Decodable, Equatable {
+            struct Port: Decodable, Equatable { var name: String?; var containerPort: Int }
+            var name: String
+            var ports: [Port]?
+        }
+        var containers: [Container]
+    }
+    struct Status: Decodable, Equatable {
+        struct Condition: Decodable, Equatable { var type: String; var status: String }
+        var phase: String?
+        var podIP: String?
+        var conditions: [Condition]?
+    }
+    var metadata: Metadata
+    var spec: Spec?
+    var status: Status?
+
+    /// Running, Ready, with an IP, and not being deleted: only such a pod takes builds.
+    var isReady: Bool {
+        metadata.deletionTimestamp == nil && status?.phase == "Running" && !(status?.podIP ?? "").isEmpty
+            && status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true
+    }
+}
+
+struct KubernetesPodList: Decodable {
+    struct Metadata: Decodable { var resourceVersion: String? }
+    var metadata: Metadata
+    var items: [KubernetesPod]
+}
+
+/// One line of a watch stream. `object` is a Pod, a Status (type `ERROR`), or a bookmark's bare metadata.
+struct KubernetesWatchEvent: Decodable {
+    var type: String
+    var object: Object
+
+    struct Object: Decodable {
+        var pod: KubernetesPod?
+        var status: KubernetesStatus?
+        var resourceVersion: String?
+
+        init(from decoder: any Decoder) throws {
+            let kind = try? decoder.container(keyedBy: KindKey.self).decodeIfPresent(String.self, forKey: .kind)
+            if kind == "Status" {
+                status = try KubernetesStatus(from: decoder)
+            } else {
+                pod = try? KubernetesPod(from: decoder)
+            }
+            resourceVersion = pod?.metadata.resourceVersion
+                ?? (try? decoder.container(keyedBy: KindKey.self).nestedContainer(keyedBy: KindKey.self, forKey: .metadata)
+                    .decodeIfPresent(String.self, forKey: .resourceVersion)) ?? nil
+        }
+
+        enum KindKey: String, CodingKey { case kind, metadata, resourceVersion }
+    }
+}

@@ -1,0 +1,179 @@
+import BuildGateCore
+import BuildGateTesting
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+@testable import KubernetesDiscovery
+
+/// Kubernetes discovery against `FakeKubernetesAPI`: list, watch, bookmarks, 410 Gone, errors.
+@Suite struct KubernetesBuilderDiscoveryTests {
+    /// Runs discovery against a fresh fake API for the duration of `body`.
+    func withDiscovery(
+        token: String? = nil, template: BuilderTemplate = BuilderTemplate(engine: .buildkit, port: .named("buildkitd")),
+        _ body: @Sendable (FakeKubernetesAPI, BuilderPool) async throws -> Void
+    ) async throws {
+        let api = FakeKubernetesAPI()
+        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let pool = BuilderPool()
+            let discovery = KubernetesBuilderDiscovery(
+                credentials: KubernetesCredentials(server: "http://127.0.0.1:\(client.port!)", token: token ?? api.token),
+                selection: .init(namespace: api.namespace, labelSelector: "app=builder"), template: template, pool: pool,
+                watchTimeoutSeconds: 30, logger: Logger(label: "test"))
+            let task = Task { await discovery.reflect() }
+            defer { task.cancel() }
+            try await body(api, pool)
+            api.closeWatches()
+        }
+    }
+
+    /// The pool's builders of this source, by name, once `condition` holds (or fails after 5 s).
+    @discardableResult
+    func eventually(_ pool: BuilderPool, _ what: Comment, _ condition: ([BuilderEndpoint]) -> Bool) async throws -> [BuilderEndpoint] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            let endpoints = pool.members.filter { $0.source != nil }.map(\.endpoint)
+            if condition(endpoints) { return endpoints }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("never: \(what); pool: \(pool.members.map(\.endpoint.name))")
+        throw CancellationError()
+    }
+
+    @Test func readyPodsWithAnIPAreBuildersAndTheWatchKeepsThePoolCurrent() async throws {
+        try await withDiscovery { api, pool in
+            api.addPod("bk-0", ip: "10.2.0.10", ready: true)
+            api.addPod("bk-1", ip: "10.2.0.11", ready: false)
+            api.addPod("web-0", ip: "10.2.0.99", ready: true, labels: ["app": "web"])
+            let first = try await eventually(pool, "bk-0 alone") { $0.map(\.name) == ["builders/bk-0"] }
+            #expect(first.first?.address == .tcp(host: "10.2.0.10", port: 1234))
+            #expect(first.first?.engine == .buildkit)
+
+            api.setReady("bk-1", true)
+            try await eventually(pool, "bk-1 ready") { $0.map(\.name) == ["builders/bk-0", "builders/bk-1"] }
+            api.setReady("bk-0", false)
+            try await eventually(pool, "bk-0 not ready") { $0.map(\.name) == ["builders/bk-1"] }
+            api.deletePod("bk-1")
+            try await eventually(pool, "bk-1 deleted") { $0.isEmpty }
+
+            // Labels and annotations override the pool's engine, capacity and port.
+            api.addPod("pm-0", ip: "10.2.0.20", ready: true, labels: ["app": "builder", "buildgate.dev/engine": "podman"],
+                annotations: ["buildgate.dev/capacity": "3", "buildgate.dev/port": "8888"])
+            let podman = try await eventually(pool, "pm-0") { $0.map(\.name) == ["builders/pm-0"] }
+            #expect(podman.first?.engine == .podman)
+            #expect(podman.first?.capacity == 3)
+            #expect(podman.first?.address == .tcp(host: "10.2.0.20", port: 8888))
+            // One list, then watches only: no re-listing while the watch is healthy.
+            #expect(api.requests.filter { !$0.contains("watch=") }.count == 1)
+        }
+    }
+
+    @Test func aWatchResumesFromTheLastResourceVersionIncludingABookmarks() async throws {
+        try await withDiscovery { api, pool in
+            api.addPod("bk-0", ip: "10.2.0.10", ready: true)
+            try await eventually(pool, "bk-0") { $0.count == 1 }
+            while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            // A change this watch does not see (another label) moves the version on; only the bookmark tells.
+            api.addPod("web-0", ip: "10.2.0.99", ready: true, labels: ["app": "web"])
+            api.bookmark()
+            try await Task.sleep(for: .milliseconds(100))
+            let bookmarked = "resourceVersion=102"
+            api.closeWatches()
+            api.addPod("bk-1", ip: "10.2.0.11", ready: true)
+            // The next watch starts from the bookmark's version and gets bk-1's ADDED from the history.
+            try await eventually(pool, "bk-1 after the watch was cut") { $0.count == 2 }
+            let watches = api.requests.filter { $0.contains("watch=1") }
+            #expect(watches.count >= 2)
+            #expect(watches.last?.contains(bookmarked) == true, "\(watches)")
+            #expect(api.requests.filter { !$0.contains("watch=") }.count == 1, "resuming needs no new list")
+        }
+    }
+
+    @Test func aWatchWhoseHistoryIsGoneListsAgainAndNeverEmptiesThePoolMeanwhile() async throws {
+        try await withDiscovery { api, pool in
+            api.addPod("bk-0", ip: "10.2.0.10", ready: true)
+            api.addPod("bk-1", ip: "10.2.0.11", ready: true)
+            try await eventually(pool, "two builders") { $0.count == 2 }
+            while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            // Changes happen, history is compacted, then the watch breaks: resuming is refused with 410.
+            api.closeWatches()
+            api.deletePod("bk-0")
+            api.addPod("bk-2", ip: "10.2.0.12", ready: true)
+            api.compact()
+            try await eventually(pool, "the relisted state") { $0.map(\.name) == ["builders/bk-1", "builders/bk-2"] }
+            #expect(api.requests.filter { !$0.contains("watch=") }.count == 2, "\(api.requests)")
+        }
+    }
+
+    @Test func apiErrorsBackOffAndKeepTheLastKnownBuilders() async throws {
+        try await withDiscovery { api, pool in
+            api.addPod("bk-0", ip: "10.2.0.10", ready: true)
+            try await eventually(pool, "bk-0") { $0.count == 1 }
+            while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            api.failNext(2)
+            api.closeWatches()
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(pool.members.map(\.endpoint.name) == ["builders/bk-0"], "a failing API keeps the pool")
+            api.addPod("bk-1", ip: "10.2.0.11", ready: true)
+            try await eventually(pool, "recovered") { $0.count == 2 }
+        }
+    }
+
+    @Test func aRefusedTokenFindsNoBuildersAndSaysSo() async throws {
+        try await withDiscovery(token: "wrong") { api, pool in
+            api.addPod("bk-0", ip: "10.2.0.10", ready: true)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(pool.members.isEmpty)
+            #expect(!api.requests.isEmpty)
+        }
+    }
+
+    @Test func inClusterCredentialsComeFromTheServiceAccountFiles() throws {
+        let directory = try TemporaryDirectory("serviceaccount")
+        defer { directory.remove() }
+        try "token-1\n".write(toFile: "\(directory.path)/token", atomically: true, encoding: .utf8)
+        try "ca".write(toFile: "\(directory.path)/ca.crt", atomically: true, encoding: .utf8)
+        try "buildgate\n".write(toFile: "\(directory.path)/namespace", atomically: true, encoding: .utf8)
+        let credentials = try #require(KubernetesCredentials.inCluster(
+            environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"], directory: directory.path))
+        #expect(credentials.server == "https://10.96.0.1:443")
+        #expect(credentials.tokenFile == "\(directory.path)/token")
+        #expect(credentials.caFile == "\(directory.path)/ca.crt")
+        #expect(credentials.namespace == "buildgate")
+        #expect(KubernetesCredentials.inCluster(environment: [:], directory: directory.path) == nil)
+    }
+
+    @Test func aJSONKubeconfigGivesServerCAAndToken() throws {
+        let directory = try TemporaryDirectory("kubeconfig")
+        defer { directory.remove() }
+        let config = """
+            {"apiVersion":"v1","kind":"Config","current-context":"kind",
+             "clusters":[{"name":"kind","cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"\(Data("CA PEM".utf8).base64EncodedString())"}}],
+             "users":[{"name":"kind","user":{"token":"abc"}}],
+             "contexts":[{"name":"kind","context":{"cluster":"kind","user":"kind","namespace":"builders"}}]}
+            """
+        try config.write(toFile: "\(directory.path)/config.json", atomically: true, encoding: .utf8)
+        let credentials = try KubernetesCredentials.kubeconfig(jsonFile: "\(directory.path)/config.json", dataDirectory: directory.path)
+        #expect(credentials.server == "https://127.0.0.1:6443")
+        #expect(credentials.token == "abc")
+        #expect(credentials.namespace == "builders")
+        let caFile = try #require(credentials.caFile)
+        #expect(try String(contentsOfFile: caFile, encoding: .utf8) == "CA PEM")
+    }
+
+    @Test func theRealPodShapesDecode() throws {
+        // A real `kubectl get pods -o json` capture: every pod in it is Running and Ready with an IP.
+        let url = URL(fileURLWithPath: "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/real-kubectl-pod-list-minikube.json")
+        let list = try JSONDecoder().decode(KubernetesPodList.self, from: Data(contentsOf: url))
+        #expect(!list.items.isEmpty)
+        #expect(list.items.allSatisfy { $0.isReady })
+        let status = try JSONDecoder().decode(
+            KubernetesStatus.self,
+            from: Data(contentsOf: URL(fileURLWithPath: "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/status-404-notfound-job.json")))
+        #expect(status.code == 404)
+        #expect(status.reason == "NotFound")
+    }
+}
