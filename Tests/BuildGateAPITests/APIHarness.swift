@@ -108,6 +108,8 @@ struct BuildJSON: Decodable {
     struct Queue: Decodable { var position: Int; var reason: String? }
     var id: String
     var status: String
+    var builder: String?
+    var attempt: Int
     var reason: String?
     var message: String?
     var createdAt: String

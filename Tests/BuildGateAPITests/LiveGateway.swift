@@ -116,6 +116,7 @@ struct RealServices {
     /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
     func withGateway<T: Sendable>(
         capacity: Int = 1, allowedGitHosts: [String] = [], insecureRegistries: [String] = [], builder: String? = nil,
+        builders: [String]? = nil,
         _ body: @Sendable (GatewayClient, TemporaryDirectory) async throws -> T
     ) async throws -> T {
         let directory = try TemporaryDirectory("e2e")
@@ -124,10 +125,8 @@ struct RealServices {
         configuration.dataDirectory = directory.path
         configuration.migrationsDirectory = migrationsDirectory
         configuration.port = 0
-        configuration.builders = [
-            try BuildGateConfiguration.parseBuilder(
-                builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman", index: 0)
-        ]
+        configuration.builders = try (builders ?? [builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman"])
+            .enumerated().map { try BuildGateConfiguration.parseBuilder($1, index: $0) }
         configuration.insecureRegistries = Set([registry] + insecureRegistries)
         configuration.limits.allowedGitHosts = allowedGitHosts
         var logger = Logger(label: "e2e")

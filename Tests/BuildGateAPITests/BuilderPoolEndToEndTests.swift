@@ -1,0 +1,119 @@
+import AsyncHTTPClient
+import BuildGateCore
+import BuildGateTesting
+import Foundation
+import NIOCore
+import Testing
+
+/// Two real Podman services as one pool (capacity 1 each), started by this suite so one can be killed.
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+struct BuilderPoolEndToEndTests {
+    /// A `podman system service` of its own (storage, socket), pulling from the test registry.
+    final class PrivatePodman: Sendable {
+        let directory: String
+        let process: Process
+        var socket: String { "\(directory)/podman.sock" }
+        private var podman: [String] { ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc", "--cgroup-manager", "cgroupfs"] }
+
+        init() throws {
+            // Podman refuses a runroot longer than 50 characters: keep the directory short.
+            directory = "/tmp/bgpool-\(UUID().uuidString.prefix(8).lowercased())"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            let registries = try #require(RealEngines.environment["BUILDGATE_TEST_DIR"]).appending("/registries.conf")
+            process.environment = ProcessInfo.processInfo.environment.merging(["CONTAINERS_REGISTRIES_CONF": registries]) { $1 }
+            process.arguments = ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
+                "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock"]
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try process.run()
+            for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.1) }
+            try #require(FileManager.default.fileExists(atPath: socket), "podman system service did not start")
+        }
+
+        func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
+
+        func stop() {
+            if process.isRunning { process.terminate() }
+            let reset = Process()
+            reset.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            reset.arguments = podman + ["system", "reset", "--force"]
+            reset.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            reset.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try? reset.run()
+            reset.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    @Test func aPoolOfTwoSchedulesByCacheKeyAndRetriesElsewhereWhenABuilderDies() async throws {
+        let services = try RealServices()
+        let a = try PrivatePodman()
+        let b = try PrivatePodman()
+        defer { a.stop(); b.stop() }
+        let builders = ["podman=unix://\(a.socket),name=pm-a", "podman=unix://\(b.socket),name=pm-b"]
+        // Two keys, one preferring each builder, found with the gateway's own rendezvous choice on an idle pool.
+        let scratch = BuilderPool.healthy(["pm-a", "pm-b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        func preferred(_ image: String) throws -> String? {
+            let build = Build(id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: image)]), context: nil, createdAt: Date())
+            if case .endpoint(let endpoint) = scratch.choose(for: build) { return endpoint.name }
+            return nil
+        }
+        let candidates = (0..<64).map { services.uniqueImage("pool\($0)") }
+        let onA = try #require(try candidates.first { try preferred($0) == "pm-a" })
+        let onB = try #require(try candidates.first { try preferred($0) == "pm-b" })
+        let others = candidates.filter { $0 != onA && $0 != onB }
+        try await services.withGateway(builders: builders) { gateway, _ in
+            // Four builds of four keys: two run at a time (capacity 1 each), all succeed, on both builders.
+            let keys = [onA, onB] + others.prefix(2)
+            var ids: [String] = []
+            for key in keys {
+                ids.append(try await gateway.submit(services.context("RUN sleep 2\n"), query: "image=\(key)").id)
+            }
+            var mostRunning = 0
+            var finished: [BuildJSON] = []
+            while finished.count < ids.count {
+                var now: [BuildJSON] = []
+                for id in ids { now.append(try await gateway.build(id)) }
+                mostRunning = max(mostRunning, now.filter { $0.status == "running" || $0.status == "starting" }.count)
+                if now.allSatisfy({ ["succeeded", "failed", "cancelled", "timedOut", "expired"].contains($0.status) }) {
+                    finished = now
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(finished.allSatisfy { $0.status == "succeeded" }, "\(finished.map(\.message))")
+            #expect(mostRunning == 2)
+            #expect(Set(finished.compactMap(\.builder)) == ["pm-a", "pm-b"])
+
+            // Repeated builds of one key land where its cache is.
+            for (key, builder) in [(onA, "pm-a"), (onB, "pm-b"), (onA, "pm-a"), (onB, "pm-b")] {
+                let again = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(key)").id)
+                #expect(again.builder == builder, "\(key)")
+            }
+
+            // pm-b dies in the middle of a build of its key: the build is retried on pm-a, nothing is lost.
+            let doomed = try await gateway.submit(services.context("RUN echo started-on-b && sleep 5\n"), query: "image=\(onB)")
+            _ = try await gateway.waitFor(doomed.id) { $0.status == "running" && $0.builder == "pm-b" }
+            try await Task.sleep(for: .seconds(1))
+            b.kill()
+            let retried = try await gateway.waitUntilFinished(doomed.id)
+            let log = try await gateway.log(doomed.id)
+            #expect(retried.status == "succeeded", "\(log)")
+            #expect(retried.builder == "pm-a")
+            #expect(retried.attempt == 2)
+            #expect(log.contains("attempt 1 of 3 ended without a result: builder pm-b is unavailable"))
+            #expect(log.contains("dispatched to builder pm-a (podman, unix://\(a.socket)) (attempt 2 of 3)"))
+            #expect(try await services.manifest(of: onB).digest == retried.images.first?.digest)
+
+            // The key whose builder is gone moves; the other stays.
+            let moved = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(onB)").id)
+            #expect(moved.builder == "pm-a")
+            let stayed = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(onA)").id)
+            #expect(stayed.builder == "pm-a")
+            let (_, body) = try await gateway.get("/v1/builders")
+            #expect(String(decoding: body, as: UTF8.self).contains(#""health":"unhealthy""#))
+        }
+    }
+}
