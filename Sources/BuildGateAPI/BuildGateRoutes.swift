@@ -16,6 +16,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var pool: BuilderPool
     /// Why queued builds wait, as the dispatcher last saw it.
     package var queueReasons: QueueReasons
+    /// The readiness checks that fail now (empty: ready), for `GET /readyz`.
+    package var readiness: @Sendable () async -> [String]
     package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
@@ -30,6 +32,7 @@ package struct BuildGateAPIDependencies: Sendable {
         secrets: any BuildSecretRepository,
         pool: BuilderPool,
         queueReasons: QueueReasons,
+        readiness: @escaping @Sendable () async -> [String] = { [] },
         observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
@@ -43,6 +46,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.secrets = secrets
         self.pool = pool
         self.queueReasons = queueReasons
+        self.readiness = readiness
         self.observer = observer
         self.onQueued = onQueued
     }
@@ -84,6 +88,13 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     let router = Router(context: Context.self)
     router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
     router.get("healthz") { _, _ in "ok\n" }
+    router.get("readyz") { [readiness = dependencies.readiness] _, _ -> Response in
+        let failing = await readiness()
+        guard failing.isEmpty else {
+            throw APIError(status: .serviceUnavailable, code: "notReady", message: "not ready: " + failing.joined(separator: "; "))
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+    }
     router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
     let limiter = TenantRateLimiter(repository: dependencies.tenantLimits, defaults: limits.tenantDefaults)
     router.middlewares.add(TenantRateLimitMiddleware<Context>(limiter: limiter))

@@ -103,7 +103,17 @@ package func buildApplication(
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
             registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
-            pool: pool, queueReasons: dispatcher.queueReasons, observer: notifier,
+            pool: pool, queueReasons: dispatcher.queueReasons,
+            readiness: {
+                var failing: [String] = []
+                if await !database.isWritable() { failing.append("the database is not writable") }
+                if let free = freeBytes(dataDirectory), free < 512 << 20 {
+                    failing.append("the data directory has \(free >> 20) MiB free (under 512 MiB)")
+                }
+                if !pool.members.contains(where: { $0.isAvailable }) { failing.append("no builder is healthy") }
+                return failing
+            },
+            observer: notifier,
             onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
@@ -118,6 +128,13 @@ package func buildApplication(
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+func freeBytes(_ path: String) -> Int64? {
+    var stats = statvfs()
+    guard statvfs(path, &stats) == 0 else { return nil }
+    return Int64(stats.f_bavail) * Int64(stats.f_frsize)
 }
 
 /// A discovery service per configured pool. DNS pools resolve once here, so their builders are probed before the

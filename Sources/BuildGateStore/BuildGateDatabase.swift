@@ -9,6 +9,19 @@ import GRDB
 package final class BuildGateDatabase: Sendable {
     package let writer: DatabasePool
 
+    /// Whether a write transaction can start now (`BEGIN IMMEDIATE`, then rolled back): the readiness check.
+    package func isWritable() async -> Bool {
+        do {
+            try await writer.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                try db.execute(sql: "ROLLBACK")
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Opens (creating if needed) the database at `path` and applies the migrations in `migrationsDirectory`.
     package init(path: String, migrationsDirectory: String) throws {
         var configuration = Configuration()

@@ -136,6 +136,8 @@ struct DockerEngineEndToEndTests {
             #expect(build.status == "succeeded", "\(build.message ?? "")")
             #expect(try await services.manifest(of: image).digest == build.images.first?.digest)
             #expect(try await gateway.log(build.id).contains("at tcp://127.0.0.1:"))
+            let (ready, _) = try await gateway.get("/readyz")
+            #expect(ready.status.code == 200)
         }
         // The same engine, trusted, but the gateway shows no client certificate: dockerd's --tlsverify refuses it,
         // so the builder is unhealthy and the build waits in the queue, saying why.
@@ -150,6 +152,9 @@ struct DockerEngineEndToEndTests {
             let builders = String(decoding: body, as: UTF8.self)
             #expect(builders.contains(#""health":"unhealthy""#), "\(builders)")
             #expect(builders.contains("CERTIFICATE"), "\(builders)")
+            let (ready, readyBody) = try await gateway.get("/readyz")
+            #expect(ready.status.code == 503)
+            #expect(String(decoding: readyBody, as: UTF8.self).contains("no builder is healthy"))
         }
     }
 }
