@@ -320,9 +320,6 @@ package struct BuildGateConfiguration: Sendable {
         guard let ca = options["tlscacert"] else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': TLS needs tlscacert=FILE (the CA of the engine's certificate)")
         }
-        guard options["tlsservername"] == nil || endpoint.engine == .buildkit else {
-            throw BuildGateError(.invalidParameter, "builder '\(text)': tlsservername is for buildkit builders; give the engine's certificate name in the address")
-        }
         guard (options["tlscert"] == nil) == (options["tlskey"] == nil) else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': tlscert and tlskey go together")
         }

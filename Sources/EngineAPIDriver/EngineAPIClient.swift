@@ -22,9 +22,13 @@ struct EngineAPIClient: Sendable {
 
     /// Mutual TLS as dockerd's `--tlsverify` expects it: the engine's CA, and the gateway's certificate and key.
     /// The files are read per connection, so rotated certificates are picked up without a restart.
+    ///
+    /// A `serverName` means the address is one the certificate cannot name (a pod IP): the chain is still checked
+    /// against the pool's own CA, the host name is not (AsyncHTTPClient cannot check another name than the URL's).
     static func tlsConfiguration(_ files: BuilderEndpoint.TLSFiles) throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(files.caCertificate)
+        if files.serverName != nil { tls.certificateVerification = .noHostnameVerification }
         if let certificate = files.clientCertificate, let key = files.clientKey {
             tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
             tls.privateKey = .file(key)

@@ -56,7 +56,7 @@ struct BuildGateConfigurationTests {
         #expect(docker.useBuildKit && docker.tls != nil)
         for bad in [
             "docker=unix:///d.sock,\(tls)", "docker=tcp://d:2376,tlscert=\(directory.path)/cert.pem",
-            "docker=tcp://d:2376,tlscacert=/missing.pem", "docker=tcp://d:2376,\(tls),tlsservername=x",
+            "docker=tcp://d:2376,tlscacert=/missing.pem",
             "docker=tcp://d:2376,tlscacert=\(directory.path)/ca.pem,tlscert=\(directory.path)/cert.pem", "podman=tcp://p:1,buildkit=true",
         ] {
             #expect(throws: BuildGateError.self, "\(bad)") { try BuildGateConfiguration.parseBuilder(bad, index: 0) }
