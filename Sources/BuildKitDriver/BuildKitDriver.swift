@@ -83,7 +83,7 @@ package struct BuildKitDriver: BuilderDriver {
             return .failed(.buildFailed, message: "could not unpack the build context: \(error)")
         }
         await events(.accepted(engine: description))
-        for image in job.request.images { await events(.pushing(image)) }
+        // BuildKit pushes as the last step of the solve (its "exporting to image" lines); `.pushed` follows success.
 
         let arguments = Self.buildArguments(job, endpoint: endpoint, workspace: workspace, insecure: configuration.insecureRegistries)
         let finished: BuildctlRun

@@ -14,13 +14,8 @@ final class AuthenticatedRegistry: Sendable {
         self.username = username
         self.password = password
         directory = try TemporaryDirectory("authregistry")
-        let htpasswd = Process()
-        htpasswd.executableURL = URL(fileURLWithPath: "/usr/bin/htpasswd")
-        htpasswd.arguments = ["-Bbc", "\(directory.path)/htpasswd", username, password]
-        htpasswd.standardOutput = FileHandle.nullDevice
-        htpasswd.standardError = FileHandle.nullDevice
-        try htpasswd.run()
-        htpasswd.waitUntilExit()
+        let htpasswd = try await ChildProcess.run(["htpasswd", "-Bbc", "\(directory.path)/htpasswd", username, password])
+        try #require(htpasswd.status == 0, "\(htpasswd.output)")
         let port = Int.random(in: 20_000...60_000)
         address = "127.0.0.1:\(port)"
         try """
@@ -37,14 +32,7 @@ final class AuthenticatedRegistry: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         for _ in 0..<50 {
-            let probe = Process()
-            probe.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            probe.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/v2/"]
-            let out = Pipe()
-            probe.standardOutput = out
-            try probe.run()
-            let code = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            probe.waitUntilExit()
+            let code = try await ChildProcess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/v2/"]).output
             if code == "401" { return }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -9,49 +9,54 @@ import Testing
 @Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
 struct BuilderPoolEndToEndTests {
     /// A `podman system service` of its own (storage, socket), pulling from the test registry.
-    final class PrivatePodman: Sendable {
+    struct PrivatePodman: Sendable {
         let directory: String
         let process: Process
         var socket: String { "\(directory)/podman.sock" }
-        private var podman: [String] { ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc", "--cgroup-manager", "cgroupfs"] }
+        private var podman: [String] {
+            ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+        }
 
-        init() throws {
+        static func start() async throws -> PrivatePodman {
             // Podman refuses a runroot longer than 50 characters: keep the directory short.
-            directory = "/tmp/bgpool-\(UUID().uuidString.prefix(8).lowercased())"
+            let directory = "/tmp/bgpool-\(UUID().uuidString.prefix(8).lowercased())"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             let registries = try #require(RealEngines.environment["BUILDGATE_TEST_DIR"]).appending("/registries.conf")
-            process.environment = ProcessInfo.processInfo.environment.merging(["CONTAINERS_REGISTRIES_CONF": registries]) { $1 }
-            process.arguments = ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
-                "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock"]
-            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-            try process.run()
-            for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.1) }
-            try #require(FileManager.default.fileExists(atPath: socket), "podman system service did not start")
+            let process = try ChildProcess.start(
+                ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
+                 "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock"],
+                environment: ["CONTAINERS_REGISTRIES_CONF": registries], logFile: "\(directory)/service.log")
+            let podman = PrivatePodman(directory: directory, process: process)
+            let started = try await ChildProcess.wait(for: .seconds(20)) { FileManager.default.fileExists(atPath: podman.socket) }
+            try #require(started, "podman system service did not start")
+            return podman
         }
 
         func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
 
-        func stop() {
+        func stop() async {
             if process.isRunning { process.terminate() }
-            let reset = Process()
-            reset.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            reset.arguments = podman + ["system", "reset", "--force"]
-            reset.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            reset.standardError = FileHandle(forWritingAtPath: "/dev/null")
-            try? reset.run()
-            reset.waitUntilExit()
+            _ = try? await ChildProcess.run(podman + ["system", "reset", "--force"])
             try? FileManager.default.removeItem(atPath: directory)
         }
     }
 
     @Test func aPoolOfTwoSchedulesByCacheKeyAndRetriesElsewhereWhenABuilderDies() async throws {
         let services = try RealServices()
-        let a = try PrivatePodman()
-        let b = try PrivatePodman()
-        defer { a.stop(); b.stop() }
+        let a = try await PrivatePodman.start()
+        let b = try await PrivatePodman.start()
+        do {
+            try await poolScenario(services: services, a: a, b: b)
+        } catch {
+            await a.stop()
+            await b.stop()
+            throw error
+        }
+        await a.stop()
+        await b.stop()
+    }
+
+    private func poolScenario(services: RealServices, a: PrivatePodman, b: PrivatePodman) async throws {
         let builders = ["podman=unix://\(a.socket),name=pm-a", "podman=unix://\(b.socket),name=pm-b"]
         // Two keys, one preferring each builder, found with the gateway's own rendezvous choice on an idle pool.
         let scratch = BuilderPool.healthy(["pm-a", "pm-b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })

@@ -152,20 +152,13 @@ struct BuildsAPITests {
         let file = "\(harness.directory.path)/context.tar"
         try Data(sampleContext()).write(to: URL(fileURLWithPath: file))
         try await harness.application().test(.live) { client in
-            let curl = Process()
-            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            curl.arguments = [
-                "-sS", "-v", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-T", file, "-X", "POST",
+            // Through ChildProcess: curl talks to this very process, so no thread may block waiting for it.
+            let curl = try await ChildProcess.run([
+                "curl", "-sS", "-v", "-o", "/dev/null", "-w", "\n%{http_code} %{time_total}", "-T", file, "-X", "POST",
                 "-H", "Expect: 100-continue", "-H", "Authorization: \(harness.auth[.authorization]!)", "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1",
-            ]
-            let output = Pipe()
-            let trace = Pipe()
-            curl.standardOutput = output
-            curl.standardError = trace
-            try curl.run()
-            let result = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let verbose = String(decoding: trace.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            curl.waitUntilExit()
+            ])
+            let verbose = curl.output
+            let result = String(curl.output.split(separator: "\n").last ?? "")
             #expect(verbose.contains("HTTP/1.1 100 Continue"))
             // Without the interim response curl would wait a second, then send the body anyway.
             #expect(result.split(separator: " ").first == "202")

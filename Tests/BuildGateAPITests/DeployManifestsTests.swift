@@ -15,30 +15,16 @@ let manifestToolsPresent = ["kubectl", "kubernetes-validate"].allSatisfy { tool 
 /// schemas (`kubernetes-validate --strict`, offline), and what the gateway is told parses as it will at start-up.
 @Suite(.enabled(if: manifestToolsPresent || RealEngines.isCI, "needs kubectl and kubernetes-validate (scripts/test installs them)"))
 struct DeployManifestsTests {
-    /// Runs a command; its exit status and output.
-    private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     @Test(arguments: ["buildkit", "podman", "dind"])
-    func anOverlayRendersAndValidatesAgainstTheKubernetesSchemas(pool: String) throws {
-        let rendered = try run(["kubectl", "kustomize", "\(repositoryRoot)/deploy/kubernetes/overlays/\(pool)"])
+    func anOverlayRendersAndValidatesAgainstTheKubernetesSchemas(pool: String) async throws {
+        let rendered = try await ChildProcess.run(["kubectl", "kustomize", "\(repositoryRoot)/deploy/kubernetes/overlays/\(pool)"])
         try #require(rendered.status == 0, "\(rendered.output)")
         let directory = try TemporaryDirectory("manifests")
         defer { directory.remove() }
         let file = "\(directory.path)/\(pool).yaml"
         try rendered.output.write(toFile: file, atomically: true, encoding: .utf8)
         for version in ["1.32.0", "1.37.0"] {
-            let validated = try run(["kubernetes-validate", "--strict", "--quiet", "-k", version, file])
+            let validated = try await ChildProcess.run(["kubernetes-validate", "--strict", "--quiet", "-k", version, file])
             #expect(validated.status == 0, "\(pool) against \(version): \(validated.output)")
         }
 

@@ -130,16 +130,13 @@ struct EndToEndTests {
             let first = try await gateway.waitUntilFinished(
                 try await gateway.submit(context, query: "image=\(firstImage)&cacheTo=\(cache)").id)
             #expect(first.status == "succeeded", "\(first.message ?? "")")
-            // Forget this build's local images (its tags, the cache tags, the untagged layers), so only the
-            // registry's cache can answer the next build. Other suites' images stay.
-            let prune = Process()
-            prune.executableURL = URL(fileURLWithPath: "/bin/sh")
-            prune.arguments = ["-c", """
-                \(podman) images --format '{{.Repository}}:{{.Tag}}' | grep -F '\(cacheName)' \
-                  | xargs -r \(podman) rmi -f; \(podman) rmi -f '\(firstImage)'; \(podman) image prune --force
-                """]
-            try prune.run()
-            prune.waitUntilExit()
+            // Forget this build's local images (its tag and the cache tags; removing them removes the untagged
+            // layers under them), so only the registry's cache can answer the next build. Other suites' images stay.
+            let prune = try await ChildProcess.run(["sh", "-c", """
+                \(podman) images --format '{{.Repository}}:{{.Tag}}' | grep -F '\(cacheName)' \\
+                  | xargs -r \(podman) rmi -f && \(podman) rmi -f '\(firstImage)'
+                """])
+            #expect(prune.status == 0, "\(prune.output)")
             let second = try await gateway.waitUntilFinished(
                 try await gateway.submit(context, query: "image=\(services.uniqueImage("c2"))&cacheFrom=\(cache)").id)
             let log = try await gateway.log(second.id)
