@@ -113,6 +113,8 @@ struct BuildJSON: Decodable {
     var reason: String?
     var message: String?
     var createdAt: String
+    var startedAt: String?
+    var finishedAt: String?
     var context: Context?
     var images: [Image]
     var parameters: Parameters

@@ -95,6 +95,7 @@ final class FakeKubernetesAPI: Sendable {
         var watchers: [UUID: AsyncStream<Outgoing>.Continuation] = [:]
         var failuresLeft = 0
         var requests: [String] = []
+        var isShutDown = false
     }
 
     private let state = Mutex(State())
@@ -139,6 +140,15 @@ final class FakeKubernetesAPI: Sendable {
     /// Ends every open watch stream, as an API server restart or a load balancer would.
     func closeWatches() {
         state.withLock { state in
+            for watcher in state.watchers.values { watcher.finish() }
+            state.watchers.removeAll()
+        }
+    }
+
+    /// Ends every watch and every later one at once, so the server can shut down (an open watch would hold it).
+    func shutDown() {
+        state.withLock { state in
+            state.isShutDown = true
             for watcher in state.watchers.values { watcher.finish() }
             state.watchers.removeAll()
         }
@@ -189,6 +199,10 @@ final class FakeKubernetesAPI: Sendable {
         let (stream, continuation) = AsyncStream<Outgoing>.makeStream()
         let id = UUID()
         state.withLock { state in
+            if state.isShutDown {
+                continuation.finish()
+                return
+            }
             if from != 0 && from < state.oldestRetained {
                 let status = StatusObject(message: "too old resource version: \(from) (\(state.oldestRetained))", reason: "Expired", code: 410)
                 continuation.yield(Outgoing(line: Self.line(WatchEvent(type: "ERROR", object: status)), pod: nil))

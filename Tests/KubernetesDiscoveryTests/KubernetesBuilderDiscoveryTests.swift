@@ -24,9 +24,18 @@ import Testing
                 selection: .init(namespace: api.namespace, labelSelector: "app=builder"), template: template, pool: pool,
                 watchTimeoutSeconds: 30, logger: Logger(label: "test"))
             let task = Task { await discovery.reflect() }
-            defer { task.cancel() }
-            try await body(api, pool)
-            api.closeWatches()
+            do {
+                try await body(api, pool)
+            } catch {
+                task.cancel()
+                api.shutDown()
+                await task.value
+                throw error
+            }
+            // Discovery ends, and no watch is left open to hold the server's shutdown.
+            task.cancel()
+            api.shutDown()
+            await task.value
         }
     }
 
@@ -98,11 +107,16 @@ import Testing
             api.addPod("bk-1", ip: "10.2.0.11", ready: true)
             try await eventually(pool, "two builders") { $0.count == 2 }
             while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            // Changes happen, history is compacted, then the watch breaks: resuming is refused with 410.
+            // The watch breaks and the API refuses for a while; meanwhile pods change and history is compacted.
+            api.failNext(1_000)
             api.closeWatches()
             api.deletePod("bk-0")
             api.addPod("bk-2", ip: "10.2.0.12", ready: true)
             api.compact()
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(pool.members.map(\.endpoint.name) == ["builders/bk-0", "builders/bk-1"], "the pool keeps its last known builders")
+            // The API is back: resuming from the old version is 410, so discovery lists again and sees the change.
+            api.failNext(0)
             try await eventually(pool, "the relisted state") { $0.map(\.name) == ["builders/bk-1", "builders/bk-2"] }
             #expect(api.requests.filter { !$0.contains("watch=") }.count == 2, "\(api.requests)")
         }
