@@ -6,7 +6,7 @@ import NIOCore
 import Testing
 
 /// Two real Podman services as one pool (capacity 1 each), started by this suite so one can be killed.
-@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized, .timeLimit(.minutes(5)))
 struct BuilderPoolEndToEndTests {
     /// A `podman system service` of its own (storage, socket), pulling from the test registry.
     struct PrivatePodman: Sendable {

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// The same gateway and driver against a real dockerd (classic builder), as a dind sidecar would serve it.
-@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized, .timeLimit(.minutes(5)))
 struct DockerEngineEndToEndTests {
     private func dockerBuilder(buildKit: Bool = false) throws -> String {
         let socket = try #require(RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")

@@ -8,7 +8,7 @@ import Testing
 
 /// The gateway against a real Podman service and a real registry (`scripts/test-services`), as a user sees it.
 /// Skipped outside CI when those services are not running; under CI=true they must run.
-@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized, .timeLimit(.minutes(5)))
 struct EndToEndTests {
     @Test func aContextWithRunAndCopyIsBuiltPushedWithItsLabelAndFollowedByTwoReaders() async throws {
         let services = try RealServices()

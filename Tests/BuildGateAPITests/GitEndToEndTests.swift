@@ -7,7 +7,7 @@ import Foundation
 import Testing
 
 /// Builds from real git: a bare repository served by `git daemon` on loopback, a real Podman and a real registry.
-@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized)
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .serialized, .timeLimit(.minutes(5)))
 struct GitEndToEndTests {
     @Test func aJSONGitBuildAndASignedWebhookEachBuildTheirExactCommitAndAReplayBuildsNothing() async throws {
         let services = try RealServices()

@@ -9,7 +9,8 @@ import Testing
 @testable import KubernetesDiscovery
 
 /// Kubernetes discovery against `FakeKubernetesAPI`: list, watch, bookmarks, 410 Gone, errors.
-@Suite struct KubernetesBuilderDiscoveryTests {
+// A time limit turns a watch that never ends into a failure instead of a hung run.
+@Suite(.timeLimit(.minutes(2))) struct KubernetesBuilderDiscoveryTests {
     /// Runs discovery against a fresh fake API for the duration of `body`.
     func withDiscovery(
         token: String? = nil, template: BuilderTemplate = BuilderTemplate(engine: .buildkit, port: .named("buildkitd")),
