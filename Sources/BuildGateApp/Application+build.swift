@@ -198,6 +198,16 @@ func openDatabase(_ configuration: BuildGateConfiguration) throws -> BuildGateDa
         path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
 }
 
+/// `buildgate migrate`: opens the data directory's database, which applies every pending migration, and lists them.
+package func migrateDatabase(_ configuration: BuildGateConfiguration) throws -> [String] {
+    try openDatabase(configuration).appliedMigrations()
+}
+
+/// `buildgate backup FILE`: a consistent copy of the database (migrations applied first).
+package func backupDatabase(_ configuration: BuildGateConfiguration, to destination: String) throws {
+    try openDatabase(configuration).backup(to: destination)
+}
+
 /// The token store of a data directory, for `buildgate token …`.
 package func openAccessTokens(_ configuration: BuildGateConfiguration) throws -> any AccessTokenRepository {
     SQLiteAccessTokenStore(database: try openDatabase(configuration))

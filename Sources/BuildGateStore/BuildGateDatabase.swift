@@ -22,11 +22,30 @@ package final class BuildGateDatabase: Sendable {
         }
     }
 
+    /// The migrations applied, in order (their file names without `.sql`).
+    package func appliedMigrations() throws -> [String] {
+        try writer.read { db in try Self.migrator(directory: migrationsDirectory).appliedMigrations(db) }
+    }
+
+    /// A consistent copy of the live database at `destination` (`VACUUM INTO`: a transactionally consistent,
+    /// compacted copy, safe while the gateway runs; never a file copy of a WAL database). Refuses to overwrite.
+    package func backup(to destination: String) throws {
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw BuildGateError(.conflict, "\(destination) exists; a backup never overwrites")
+        }
+        try writer.writeWithoutTransaction { db in
+            try db.execute(sql: "VACUUM INTO ?", arguments: [destination])
+        }
+    }
+
+    private let migrationsDirectory: String
+
     /// Opens (creating if needed) the database at `path` and applies the migrations in `migrationsDirectory`.
     package init(path: String, migrationsDirectory: String) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.foreignKeysEnabled = true
+        self.migrationsDirectory = migrationsDirectory
         writer = try DatabasePool(path: path, configuration: configuration)
         try writer.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")

@@ -10,7 +10,7 @@ struct BuildGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "buildgate",
         abstract: "A build gateway: upload a Docker build context, get an image pushed, follow its logs.",
-        subcommands: [Serve.self, Token.self, Tenant.self],
+        subcommands: [Serve.self, Token.self, Tenant.self, Migrate.self, Backup.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -196,5 +196,28 @@ struct Tenant: AsyncParsableCommand {
             try await openTenantLimits(try storage.configuration()).setLimits(limits, for: tenant, at: Date())
             print("limits of \(tenant): running \(maxRunningBuilds.map(String.init) ?? "default"), queued \(maxQueuedBuilds.map(String.init) ?? "default"), requests/min \(requestsPerMinute.map(String.init) ?? "default")")
         }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending database migrations (serve does it too) and list the applied ones.")
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        for migration in try migrateDatabase(try storage.configuration()) { print(migration) }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent copy of the database (VACUUM INTO), safe while the gateway runs.",
+        discussion: "Back up the secret key (<data>/secret.key) too: without it, sealed secrets cannot be opened.")
+    @OptionGroup var storage: StorageOptions
+    @Argument(help: "The file to write; it must not exist.") var destination: String
+
+    func run() async throws {
+        try backupDatabase(try storage.configuration(), to: destination)
+        print("backed up to \(destination)")
     }
 }

@@ -234,4 +234,15 @@ struct SQLiteBuildStoreTests {
         #expect(build.status == .failed)
         #expect(build.finishedAt.map { $0.timeIntervalSince(build.createdAt) }.map { abs($0 - 59.5) < 0.01 } == true)
     }
+
+    @Test func aBackupIsAConsistentOpenableCopyAndNeverOverwrites() async throws {
+        defer { directory.remove() }
+        for _ in 0..<5 { _ = try await store.create(try build()) }
+        let destination = "\(directory.path)/backup.sqlite"
+        try database.backup(to: destination)
+        let copy = try BuildGateDatabase(path: destination, migrationsDirectory: migrationsDirectory)
+        #expect(try await SQLiteBuildStore(database: copy).list(tenant: .default, status: nil, limit: 50, after: nil).count == 5)
+        #expect(try copy.appliedMigrations() == database.appliedMigrations())
+        #expect(throws: BuildGateError.self) { try database.backup(to: destination) }
+    }
 }
