@@ -53,6 +53,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Default queued builds per tenant.") var tenantMaxQueuedBuilds: Int?
     @Option(help: "Default API requests per minute per tenant.") var tenantRequestsPerMinute: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
+    @Option(help: "Log format: text, or json (one object per line, for log collectors). Also BUILDGATE_LOG_FORMAT.")
+    var logFormat: String?
 
     func run() async throws {
         var flags = BuildGateConfiguration.Layer()
@@ -86,6 +88,11 @@ struct Serve: AsyncParsableCommand {
         }
         let configuration = try BuildGateConfiguration.resolve(layers, environment: environment)
 
+        switch logFormat ?? ProcessInfo.processInfo.environment["BUILDGATE_LOG_FORMAT"] ?? "text" {
+        case "json": LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        case "text": break
+        case let other: throw ValidationError("--log-format must be text or json, got '\(other)'")
+        }
         var logger = Logger(label: "buildgate")
         logger.logLevel = logLevel
         let app = try await buildApplication(configuration, logger: logger) { port in

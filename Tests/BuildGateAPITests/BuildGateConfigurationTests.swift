@@ -2,6 +2,8 @@ import BuildGateApp
 import BuildGateCore
 import BuildGateTesting
 import Foundation
+import Logging
+import Synchronization
 import Testing
 
 struct BuildGateConfigurationTests {
@@ -100,5 +102,26 @@ struct BuildGateConfigurationTests {
         #expect(credentials.byHost["r.local:5000"] == RegistryCredential(username: "u", password: "p"))
         let shown = "\(try #require(credentials.byHost["registry.example.com"]))"
         #expect(!shown.contains("s3cret") && shown.contains("<redacted>"))
+    }
+}
+
+struct JSONLogHandlerTests {
+    @Test func eachEntryIsOneJSONObjectWithMetadata() throws {
+        let lines = Mutex<[String]>([])
+        var logger = Logger(label: "buildgate") { label in JSONLogHandler(label: label) { line in lines.withLock { $0.append(line) } } }
+        logger[metadataKey: "buildgate.build.id"] = "b01"
+        logger.warning("builder is \"unhealthy\"\nsecond line", metadata: ["buildgate.builder.endpoint": "pm-a"])
+        logger.debug("not at this level")
+        let written = lines.withLock { $0 }
+        #expect(written.count == 1)
+        let line = try #require(written.first)
+        #expect(line.hasSuffix("\n") && line.dropLast().contains("\n") == false)
+        let object = try JSONDecoder().decode([String: String].self, from: Data(line.utf8))
+        #expect(object["level"] == "warning")
+        #expect(object["message"] == "builder is \"unhealthy\"\nsecond line")
+        #expect(object["buildgate.build.id"] == "b01")
+        #expect(object["buildgate.builder.endpoint"] == "pm-a")
+        #expect(object["label"] == "buildgate")
+        #expect(object["time"] != nil)
     }
 }
