@@ -62,10 +62,9 @@ package func buildApplication(
     let drivers: [BuilderEngine: any BuilderDriver] = [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver]
     pool.update(endpoints, from: "static")
     services += try discoveryServices(configuration, pool: pool, logger: logger)
-    let monitor = BuilderHealthMonitor(pool: pool, drivers: drivers, logger: logger)
-    // One round before the first claim, so builders that answer are in rotation from the start.
-    await monitor.probeAll()
-    services.append(monitor)
+    // Its first round starts with the services; builds wait (saying why) until a builder answers, and the
+    // dispatcher looks again as soon as one does. A dead builder never delays start-up.
+    services.append(BuilderHealthMonitor(pool: pool, drivers: drivers, logger: logger))
 
     let notifier = BuildStatusNotifier(
         triggers: triggers, httpClient: .shared, publicURL: configuration.publicURL, logger: logger)
