@@ -151,7 +151,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BuildGateCoreTests",
-            dependencies: ["BuildGateCore", "BuildGateStore", "BuildGateTesting"],
+            dependencies: [
+                "BuildGateCore", "BuildGateStore", "BuildGateTesting",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -202,6 +205,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

@@ -87,6 +87,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
 ) -> Router<Context> {
     let router = Router(context: Context.self)
     router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
+    router.middlewares.add(ShutdownGateMiddleware<Context>())
     router.get("healthz") { _, _ in "ok\n" }
     router.get("readyz") { [readiness = dependencies.readiness] _, _ -> Response in
         let failing = await readiness()

@@ -72,6 +72,7 @@ package func buildApplication(
 
     var dispatcherConfiguration = BuildDispatcher.Configuration()
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
+    dispatcherConfiguration.shutdownGracePeriod = configuration.shutdownGrace
     let dispatcher = BuildDispatcher(
         queue: store, logs: logs, contexts: contexts, pool: pool,
         drivers: drivers,

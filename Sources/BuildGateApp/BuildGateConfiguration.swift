@@ -17,6 +17,7 @@ import Foundation
 /// | `maxContextEntries` | `BUILDGATE_MAX_CONTEXT_ENTRIES` | `--max-context-entries` | 100000 |
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
 /// | `queueTTL` | `BUILDGATE_QUEUE_TTL` | `--queue-ttl` | 3600 (seconds a build may wait queued before it ends `expired`) |
+/// | `shutdownGrace` | `BUILDGATE_SHUTDOWN_GRACE` | `--shutdown-grace` | 240 (seconds running builds get on SIGTERM) |
 /// | `leaseSeconds` | `BUILDGATE_LEASE_SECONDS` | `--lease-seconds` | 15 |
 /// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
 /// | `buildctl` | `BUILDGATE_BUILDCTL` | `--buildctl` | `buildctl` (on `PATH`), for `buildkit=` builders |
@@ -50,6 +51,8 @@ package struct BuildGateConfiguration: Sendable {
     package var insecureRegistries: Set<String> = []
     package var limits = BuildGateAPILimits()
     package var leaseDuration: Duration = .seconds(15)
+    /// On SIGTERM, how long running builds may take before they are settled as `interrupted`.
+    package var shutdownGrace: Duration = .seconds(240)
     package var podmanExecutable = "podman"
     package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     package var buildctlExecutable = "buildctl"
@@ -78,6 +81,7 @@ package struct BuildGateConfiguration: Sendable {
         package var buildTimeout: Int?
         package var leaseSeconds: Int?
         package var queueTTL: Int?
+        package var shutdownGrace: Int?
         package var podman: String?
         package var podmanArguments: [String]?
         package var buildctl: String?
@@ -115,6 +119,7 @@ package struct BuildGateConfiguration: Sendable {
             buildTimeout = try number("BUILDGATE_BUILD_TIMEOUT")
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
             queueTTL = try number("BUILDGATE_QUEUE_TTL")
+            shutdownGrace = try number("BUILDGATE_SHUTDOWN_GRACE")
             podman = environment["BUILDGATE_PODMAN"]
             podmanArguments = words("BUILDGATE_PODMAN_ARGS")
             buildctl = environment["BUILDGATE_BUILDCTL"]
@@ -182,6 +187,10 @@ package struct BuildGateConfiguration: Sendable {
             guard ttl > 0 else { throw BuildGateError(.invalidParameter, "queueTTL must be positive") }
             configuration.limits.defaultQueueTTL = ttl
             configuration.limits.maxQueueTTL = max(configuration.limits.maxQueueTTL, ttl)
+        }
+        if let grace = first(\.shutdownGrace) {
+            guard grace >= 0 else { throw BuildGateError(.invalidParameter, "shutdownGrace must not be negative") }
+            configuration.shutdownGrace = .seconds(grace)
         }
         if let lease = first(\.leaseSeconds) {
             guard lease >= 2 else { throw BuildGateError(.invalidParameter, "leaseSeconds must be at least 2") }

@@ -25,6 +25,9 @@ package final class BuildDispatcher: Service {
         package var maxAttempts = 3
         /// Queue TTL of a build put back for another attempt.
         package var retryQueueTTL: Duration = .seconds(3600)
+        /// On graceful shutdown, how long running builds may take to finish before they are settled as
+        /// `interrupted` (as after a crash) and their drivers are cancelled.
+        package var shutdownGracePeriod: Duration = .seconds(240)
 
         package init() {}
     }
@@ -46,6 +49,8 @@ package final class BuildDispatcher: Service {
 
     private struct State {
         var cancellations: [BuildID: CancellationSignal] = [:]
+        /// Settled as `interrupted` at shutdown: their drivers' late outcomes are not recorded.
+        var interrupted: Set<BuildID> = []
     }
     /// Why each queued build waits, as of the last look at the queue.
     package let queueReasons = QueueReasons()
@@ -104,7 +109,8 @@ package final class BuildDispatcher: Service {
             } onGracefulShutdown: {
                 self.wakeUp.finish()
             }
-            await self.waitForRunningBuilds()
+            await self.waitForRunningBuilds(upTo: configuration.shutdownGracePeriod)
+            await self.interruptRunningBuilds()
             group.cancelAll()
         }
     }
@@ -181,9 +187,37 @@ package final class BuildDispatcher: Service {
         _ = state.withLock { $0.cancellations.removeValue(forKey: id) }
     }
 
-    private func waitForRunningBuilds() async {
-        while state.withLock({ !$0.cancellations.isEmpty }) {
+    private func waitForRunningBuilds(upTo gracePeriod: Duration) async {
+        let deadline = ContinuousClock.now + gracePeriod
+        while state.withLock({ !$0.cancellations.isEmpty }) && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Shutdown past its grace period: every build still running ends `failed`/`interrupted` now, with a line in
+    /// its log, exactly as the lease reaper settles a build after a crash; its driver is then cancelled.
+    private func interruptRunningBuilds() async {
+        let running = state.withLock { state in
+            let ids = Array(state.cancellations.keys)
+            state.interrupted.formUnion(ids)
+            return ids
+        }
+        for id in running {
+            let message = "the gateway shut down before the build finished"
+            try? await logs.appendGatewayLine("\(message); result: failed (interrupted)", to: id)
+            do {
+                if let stored = try await queue.finish(
+                    id, owner: owner, status: .failed, reason: .interrupted, message: message, pushedImages: [], at: Date())
+                {
+                    await observer.buildChanged(stored)
+                }
+            } catch {
+                logger.error("settling an interrupted build failed", metadata: ["buildgate.build.id": "\(id)", "buildgate.error": "\(error)"])
+            }
+            await logs.finish(id)
+        }
+        if !running.isEmpty {
+            logger.warning("shut down with builds still running; settled as interrupted", metadata: ["buildgate.builds": "\(running.count)"])
         }
     }
 
@@ -423,6 +457,8 @@ package final class BuildDispatcher: Service {
         log: @Sendable (String) async -> Void,
         logger: Logger
     ) async {
+        // Shutdown already settled it as interrupted; what its cancelled driver reports now is not news.
+        guard !state.withLock({ $0.interrupted.contains(build.id) }) else { return }
         guard case .finish(let status, let reason, let message) = BuildLifecycle.transition(
             from: .running, on: .driverFinished(outcome, timedOut: timedOut))
         else { return }

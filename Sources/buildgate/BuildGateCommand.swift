@@ -41,6 +41,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Default build timeout in seconds.") var buildTimeout: Int?
     @Option(help: "Dispatcher lease in seconds.") var leaseSeconds: Int?
     @Option(help: "Seconds a build may wait in the queue before it ends expired (default 3600).") var queueTtl: Int?
+    @Option(help: "Seconds running builds get to finish on SIGTERM before they end interrupted (default 240).")
+    var shutdownGrace: Int?
     @Option(help: "podman executable for the embedded builder.") var podman: String?
     @Option(help: "Global podman arguments for the embedded builder (one string).") var podmanArgs: String?
     @Option(help: "buildctl executable, for buildkit= builders.") var buildctl: String?
@@ -70,6 +72,7 @@ struct Serve: AsyncParsableCommand {
         flags.buildTimeout = buildTimeout
         flags.leaseSeconds = leaseSeconds
         flags.queueTTL = queueTtl
+        flags.shutdownGrace = shutdownGrace
         flags.podman = podman
         flags.podmanArguments = podmanArgs.map { $0.split(separator: " ").map(String.init) }
         flags.buildctl = buildctl

@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import ServiceLifecycleTestKit
 import Testing
 
 /// Build secrets and the options not every engine has: stored write-only per tenant, checked at intake (422 with
@@ -145,5 +146,30 @@ struct SchedulingAPITests {
                 #expect(refused.status == .badRequest, "\(bad)")
             }
         }
+    }
+}
+
+/// While shutting down gracefully, new uploads and webhook deliveries are told to come back later; reads go on.
+struct ShutdownGateTests {
+    @Test func uploadsAndWebhooksGet503WithRetryAfterWhileReadsWork() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await testGracefulShutdown { trigger in
+            try await harness.application().test(.router) { client in
+                let before = try await client.execute(
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                #expect(before.status == .accepted)
+                trigger.triggerGracefulShutdown()
+                let upload = try await client.execute(
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                #expect(upload.status == .serviceUnavailable)
+                #expect(upload.headers[.retryAfter] == "30")
+                #expect(try upload.decode(ErrorEnvelope.self).error.code == "shuttingDown")
+                let webhook = try await client.execute(uri: "/v1/webhooks/github", method: .post, body: ByteBuffer(string: "{}"))
+                #expect(webhook.status == .serviceUnavailable)
+                #expect(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).status == .ok)
+            }
+        }
+        #expect(try await harness.buildCount() == 1)
     }
 }

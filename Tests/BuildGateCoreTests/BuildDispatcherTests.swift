@@ -3,6 +3,7 @@ import BuildGateStore
 import BuildGateTesting
 import Foundation
 import Logging
+import ServiceLifecycleTestKit
 import Testing
 
 /// The dispatcher against the real SQLite queue and file log store, with a scripted driver.
@@ -36,9 +37,11 @@ struct BuildDispatcherTests {
         }
 
         func dispatcher(
-            _ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15), pool: BuilderPool? = nil
+            _ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15), pool: BuilderPool? = nil,
+            shutdownGrace: Duration = .seconds(240)
         ) -> BuildDispatcher {
             var configuration = BuildDispatcher.Configuration()
+            configuration.shutdownGracePeriod = shutdownGrace
             configuration.pollInterval = .milliseconds(20)
             configuration.renewInterval = .milliseconds(50)
             configuration.leaseDuration = lease
@@ -153,6 +156,51 @@ struct BuildDispatcherTests {
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
         }
         #expect(driver.runs.firstIndex(of: first)! < driver.runs.firstIndex(of: second)!)
+    }
+
+    @Test func gracefulShutdownStopsClaimingLetsARunningBuildFinishWithinTheGraceThenInterruptsTheRest() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        let driver = FakeBuilderDriver(script: script)
+        let running = try await harness.enqueue()
+        let dispatcher = harness.dispatcher(driver, shutdownGrace: .milliseconds(500))
+        try await testGracefulShutdown { trigger in
+            let task = Task { try await dispatcher.run() }
+            _ = try await harness.waitFor(running) { $0.status == .running }
+            let queued = try await harness.enqueue()
+            trigger.triggerGracefulShutdown()
+            let started = ContinuousClock.now
+            try await task.value
+            // It waited the grace period for the held build, then settled it as after a crash; it claimed nothing new.
+            #expect(ContinuousClock.now - started >= .milliseconds(500))
+            let interrupted = try #require(try await harness.store.build(running))
+            #expect(interrupted.status == .failed)
+            #expect(interrupted.reason == .interrupted)
+            #expect(try await harness.log(running).hasSuffix("the gateway shut down before the build finished; result: failed (interrupted)\n"))
+            #expect(try await harness.store.build(queued)?.status == .queued)
+            #expect(driver.runs == [running])
+        }
+    }
+
+    @Test func aBuildThatFinishesWithinTheGraceKeepsItsResult() async throws {
+        let harness = try Harness()
+        defer { harness.directory.remove() }
+        var script = FakeBuilderDriver.Script()
+        script.holdUntilReleased = true
+        let driver = FakeBuilderDriver(script: script)
+        let id = try await harness.enqueue()
+        let dispatcher = harness.dispatcher(driver, shutdownGrace: .seconds(30))
+        try await testGracefulShutdown { trigger in
+            let task = Task { try await dispatcher.run() }
+            _ = try await harness.waitFor(id) { $0.status == .running }
+            trigger.triggerGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(200))
+            driver.release()
+            try await task.value
+            #expect(try await harness.store.build(id)?.status == .succeeded)
+        }
     }
 
     @Test func aBuildPastItsQueueTTLExpiresSayingWhyItWaited() async throws {
