@@ -31,6 +31,7 @@ struct APIError: HTTPResponseError {
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .tooManyRequests: .tooManyRequests
+        case .insufficientStorage: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         default: .internalServerError
         }
         let message = status == .internalServerError ? "internal error" : error.message

@@ -18,6 +18,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var queueReasons: QueueReasons
     /// The readiness checks that fail now (empty: ready), for `GET /readyz`.
     package var readiness: @Sendable () async -> [String]
+    /// Free bytes in the data directory (nil: unknown), for refusing uploads with 507 when it runs low.
+    package var freeDiskBytes: @Sendable () -> Int64?
     package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
@@ -33,6 +35,7 @@ package struct BuildGateAPIDependencies: Sendable {
         pool: BuilderPool,
         queueReasons: QueueReasons,
         readiness: @escaping @Sendable () async -> [String] = { [] },
+        freeDiskBytes: @escaping @Sendable () -> Int64? = { nil },
         observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
@@ -47,6 +50,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.pool = pool
         self.queueReasons = queueReasons
         self.readiness = readiness
+        self.freeDiskBytes = freeDiskBytes
         self.observer = observer
         self.onQueued = onQueued
     }
@@ -72,6 +76,8 @@ package struct BuildGateAPILimits: Sendable {
     package var allowedGitHosts: [String] = []
     /// Largest webhook body accepted (checked before any hashing).
     package var maxWebhookBody = 25 << 20
+    /// Uploads are refused (507) while the data directory has less than this free, in bytes.
+    package var minFreeDiskBytes: Int64 = 1 << 30
     /// Tenant limits where a tenant's row sets none.
     package var tenantDefaults = TenantLimits(maxRunningBuilds: nil, maxQueuedBuilds: 1000, requestsPerMinute: 600)
 
@@ -115,10 +121,12 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         limiter: limiter,
         admission: admission,
         queueReasons: dependencies.queueReasons,
+        freeDiskBytes: dependencies.freeDiskBytes,
         observer: dependencies.observer,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout,
-            defaultQueueTTL: limits.defaultQueueTTL, maxQueueTTL: limits.maxQueueTTL),
+            defaultQueueTTL: limits.defaultQueueTTL, maxQueueTTL: limits.maxQueueTTL,
+            minFreeDiskBytes: limits.minFreeDiskBytes),
         onQueued: dependencies.onQueued
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)

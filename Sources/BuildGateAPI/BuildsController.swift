@@ -13,6 +13,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         var maxTimeout = 6 * 3600
         var defaultQueueTTL = 3600
         var maxQueueTTL = 7 * 86_400
+        var minFreeDiskBytes: Int64 = 1 << 30
     }
 
     let repository: any BuildRepository
@@ -23,6 +24,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let limiter: TenantRateLimiter
     let admission: BuildAdmission
     let queueReasons: QueueReasons
+    let freeDiskBytes: @Sendable () -> Int64?
     let observer: any BuildObserver
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
@@ -62,6 +64,13 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
                 "the context (\(length) bytes) is larger than the limit of \(configuration.intake.maxContextSize) bytes")
         }
 
+        // Refused before a byte is read: the upload would need the room, and a full disk fails every build.
+        let incoming = request.headers[.contentLength].flatMap { Int64($0) } ?? 0
+        if let free = freeDiskBytes(), free - incoming < configuration.minFreeDiskBytes {
+            throw BuildGateError(
+                .insufficientStorage,
+                "the gateway's data directory is short of space (\(free >> 20) MiB free, \(configuration.minFreeDiskBytes >> 20) MiB kept free); retry later")
+        }
         let intake = ContextIntake(store: contexts, limits: configuration.intake)
         let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
         let now = Date()

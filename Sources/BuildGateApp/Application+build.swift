@@ -91,6 +91,8 @@ package func buildApplication(
         },
         observer: notifier,
         configuration: dispatcherConfiguration, logger: logger)
+    let sweeper = RetentionSweeper(store: store, contexts: contexts, logs: logs, policy: configuration.retention, logger: logger)
+    services.append(sweeper)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, queueReasons: dispatcher.queueReasons,
         observer: notifier, onRequeue: dispatcher.wake, logger: logger)
@@ -113,6 +115,7 @@ package func buildApplication(
                 if !pool.members.contains(where: { $0.isAvailable }) { failing.append("no builder is healthy") }
                 return failing
             },
+            freeDiskBytes: { freeBytes(dataDirectory) },
             observer: notifier,
             onQueued: dispatcher.wake),
         limits: configuration.limits,

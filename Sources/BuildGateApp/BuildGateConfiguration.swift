@@ -18,6 +18,10 @@ import Foundation
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
 /// | `queueTTL` | `BUILDGATE_QUEUE_TTL` | `--queue-ttl` | 3600 (seconds a build may wait queued before it ends `expired`) |
 /// | `shutdownGrace` | `BUILDGATE_SHUTDOWN_GRACE` | `--shutdown-grace` | 240 (seconds running builds get on SIGTERM) |
+/// | `minFreeDisk` | `BUILDGATE_MIN_FREE_DISK` | `--min-free-disk` | 1073741824 (bytes; uploads get 507 below it) |
+/// | `contextRetentionDays` | `BUILDGATE_CONTEXT_RETENTION_DAYS` | `--context-retention-days` | 0 (deleted once its builds ended) |
+/// | `logRetentionDays` | `BUILDGATE_LOG_RETENTION_DAYS` | `--log-retention-days` | 30 |
+/// | `buildRetentionDays` | `BUILDGATE_BUILD_RETENTION_DAYS` | `--build-retention-days` | 90 |
 /// | `leaseSeconds` | `BUILDGATE_LEASE_SECONDS` | `--lease-seconds` | 15 |
 /// | `podman` | `BUILDGATE_PODMAN` | `--podman` | `podman` (on `PATH`) |
 /// | `buildctl` | `BUILDGATE_BUILDCTL` | `--buildctl` | `buildctl` (on `PATH`), for `buildkit=` builders |
@@ -51,6 +55,7 @@ package struct BuildGateConfiguration: Sendable {
     package var insecureRegistries: Set<String> = []
     package var limits = BuildGateAPILimits()
     package var leaseDuration: Duration = .seconds(15)
+    package var retention = RetentionPolicy()
     /// On SIGTERM, how long running builds may take before they are settled as `interrupted`.
     package var shutdownGrace: Duration = .seconds(240)
     package var podmanExecutable = "podman"
@@ -82,6 +87,10 @@ package struct BuildGateConfiguration: Sendable {
         package var leaseSeconds: Int?
         package var queueTTL: Int?
         package var shutdownGrace: Int?
+        package var minFreeDisk: Int64?
+        package var contextRetentionDays: Int?
+        package var logRetentionDays: Int?
+        package var buildRetentionDays: Int?
         package var podman: String?
         package var podmanArguments: [String]?
         package var buildctl: String?
@@ -120,6 +129,10 @@ package struct BuildGateConfiguration: Sendable {
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
             queueTTL = try number("BUILDGATE_QUEUE_TTL")
             shutdownGrace = try number("BUILDGATE_SHUTDOWN_GRACE")
+            minFreeDisk = try number("BUILDGATE_MIN_FREE_DISK")
+            contextRetentionDays = try number("BUILDGATE_CONTEXT_RETENTION_DAYS")
+            logRetentionDays = try number("BUILDGATE_LOG_RETENTION_DAYS")
+            buildRetentionDays = try number("BUILDGATE_BUILD_RETENTION_DAYS")
             podman = environment["BUILDGATE_PODMAN"]
             podmanArguments = words("BUILDGATE_PODMAN_ARGS")
             buildctl = environment["BUILDGATE_BUILDCTL"]
@@ -187,6 +200,21 @@ package struct BuildGateConfiguration: Sendable {
             guard ttl > 0 else { throw BuildGateError(.invalidParameter, "queueTTL must be positive") }
             configuration.limits.defaultQueueTTL = ttl
             configuration.limits.maxQueueTTL = max(configuration.limits.maxQueueTTL, ttl)
+        }
+        if let bytes = first(\.minFreeDisk) {
+            guard bytes >= 0 else { throw BuildGateError(.invalidParameter, "minFreeDisk must not be negative") }
+            configuration.limits.minFreeDiskBytes = bytes
+        }
+        func days(_ value: Int?, _ key: String) throws -> Duration? {
+            guard let value else { return nil }
+            guard value >= 0 else { throw BuildGateError(.invalidParameter, "\(key) must not be negative") }
+            return .seconds(value * 86_400)
+        }
+        if let keep = try days(first(\.contextRetentionDays), "contextRetentionDays") { configuration.retention.contexts = keep }
+        if let keep = try days(first(\.logRetentionDays), "logRetentionDays") { configuration.retention.logs = keep }
+        if let keep = try days(first(\.buildRetentionDays), "buildRetentionDays") { configuration.retention.builds = keep }
+        guard configuration.retention.logs <= configuration.retention.builds else {
+            throw BuildGateError(.invalidParameter, "logRetentionDays must not exceed buildRetentionDays")
         }
         if let grace = first(\.shutdownGrace) {
             guard grace >= 0 else { throw BuildGateError(.invalidParameter, "shutdownGrace must not be negative") }

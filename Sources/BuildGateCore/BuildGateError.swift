@@ -33,6 +33,8 @@ package struct BuildGateError: Error, Sendable, CustomStringConvertible {
         package static let unauthorized = Code("unauthorized")
         /// Valid credentials without the needed scope.
         package static let forbidden = Code("forbidden")
+        /// The data directory is short of free space; uploads wait until the operator (or retention) frees some.
+        package static let insufficientStorage = Code("insufficientStorage")
         /// A tenant limit was reached; retry later.
         package static let tooManyRequests = Code("tooManyRequests")
         /// An unexpected failure inside the gateway; details stay in the server log.

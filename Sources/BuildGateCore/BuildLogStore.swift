@@ -21,6 +21,9 @@ package protocol BuildLogStore: Sendable {
     /// Waits until the log is longer than `length`, is finished, or `timeout` passes, then returns a snapshot.
     /// Returns early (with whatever is there) when the calling task is cancelled.
     func waitForChange(_ id: BuildID, beyond length: Int64, timeout: Duration) async -> BuildLogSnapshot
+
+    /// Deletes a finished build's log (retention). A missing log is fine.
+    func remove(_ id: BuildID) async
 }
 
 /// A moment's view of a build log.

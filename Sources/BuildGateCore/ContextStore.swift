@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where build contexts live: uploads land in a private temporary file, then move, whole and valid, into a
 /// content-addressed store. Paths never come from user input.
 ///
@@ -16,4 +18,8 @@ package protocol ContextStore: Sendable {
 
     /// The path of a stored context.
     func path(of context: BuildContext) -> String
+
+    /// Deletes a stored context if it was stored before `date` (a context stored again since, for a new build of
+    /// the same bytes, stays). Returns whether a file was deleted.
+    func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool
 }

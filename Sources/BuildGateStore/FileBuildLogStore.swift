@@ -64,6 +64,13 @@ package final class FileBuildLogStore: BuildLogStore {
         }
     }
 
+    package func remove(_ id: BuildID) async {
+        state.withLock { state in
+            if var log = state.logs.removeValue(forKey: id) { Self.wakeAll(&log) }
+        }
+        unlink(path(id))
+    }
+
     package func snapshot(_ id: BuildID) async -> BuildLogSnapshot {
         state.withLock { state in
             let log = state.logs[id] ?? LogState(length: fileLength(id))

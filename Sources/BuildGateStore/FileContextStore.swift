@@ -33,6 +33,8 @@ package struct FileContextStore: ContextStore {
         let destination = self.path(of: context)
         if FileManager.default.fileExists(atPath: destination) {
             discard(upload: path)
+            // Stored again, for a new build: retention measures a context's age from its latest store.
+            utimes(destination, nil)
             return
         }
         guard rename(path, destination) == 0 else {
@@ -48,6 +50,14 @@ package struct FileContextStore: ContextStore {
 
     package func path(of context: BuildContext) -> String {
         "\(contextsDirectory)/\(context.digest.hex)"
+    }
+
+    package func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool {
+        let path = "\(contextsDirectory)/\(digest.hex)"
+        guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+            modified < date
+        else { return false }
+        return unlink(path) == 0
     }
 
     /// Paths of uploads left behind (e.g. by a crash); swept at start-up.

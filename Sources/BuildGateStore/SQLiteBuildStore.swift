@@ -344,4 +344,45 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             return build
         }
     }
+
+}
+
+extension SQLiteBuildStore: BuildRetentionStore {
+    package func contextsReleased(before date: Date) async throws -> [ContextDigest] {
+        try await database.writer.read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT contextDigest FROM build WHERE contextDigest IS NOT NULL
+                    GROUP BY contextDigest
+                    HAVING sum(status IN ('queued', 'starting', 'running')) = 0 AND max(finishedAt) < ?
+                    """,
+                arguments: [date.timeIntervalSince1970]
+            ).compactMap { ContextDigest($0) }
+        }
+    }
+
+    package func builds(finishedBefore date: Date, limit: Int) async throws -> [BuildID] {
+        try await database.writer.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM build WHERE finishedAt < ? ORDER BY finishedAt LIMIT ?",
+                arguments: [date.timeIntervalSince1970, limit]
+            ).compactMap { BuildID($0) }
+        }
+    }
+
+    package func deleteBuilds(finishedBefore date: Date, limit: Int) async throws -> [BuildID] {
+        try await database.writer.write { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    DELETE FROM build WHERE id IN (
+                        SELECT id FROM build WHERE finishedAt < ? AND status IN ('succeeded', 'failed', 'cancelled', 'timedOut', 'expired')
+                        ORDER BY finishedAt LIMIT ?)
+                    RETURNING id
+                    """,
+                arguments: [date.timeIntervalSince1970, limit]
+            ).compactMap { BuildID($0) }
+        }
+    }
 }

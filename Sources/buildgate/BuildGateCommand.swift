@@ -43,6 +43,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a build may wait in the queue before it ends expired (default 3600).") var queueTtl: Int?
     @Option(help: "Seconds running builds get to finish on SIGTERM before they end interrupted (default 240).")
     var shutdownGrace: Int?
+    @Option(help: "Bytes kept free in the data directory: uploads get 507 below it (default 1 GiB).") var minFreeDisk: Int64?
+    @Option(help: "Days a context is kept after its last build ended (default 0).") var contextRetentionDays: Int?
+    @Option(help: "Days a build log is kept after the build ended (default 30).") var logRetentionDays: Int?
+    @Option(help: "Days a build is kept after it ended (default 90).") var buildRetentionDays: Int?
     @Option(help: "podman executable for the embedded builder.") var podman: String?
     @Option(help: "Global podman arguments for the embedded builder (one string).") var podmanArgs: String?
     @Option(help: "buildctl executable, for buildkit= builders.") var buildctl: String?
@@ -73,6 +77,10 @@ struct Serve: AsyncParsableCommand {
         flags.leaseSeconds = leaseSeconds
         flags.queueTTL = queueTtl
         flags.shutdownGrace = shutdownGrace
+        flags.minFreeDisk = minFreeDisk
+        flags.contextRetentionDays = contextRetentionDays
+        flags.logRetentionDays = logRetentionDays
+        flags.buildRetentionDays = buildRetentionDays
         flags.podman = podman
         flags.podmanArguments = podmanArgs.map { $0.split(separator: " ").map(String.init) }
         flags.buildctl = buildctl

@@ -26,6 +26,8 @@ struct APIHarness {
     /// The (imagined) builder pool: features for the checks at intake, state for `GET /v1/builders`.
     let pool: BuilderPool
     let queueReasons = QueueReasons()
+    /// What the data directory's free space reads as (nil: unknown, uploads never refused for space).
+    let freeDiskBytes: Int64?
     let database: BuildGateDatabase
     let limits: BuildGateAPILimits
     /// `Authorization` for an admin token of the `default` tenant.
@@ -33,8 +35,10 @@ struct APIHarness {
 
     init(
         limits: BuildGateAPILimits = .init(),
-        builders: [BuilderEndpoint] = [BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman.sock"))]
+        builders: [BuilderEndpoint] = [BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman.sock"))],
+        freeDiskBytes: Int64? = nil
     ) async throws {
+        self.freeDiskBytes = freeDiskBytes
         directory = try TemporaryDirectory("api")
         database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
         store = SQLiteBuildStore(database: database)
@@ -70,7 +74,8 @@ struct APIHarness {
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
-                secrets: secrets, pool: pool, queueReasons: queueReasons, onQueued: {}),
+                secrets: secrets, pool: pool, queueReasons: queueReasons,
+                freeDiskBytes: { [freeDiskBytes] in freeDiskBytes }, onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))

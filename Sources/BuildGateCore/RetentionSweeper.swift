@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// What the gateway keeps, and for how long after a build ends.
+package struct RetentionPolicy: Sendable, Equatable {
+    /// A context is deleted this long after the last build that used it ended (0: as soon as it ended).
+    package var contexts: Duration = .zero
+    package var logs: Duration = .seconds(30 * 86_400)
+    /// The build's row (and anything left of it).
+    package var builds: Duration = .seconds(90 * 86_400)
+
+    package init() {}
+}
+
+/// The queries retention needs from the build store.
+package protocol BuildRetentionStore: Sendable {
+    /// Digests of stored contexts whose builds have all ended, the last one before `date`.
+    func contextsReleased(before date: Date) async throws -> [ContextDigest]
+    /// Builds that ended before `date`, oldest first.
+    func builds(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
+    /// Deletes the rows of builds that ended before `date`; returns their ids.
+    func deleteBuilds(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
+}
+
+/// Deletes what the retention policy no longer keeps: contexts of ended builds, old logs, old build rows. Runs at
+/// start-up and then every `interval`; each pass is bounded, so a large backlog is worked off over several passes.
+package struct RetentionSweeper: Service {
+    private let store: any BuildRetentionStore
+    private let contexts: any ContextStore
+    private let logs: any BuildLogStore
+    private let policy: RetentionPolicy
+    private let interval: Duration
+    private let logger: Logger
+
+    package init(
+        store: any BuildRetentionStore, contexts: any ContextStore, logs: any BuildLogStore, policy: RetentionPolicy,
+        interval: Duration = .seconds(600), logger: Logger
+    ) {
+        self.store = store
+        self.contexts = contexts
+        self.logs = logs
+        self.policy = policy
+        self.interval = interval
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await sweep(now: Date())
+                } catch {
+                    logger.error("retention sweep failed", metadata: ["buildgate.error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    /// One pass. A context stored again within the grace minutes (an upload of the same bytes that is about to be
+    /// queued) is left alone.
+    @discardableResult
+    package func sweep(now: Date, batch: Int = 1_000) async throws -> (contexts: Int, logs: Int, builds: Int) {
+        let storedBefore = now.addingTimeInterval(-600)
+        var removedContexts = 0
+        for digest in try await store.contextsReleased(before: now - policy.contexts) {
+            if contexts.remove(digest, ifStoredBefore: min(storedBefore, now - policy.contexts)) { removedContexts += 1 }
+        }
+        let oldLogs = try await store.builds(finishedBefore: now - policy.logs, limit: batch)
+        for id in oldLogs { await logs.remove(id) }
+        let oldBuilds = try await store.deleteBuilds(finishedBefore: now - policy.builds, limit: batch)
+        for id in oldBuilds { await logs.remove(id) }
+        if removedContexts + oldBuilds.count > 0 {
+            logger.info(
+                "retention sweep", metadata: ["buildgate.contexts.removed": "\(removedContexts)", "buildgate.builds.removed": "\(oldBuilds.count)"])
+        }
+        return (removedContexts, oldLogs.count, oldBuilds.count)
+    }
+}
+
+extension Date {
+    fileprivate static func - (date: Date, duration: Duration) -> Date {
+        date.addingTimeInterval(-TimeInterval(duration.components.seconds))
+    }
+}
