@@ -20,6 +20,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var readiness: @Sendable () async -> [String]
     /// Free bytes in the data directory (nil: unknown), for refusing uploads with 507 when it runs low.
     package var freeDiskBytes: @Sendable () -> Int64?
+    /// The metrics in Prometheus text format, for `GET /metrics`; nil: no such route.
+    package var metrics: (@Sendable () -> String)?
     package var observer: any BuildObserver
     package var onQueued: @Sendable () -> Void
 
@@ -36,6 +38,7 @@ package struct BuildGateAPIDependencies: Sendable {
         queueReasons: QueueReasons,
         readiness: @escaping @Sendable () async -> [String] = { [] },
         freeDiskBytes: @escaping @Sendable () -> Int64? = { nil },
+        metrics: (@Sendable () -> String)? = nil,
         observer: any BuildObserver = NoBuildObserver(),
         onQueued: @escaping @Sendable () -> Void
     ) {
@@ -51,6 +54,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.queueReasons = queueReasons
         self.readiness = readiness
         self.freeDiskBytes = freeDiskBytes
+        self.metrics = metrics
         self.observer = observer
         self.onQueued = onQueued
     }
@@ -92,9 +96,18 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     logger: Logger
 ) -> Router<Context> {
     let router = Router(context: Context.self)
+    router.middlewares.add(MetricsMiddleware<Context>())
     router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
     router.middlewares.add(ShutdownGateMiddleware<Context>())
     router.get("healthz") { _, _ in "ok\n" }
+    if let metrics = dependencies.metrics {
+        // Unauthenticated, like the probes: scrape it from inside the cluster (the NetworkPolicy admits 8080).
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: metrics())))
+        }
+    }
     router.get("readyz") { [readiness = dependencies.readiness] _, _ -> Response in
         let failing = await readiness()
         guard failing.isEmpty else {

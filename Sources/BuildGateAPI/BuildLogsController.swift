@@ -103,6 +103,8 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { [logs, repository, chunkSize] writer in
+                BuildGateMetrics.logFollowers.increment()
+                defer { BuildGateMetrics.logFollowers.decrement() }
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
                     var offset = start
                     var terminal = build.status.isTerminal

@@ -72,7 +72,10 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
                 "the gateway's data directory is short of space (\(free >> 20) MiB free, \(configuration.minFreeDiskBytes >> 20) MiB kept free); retry later")
         }
         let intake = ContextIntake(store: contexts, limits: configuration.intake)
+        BuildGateMetrics.activeUploads.increment()
+        defer { BuildGateMetrics.activeUploads.decrement() }
         let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
+        BuildGateMetrics.uploadedBytes.increment(by: buildContext.size)
         let now = Date()
         let build = Build(
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: now,

@@ -52,6 +52,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         guard let trigger = candidates.first(where: { candidate in
             (try? WebhookSignature.verify(delivery, forge: forge, secret: candidate.secret)) != nil
         })?.trigger else {
+            BuildGateMetrics.webhookDelivery(forge: forge.rawValue, outcome: "rejected")
             throw BuildGateError(.unauthorized, "the delivery is not signed by a known trigger")
         }
 
@@ -100,6 +101,8 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         }
         var headers: HTTPFields = [.contentType: "application/json"]
         if stored.isRedelivery { headers[HTTPField.Name("X-BuildGate-Redelivery")!] = "true" }
+        BuildGateMetrics.webhookDelivery(
+            forge: forge.rawValue, outcome: stored.isRedelivery ? "redelivery" : build == nil ? "ignored" : "queued")
         return Response(
             status: HTTPResponse.Status(code: stored.statusCode), headers: headers,
             body: .init(byteBuffer: ByteBuffer(string: stored.response)))

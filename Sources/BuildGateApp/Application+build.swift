@@ -10,6 +10,8 @@ import GitCLI
 import Hummingbird
 import KubernetesDiscovery
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// Builds the whole gateway from its configuration: stores, drivers, dispatcher, reaper, HTTP server.
@@ -116,6 +118,7 @@ package func buildApplication(
                 return failing
             },
             freeDiskBytes: { freeBytes(dataDirectory) },
+            metrics: { metricsRegistry.emitToString() },
             observer: notifier,
             onQueued: dispatcher.wake),
         limits: configuration.limits,
@@ -131,6 +134,19 @@ package func buildApplication(
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+/// The Prometheus registry behind swift-metrics, for `GET /metrics`.
+package let metricsRegistry = PrometheusCollectorRegistry()
+
+/// Routes swift-metrics to `metricsRegistry`. Call once per process (`buildgate serve` does; tests do it once).
+package func bootstrapMetrics() {
+    var factory = PrometheusMetricsFactory(registry: metricsRegistry)
+    factory.defaultDurationHistogramBuckets = [
+        .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(15), .seconds(30), .seconds(60),
+        .seconds(300), .seconds(900), .seconds(1800), .seconds(3600),
+    ]
+    MetricsSystem.bootstrap(factory)
 }
 
 /// Free bytes for unprivileged users on the file system holding `path`.

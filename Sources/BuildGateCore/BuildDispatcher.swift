@@ -127,6 +127,7 @@ package final class BuildDispatcher: Service {
             logger.error("reading the queue failed", metadata: ["buildgate.error": "\(error)"])
             return
         }
+        if let counts = try? await queue.activeCounts() { BuildGateMetrics.queueDepth(counts) }
         var activeKeys = (try? await queue.activeRunKeys()) ?? []
         var reasons: [BuildID: String] = [:]
         for build in candidates {
@@ -158,6 +159,7 @@ package final class BuildDispatcher: Service {
                 continue
             }
             if let key = claimed.runKey { activeKeys.insert(key) }
+            BuildGateMetrics.queueWait((claimed.startedAt ?? Date()).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
             let signal = register(claimed.id)
             await observer.buildChanged(claimed)
             group.addTask {
@@ -292,6 +294,9 @@ package final class BuildDispatcher: Service {
             }
         }
         await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
+        if case .finish(let status, _, _) = BuildLifecycle.transition(from: .running, on: .driverFinished(outcome, timedOut: timedOut)) {
+            BuildGateMetrics.buildDuration(Date().timeIntervalSince(build.startedAt ?? Date()), engine: endpoint.engine, result: status)
+        }
     }
 
     /// Puts a build whose builder vanished back in the queue for another builder. False when it cannot be (the

@@ -17,6 +17,9 @@ package protocol BuildQueue: Sendable {
     /// limit in the same statement. Nil when it is no longer queued or its tenant reached the limit meanwhile.
     func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
 
+    /// How many builds are queued, starting and running now (for the queue-depth metric).
+    func activeCounts() async throws -> [BuildStatus: Int]
+
     /// Run keys with a build starting or running now (serial builds of those keys wait).
     func activeRunKeys() async throws -> Set<String>
 

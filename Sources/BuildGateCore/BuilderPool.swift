@@ -88,6 +88,7 @@ package final class BuilderPool: Sendable {
 
     /// Records a probe result (or a build's finding that the builder is unreachable).
     package func record(_ name: String, health: Health, version: String? = nil, platforms: [Platform]? = nil, error: String? = nil) {
+        defer { publishMetrics(name) }
         let recovered = state.withLock { state -> Bool in
             guard var member = state.members[name] else { return false }
             let before = member.health
@@ -168,7 +169,8 @@ package final class BuilderPool: Sendable {
 
     /// Counts `build` on the builder; false if the builder has no free slot any more (or is gone).
     package func reserve(_ name: String, for build: BuildID) -> Bool {
-        state.withLock { state in
+        defer { publishMetrics(name) }
+        return state.withLock { state in
             guard var member = state.members[name], member.isAvailable, member.freeSlots > 0 else { return false }
             member.running.insert(build)
             state.members[name] = member
@@ -177,12 +179,19 @@ package final class BuilderPool: Sendable {
     }
 
     package func release(_ name: String, for build: BuildID) {
+        defer { publishMetrics(name) }
         state.withLock { state in
             guard var member = state.members[name] else { return }
             member.running.remove(build)
             state.members[name] = member.source == nil && member.running.isEmpty ? nil : member
         }
         changes.yield()
+    }
+
+    private func publishMetrics(_ name: String) {
+        guard let member = state.withLock({ $0.members[name] }) else { return }
+        BuildGateMetrics.builder(
+            name, healthy: member.isAvailable, busySlots: member.running.count, capacity: member.endpoint.capacity)
     }
 
     /// Builds that share this key are the same project built the same way, so they share a builder's cache:

@@ -107,6 +107,18 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
+    package func activeCounts() async throws -> [BuildStatus: Int] {
+        try await database.writer.read { db in
+            var counts: [BuildStatus: Int] = [:]
+            for row in try Row.fetchAll(
+                db, sql: "SELECT status, count(*) AS n FROM build WHERE status IN ('queued', 'starting', 'running') GROUP BY status")
+            {
+                if let status = BuildStatus(rawValue: row["status"]) { counts[status] = row["n"] }
+            }
+            return counts
+        }
+    }
+
     package func activeRunKeys() async throws -> Set<String> {
         try await database.writer.read { db in
             Set(try String.fetchAll(

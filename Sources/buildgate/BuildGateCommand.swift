@@ -104,6 +104,7 @@ struct Serve: AsyncParsableCommand {
         case "text": break
         case let other: throw ValidationError("--log-format must be text or json, got '\(other)'")
         }
+        bootstrapMetrics()
         var logger = Logger(label: "buildgate")
         logger.logLevel = logLevel
         let app = try await buildApplication(configuration, logger: logger) { port in

@@ -75,7 +75,8 @@ struct APIHarness {
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
                 secrets: secrets, pool: pool, queueReasons: queueReasons,
-                freeDiskBytes: { [freeDiskBytes] in freeDiskBytes }, onQueued: {}),
+                freeDiskBytes: { [freeDiskBytes] in freeDiskBytes }, metrics: { "# TYPE buildgate_up gauge\nbuildgate_up 1\n" },
+                onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
             router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))

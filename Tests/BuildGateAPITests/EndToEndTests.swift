@@ -276,3 +276,30 @@ final class GatewayProcess: Sendable {
         process.waitUntilExit()
     }
 }
+
+/// `GET /metrics` after a real build: Prometheus text with the gateway's own figures.
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .timeLimit(.minutes(5)))
+struct MetricsEndToEndTests {
+    @Test func aBuildShowsUpInTheMetrics() async throws {
+        bootstrapMetricsOnce
+        let services = try RealServices()
+        try await services.withGateway { gateway, _ in
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("metrics"))").id)
+            #expect(build.status == "succeeded")
+            let (response, body) = try await gateway.get("/metrics")
+            #expect(response.status.code == 200)
+            let text = String(decoding: body, as: UTF8.self)
+            for expected in [
+                "buildgate_upload_bytes_total ", #"buildgate_build_duration_seconds_count{engine="podman",result="succeeded"}"#,
+                #"buildgate_build_queue_wait_seconds_count{engine="podman"}"#, #"buildgate_builder_healthy{builder="test-podman"} 1"#,
+                #"buildgate_builds{status="queued"}"#, "hb_requests{", "http_server_request_duration_bucket",
+            ] {
+                #expect(text.contains(expected), "missing \(expected) in:\n\(text.prefix(3000))")
+            }
+        }
+    }
+}
+
+/// swift-metrics is bootstrapped once per process.
+let bootstrapMetricsOnce: Void = bootstrapMetrics()
