@@ -147,8 +147,15 @@ package struct GitCLISourceFetcher: SourceFetcher {
         process.executableURL = URL(fileURLWithPath: try resolve(configuration.git))
         process.arguments = arguments
         process.environment = environment
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).out"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).err"))
+        // The child gets its own copies; ours are closed once it is done (Process does not close them).
+        let standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).out"))
+        let standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(outputs).err"))
+        defer {
+            try? standardOutput.close()
+            try? standardError.close()
+        }
+        process.standardOutput = standardOutput
+        process.standardError = standardError
         process.standardInput = FileHandle.nullDevice
         let exited = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { exited.continuation.yield($0.terminationStatus); exited.continuation.finish() }

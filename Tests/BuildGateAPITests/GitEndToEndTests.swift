@@ -103,6 +103,11 @@ struct GitEndToEndTests {
             let reader = GatewayClient(baseURL: gateway.baseURL, token: try await tokens.createToken(
                 tenant: .default, name: "e2e", scopes: [.buildsRead], buildID: nil, expiresAt: nil, at: Date()).token)
             #expect(try await reader.postJSON("/v1/triggers", "{}").0.status.code == 403)
+            // Every git command's output files were closed, not just deleted (a leak would pile up descriptors).
+            let open = (try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).compactMap {
+                try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+            }
+            #expect(!open.contains { $0.contains("git-output-") }, "\(open.filter { $0.contains("git-output-") })")
         }
     }
 
