@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOFileSystem
 import NIOHTTP1
+import ServiceLifecycle
 
 /// Runs builds through the Docker-compatible Engine API (`POST /build`, `POST /images/{name}/push`), as served by
 /// `podman system service` and by dockerd.
@@ -264,7 +265,8 @@ package struct EngineAPIDriver: BuilderDriver {
     private func waitForPodmanToStop(_ engine: EngineAPIClient, ignoring before: Set<String>) async {
         let deadline = ContinuousClock.now + configuration.engineStopTimeout
         var quietChecks = 0
-        while ContinuousClock.now < deadline && quietChecks < 2 {
+        // When the gateway shuts down, the build was settled as interrupted already: do not hold the exit for it.
+        while ContinuousClock.now < deadline && quietChecks < 2 && !Task.isShuttingDownGracefully {
             // The task is cancelled; sleep and ask in a child that is not, so the wait really happens.
             let busy = await Task.detached { [configuration] in
                 try? await Task.sleep(for: configuration.engineStopPollInterval)

@@ -195,6 +195,38 @@ struct EndToEndTests {
         }
     }
 
+    @Test func sigtermGivesRunningBuildsTheirGraceThenSettlesThemAndARestartRunsTheRest() async throws {
+        let services = try RealServices()
+        let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
+        let directory = try TemporaryDirectory("sigterm")
+        defer { directory.remove() }
+
+        let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services, extraArguments: ["--shutdown-grace", "2"])
+        let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
+        let slow = try await gateway.submit(
+            services.context("RUN echo slow-started && sleep 20\n"), query: "image=\(services.uniqueImage("sigterm"))")
+        let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("aftersigterm"))")
+        _ = try await gateway.waitFor(slow.id) { $0.status == "running" }
+        let signalled = ContinuousClock.now
+        // The grace is 2 s; the Podman build would take 20: the gateway settles it and exits well before that.
+        let exited = try await first.sigterm(waitingUpTo: .seconds(60))
+        #expect(exited)
+        let shutdown = ContinuousClock.now - signalled
+        #expect(shutdown >= .seconds(2) && shutdown < .seconds(15), "shut down in \(shutdown)")
+
+        let second = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
+        defer { second.terminate() }
+        let restarted = GatewayClient(baseURL: "http://127.0.0.1:\(try await second.port())", token: gateway.token)
+        let settled = try await restarted.build(slow.id)
+        #expect(settled.status == "failed")
+        #expect(settled.reason == "interrupted")
+        #expect(try await restarted.log(slow.id).contains("the gateway shut down before the build finished; result: failed (interrupted)"))
+        // The build that was still queued at SIGTERM runs after the restart, once.
+        let after = try await restarted.waitUntilFinished(queued.id)
+        #expect(after.status == "succeeded", "\(after.message ?? "")")
+        #expect(try await restarted.log(queued.id).components(separatedBy: "dispatched to builder").count == 2)
+    }
+
     @Test func aGatewayKilledMidBuildSettlesTheRunningBuildAndRunsTheQueuedOnesOnceAfterRestart() async throws {
         let services = try RealServices()
         let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
@@ -237,14 +269,14 @@ final class GatewayProcess: Sendable {
     private let process: Process
     private let output: Pipe
 
-    init(binary: String, dataDirectory: String, services: RealServices) throws {
+    init(binary: String, dataDirectory: String, services: RealServices, extraArguments: [String] = []) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
             "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory,
             "--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry,
             "--lease-seconds", "3", "--migrations", migrationsDirectory, "--log-level", "warning",
-        ]
+        ] + extraArguments
         output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
@@ -263,6 +295,12 @@ final class GatewayProcess: Sendable {
         let line = try #require(text.split(separator: "\n").first { $0.contains("listening on") }, "gateway did not start: \(text)")
         let afterHost = try #require(line.split(separator: " ").first { $0.hasPrefix("http://") })
         return try #require(Int(afterHost.split(separator: ":").last ?? ""))
+    }
+
+    /// Sends SIGTERM and waits (without blocking a thread) up to `timeout` for the process to exit.
+    func sigterm(waitingUpTo timeout: Duration) async throws -> Bool {
+        kill(process.processIdentifier, SIGTERM)
+        return try await ChildProcess.wait(for: timeout) { !process.isRunning }
     }
 
     func kill9() {
