@@ -53,8 +53,6 @@ struct APIError: HTTPResponseError {
 /// Turns every error a route throws into the API's error shape: `BuildGateError`s by their code, Hummingbird's
 /// own (unknown route, wrong method) by their status, anything else into a 500 whose cause goes to the server log.
 struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
-    let logger: Logger
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -62,7 +60,7 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         } catch let error as BuildGateError {
             if APIError(error).status == .internalServerError {
-                logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
+                context.logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
             }
             throw APIError(error)
         } catch let error as HTTPError {
@@ -75,7 +73,7 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             throw APIError(status: error.status, code: code, message: error.body ?? error.status.reasonPhrase, headers: error.headers)
         } catch {
-            logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
+            context.logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
             throw APIError(status: .internalServerError, code: "internalError", message: "internal error")
         }
     }

@@ -97,7 +97,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
 ) -> Router<Context> {
     let router = Router(context: Context.self)
     router.middlewares.add(MetricsMiddleware<Context>())
-    router.middlewares.add(ErrorShapeMiddleware<Context>(logger: logger))
+    router.middlewares.add(RequestIDMiddleware<Context>())
+    router.middlewares.add(ErrorShapeMiddleware<Context>())
     router.middlewares.add(ShutdownGateMiddleware<Context>())
     router.get("healthz") { _, _ in "ok\n" }
     if let metrics = dependencies.metrics {
