@@ -15,7 +15,9 @@ struct ClassicSteps {
                 completeCurrent(at: date)
                 steps.append(BuildStep(name: name, startedAt: date))
                 changed = true
-            } else if line.contains("Using cache"), let last = steps.indices.last, !steps[last].cached {
+            } else if line.hasPrefix("--> Using cache") || line.hasPrefix(" ---> Using cache"),
+                let last = steps.indices.last, !steps[last].cached
+            {
                 steps[last].cached = true
                 changed = true
             }
@@ -34,8 +36,11 @@ struct ClassicSteps {
     }
 
     /// `STEP 2/3: RUN make` (Podman) or `Step 2/3 : RUN make` (dockerd) → `[2/3] RUN make`, BuildKit's naming.
+    /// Every line of build output passes here: the prefix check keeps the regex (built per call) off the hot path.
     static func stepName(_ line: Substring) -> String? {
-        guard let match = line.firstMatch(of: /^(?:STEP|Step) (\d+\/\d+) ?: (.*)$/) else { return nil }
+        guard line.hasPrefix("STEP ") || line.hasPrefix("Step "),
+            let match = line.firstMatch(of: /^(?:STEP|Step) (\d+\/\d+) ?: (.*)$/)
+        else { return nil }
         return "[\(match.1)] \(match.2)"
     }
 }
