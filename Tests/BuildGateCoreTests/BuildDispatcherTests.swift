@@ -87,7 +87,11 @@ struct BuildDispatcherTests {
         let build = try await running(dispatcher) {
             // Both builders vanish under it; the third attempt waits for a healthy builder, saying so.
             _ = try await harness.waitFor(id) { $0.attempt == 3 && $0.status == .queued }
-            try await Task.sleep(for: .milliseconds(100))
+            // The dispatcher looks at the queue again within its poll interval and says why the build waits.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while dispatcher.queueReasons.reason(for: id) == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             #expect(dispatcher.queueReasons.reason(for: id) == "no healthy builder")
             pool.update([BuilderEndpoint(name: "c", engine: .podman, address: .unix(path: "/c"))], from: "dns:builders")
             pool.record("c", health: .healthy)
@@ -151,6 +155,10 @@ struct BuildDispatcherTests {
             _ = try await harness.waitFor(other) { $0.status == .running }
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await harness.store.build(second)?.status == .queued)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while dispatcher.queueReasons.reason(for: second) == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             #expect(dispatcher.queueReasons.reason(for: second) == "waiting for the running build of the same run key (serial)")
             driver.release()
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
