@@ -111,8 +111,10 @@ package func buildApplication(
             readiness: {
                 var failing: [String] = []
                 if await !database.isWritable() { failing.append("the database is not writable") }
-                if let free = freeBytes(dataDirectory), free < 512 << 20 {
-                    failing.append("the data directory has \(free >> 20) MiB free (under 512 MiB)")
+                // The same floor as uploads: a gateway that would refuse uploads with 507 is not ready.
+                let floor = configuration.limits.minFreeDiskBytes
+                if let free = freeBytes(dataDirectory), free < floor {
+                    failing.append("the data directory has \(free >> 20) MiB free (under \(floor >> 20) MiB)")
                 }
                 if !pool.members.contains(where: { $0.isAvailable }) { failing.append("no builder is healthy") }
                 return failing
