@@ -22,13 +22,16 @@ enum BuildParameters {
         }
     }
 
+    /// The value of a parameter that may be given at most once.
+    private static func single(_ name: String, in query: [(name: String, value: String)]) throws -> String? {
+        let values = query.filter { $0.name == name }.map(\.value)
+        guard values.count <= 1 else { throw BuildGateError(.invalidParameter, "'\(name)' may be given once") }
+        return values.first
+    }
+
     /// `queueTTL`, `runPolicy` and `runKey`.
     static func scheduling(_ query: [(name: String, value: String)], defaultTTL: Int, maxTTL: Int) throws -> Scheduling {
-        func single(_ name: String) throws -> String? {
-            let values = query.filter { $0.name == name }.map(\.value)
-            guard values.count <= 1 else { throw BuildGateError(.invalidParameter, "'\(name)' may be given once") }
-            return values.first
-        }
+        func single(_ name: String) throws -> String? { try BuildParameters.single(name, in: query) }
         var scheduling = Scheduling(queueTTL: defaultTTL)
         if let text = try single("queueTTL") {
             guard let seconds = Int(text), (1...maxTTL).contains(seconds) else {
@@ -59,11 +62,7 @@ enum BuildParameters {
                 .invalidParameter,
                 "unknown parameter '\(unknown.name)'; known: \(known.sorted().joined(separator: ", "))")
         }
-        func single(_ name: String) throws -> String? {
-            let values = query.filter { $0.name == name }.map(\.value)
-            guard values.count <= 1 else { throw BuildGateError(.invalidParameter, "'\(name)' may be given once") }
-            return values.first
-        }
+        func single(_ name: String) throws -> String? { try BuildParameters.single(name, in: query) }
         func pairs(_ name: String) throws -> [String: String] {
             var result: [String: String] = [:]
             for item in query where item.name == name {

@@ -337,37 +337,24 @@ package struct BuildGateConfiguration: Sendable {
         }
     }
 
-    /// Checks the TLS options gathered from a builder or pool.
+    /// Checks the TLS options gathered from a builder or pool: a tcp:// address, a CA, a certificate with its key,
+    /// files that can be read.
     private static func finishTLS(_ template: inout BuilderTemplate, text: String, address: BuilderEndpoint.Address) throws {
         guard let files = template.tls else { return }
-        var options: [String: String] = ["tlscacert": files.caCertificate]
-        options["tlscert"] = files.clientCertificate
-        options["tlskey"] = files.clientKey
-        options["tlsservername"] = files.serverName
-        if files.caCertificate.isEmpty { options["tlscacert"] = nil }
-        var endpoint = BuilderEndpoint(name: "check", engine: template.engine, address: address)
-        endpoint.tls = nil
-        template.tls = try parseTLS(options, of: endpoint, text: text)
-    }
-
-    private static func parseTLS(_ options: [String: String], of endpoint: BuilderEndpoint, text: String) throws -> BuilderEndpoint.TLSFiles {
-        guard case .tcp = endpoint.address else {
+        guard case .tcp = address else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': TLS options need a tcp:// address")
         }
-        guard let ca = options["tlscacert"] else {
+        guard !files.caCertificate.isEmpty else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': TLS needs tlscacert=FILE (the CA of the engine's certificate)")
         }
-        guard (options["tlscert"] == nil) == (options["tlskey"] == nil) else {
+        guard (files.clientCertificate == nil) == (files.clientKey == nil) else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': tlscert and tlskey go together")
         }
-        for key in ["tlscacert", "tlscert", "tlskey"] {
-            if let file = options[key], !FileManager.default.isReadableFile(atPath: file) {
+        for (key, file) in [("tlscacert", files.caCertificate), ("tlscert", files.clientCertificate), ("tlskey", files.clientKey)] {
+            if let file, !FileManager.default.isReadableFile(atPath: file) {
                 throw BuildGateError(.invalidParameter, "builder '\(text)': \(key) file '\(file)' cannot be read")
             }
         }
-        return BuilderEndpoint.TLSFiles(
-            caCertificate: ca, clientCertificate: options["tlscert"], clientKey: options["tlskey"],
-            serverName: options["tlsservername"])
     }
 }
 

@@ -241,7 +241,7 @@ package final class BuildDispatcher: Service {
 
         guard let driver = drivers[endpoint.engine] else {
             let outcome = BuildOutcome.failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
-            await settle(build, outcome: outcome, timedOut: false, log: log, logger: logger)
+            await settle(build, on: endpoint, outcome: outcome, timedOut: false, log: log, logger: logger)
             return
         }
         let (outcome, timedOut) = await runRacingDeadline(
@@ -293,10 +293,7 @@ package final class BuildDispatcher: Service {
                 return
             }
         }
-        await settle(build, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
-        if case .finish(let status, _, _) = BuildLifecycle.transition(from: .running, on: .driverFinished(outcome, timedOut: timedOut)) {
-            BuildGateMetrics.buildDuration(Date().timeIntervalSince(build.startedAt ?? Date()), engine: endpoint.engine, result: status)
-        }
+        await settle(build, on: endpoint, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
     }
 
     /// Puts a build whose builder vanished back in the queue for another builder. False when it cannot be (the
@@ -457,6 +454,7 @@ package final class BuildDispatcher: Service {
 
     private func settle(
         _ build: Build,
+        on endpoint: BuilderEndpoint,
         outcome: BuildOutcome,
         timedOut: Bool,
         log: @Sendable (String) async -> Void,
@@ -467,6 +465,7 @@ package final class BuildDispatcher: Service {
         guard case .finish(let status, let reason, let message) = BuildLifecycle.transition(
             from: .running, on: .driverFinished(outcome, timedOut: timedOut))
         else { return }
+        BuildGateMetrics.buildDuration(Date().timeIntervalSince(build.startedAt ?? Date()), engine: endpoint.engine, result: status)
         let pushed: [PushedImage]
         if case .succeeded(let images) = outcome { pushed = images } else { pushed = [] }
         var resultLine = "result: \(status.rawValue)"

@@ -122,11 +122,6 @@ package final class BuilderPool: Sendable {
 
     // MARK: - Scheduling
 
-    /// Whether any available builder has a free slot (else there is no point in looking at the queue).
-    package var hasFreeSlot: Bool {
-        state.withLock { $0.members.values.contains { $0.isAvailable && $0.freeSlots > 0 } }
-    }
-
     /// Picks the builder for `build`: among available builders that support what it needs, the first by
     /// rendezvous hashing of its cache key whose load stays under the bound, else the least loaded with a free
     /// slot; or why it has to wait.

@@ -44,7 +44,7 @@ struct EngineAPIClient: Sendable {
         body: HTTPClientRequest.Body?,
         timeout: TimeAmount
     ) async throws -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: baseURL + path + Self.queryString(query))
+        var request = HTTPClientRequest(url: baseURL + path + URLQuery.encode(query))
         request.method = method
         request.headers = headers
         // Over a unix socket AsyncHTTPClient sends no Host header, and Podman answers 400 without one.
@@ -113,12 +113,4 @@ struct EngineAPIClient: Sendable {
         return "\(error)"
     }
 
-    static func queryString(_ items: [(String, String)]) -> String {
-        guard !items.isEmpty else { return "" }
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return "?" + items.map { key, value in
-            "\(key)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
-        }.joined(separator: "&")
-    }
 }

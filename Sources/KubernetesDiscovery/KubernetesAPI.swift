@@ -131,12 +131,7 @@ struct KubernetesAPIClient: Sendable {
     }
 
     func get(_ path: String, query: [(String, String)], timeout: TimeAmount) async throws -> HTTPClientResponse {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        let queryString = query.isEmpty ? "" : "?" + query.map {
-            "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
-        }.joined(separator: "&")
-        var request = HTTPClientRequest(url: credentials.server + path + queryString)
+        var request = HTTPClientRequest(url: credentials.server + path + URLQuery.encode(query))
         request.headers.add(name: "Accept", value: "application/json")
         if let token = try bearerToken() { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if credentials.server.hasPrefix("https://") {

@@ -63,6 +63,15 @@ struct BuildDispatcherTests {
             throw CancellationError()
         }
 
+        /// The reason the dispatcher gives for a queued build, once it has looked (nil if it never does in 10 s).
+        func queueReason(of id: BuildID, in dispatcher: BuildDispatcher) async throws -> String? {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while dispatcher.queueReasons.reason(for: id) == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return dispatcher.queueReasons.reason(for: id)
+        }
+
         func log(_ id: BuildID) async throws -> String {
             String(decoding: try await logs.read(id, from: 0, maxLength: 1 << 20), as: UTF8.self)
         }
@@ -88,11 +97,7 @@ struct BuildDispatcherTests {
             // Both builders vanish under it; the third attempt waits for a healthy builder, saying so.
             _ = try await harness.waitFor(id) { $0.attempt == 3 && $0.status == .queued }
             // The dispatcher looks at the queue again within its poll interval and says why the build waits.
-            let deadline = ContinuousClock.now + .seconds(10)
-            while dispatcher.queueReasons.reason(for: id) == nil && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(dispatcher.queueReasons.reason(for: id) == "no healthy builder")
+            #expect(try await harness.queueReason(of: id, in: dispatcher) == "no healthy builder")
             pool.update([BuilderEndpoint(name: "c", engine: .podman, address: .unix(path: "/c"))], from: "dns:builders")
             pool.record("c", health: .healthy)
             return try await harness.waitFor(id) { $0.status.isTerminal }
@@ -155,11 +160,7 @@ struct BuildDispatcherTests {
             _ = try await harness.waitFor(other) { $0.status == .running }
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await harness.store.build(second)?.status == .queued)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while dispatcher.queueReasons.reason(for: second) == nil && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(dispatcher.queueReasons.reason(for: second) == "waiting for the running build of the same run key (serial)")
+            #expect(try await harness.queueReason(of: second, in: dispatcher) == "waiting for the running build of the same run key (serial)")
             driver.release()
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
         }
