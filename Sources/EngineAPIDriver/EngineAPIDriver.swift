@@ -50,7 +50,7 @@ package struct EngineAPIDriver: BuilderDriver {
         let description: String
         let containersBefore: Set<String>
         do {
-            description = try await engine.describe().version
+            description = try await engine.ping()
             containersBefore = endpoint.engine == .podman ? try await engine.buildContainers() : []
         } catch {
             if Task.isCancelled { return .failed(.cancelled, message: "cancelled before the engine was reached") }
