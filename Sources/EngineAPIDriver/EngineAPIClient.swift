@@ -76,32 +76,20 @@ struct EngineAPIClient: Sendable {
         return "\(name) \(version) (API \(api)) at \(endpoint.address)"
     }
 
-    /// "Podman Engine 4.3.1 (API 1.41) at unix:///…" (for `GET /v1/builders`) and the engine's own platform, after
-    /// `/_ping` answered.
-    func describe() async throws -> BuilderProbe {
+    /// The engine's own platform, from `/version` (the slow call: see `ping`).
+    func platforms() async throws -> [Platform] {
         struct Version: Decodable {
-            struct Component: Decodable { var Name: String }
-            var Version: String?
-            var ApiVersion: String?
             var Os: String?
             var Arch: String?
-            var Components: [Component]?
         }
-        let ping = try await execute(.GET, "/_ping", body: nil, timeout: .seconds(10))
-        _ = try await ping.body.collect(upTo: 1 << 10)
-        guard ping.status == .ok else { throw BuildGateError(.internalError, "GET /_ping answered \(ping.status.code)") }
         let response = try await execute(.GET, "/version", body: nil, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status == .ok else {
             throw BuildGateError(.internalError, "GET /version answered \(response.status.code)")
         }
         let version = try JSONDecoder().decode(Version.self, from: Data(body.readableBytesView))
-        var name = version.Components?.first?.Name ?? "Engine"
-        if name == "Engine" { name = "Docker Engine" }
         let platform = version.Os.flatMap { os in version.Arch.flatMap { try? Platform(parsing: "\(os)/\($0)") } }
-        return BuilderProbe(
-            version: "\(name) \(version.Version ?? "?") (API \(version.ApiVersion ?? "?")) at \(endpoint.address)",
-            platforms: platform.map { [$0] } ?? [])
+        return platform.map { [$0] } ?? []
     }
 
     /// Podman's build (working) containers, which `podman ps --external` lists.

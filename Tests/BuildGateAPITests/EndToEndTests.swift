@@ -39,7 +39,18 @@ struct EndToEndTests {
 
             let log = try await gateway.log(queued.id)
             #expect(log.contains("output-from-run-step\nsecond-line\n"))
-            #expect(log.contains("[buildgate] engine: Podman Engine"))
+            // The build's header and the probe name the engine alike (the build from `/_ping`'s headers, the probe
+            // from those and `/version` for the platform).
+            struct Builders: Decodable {
+                struct Builder: Decodable { var version: String?; var platforms: [String] }
+                var builders: [Builder]
+            }
+            let (_, body) = try await gateway.get("/v1/builders")
+            let builder = try #require(try JSONDecoder().decode(Builders.self, from: Data(body)).builders.first)
+            let engine = try #require(builder.version)
+            #expect(engine.hasPrefix("Podman Engine 4."))
+            #expect(log.contains("[buildgate] engine: \(engine)\n"))
+            #expect(builder.platforms.first?.hasPrefix("linux/") == true, "\(builder.platforms)")
             #expect(log.contains("[buildgate] pushed \(image)@\(digest)"))
             #expect(log.hasSuffix("[buildgate] result: succeeded\n"))
             for follower in followers {
