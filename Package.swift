@@ -34,6 +34,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -153,7 +154,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "buildgate-bench",
-            dependencies: ["BuildGateCore", "BuildGateStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "BuildGateCore", "BuildGateStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -77,9 +77,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
             var offset = from
             while offset < end {
                 let bytes = try await logs.read(id, from: offset, maxLength: Int(min(Int64(chunkSize), end - offset)))
-                guard !bytes.isEmpty else { break }
-                try await writer.write(ByteBuffer(bytes: bytes))
-                offset += Int64(bytes.count)
+                guard bytes.readableBytes > 0 else { break }
+                offset += Int64(bytes.readableBytes)
+                try await writer.write(bytes)
             }
             try await writer.finish(nil)
         }
@@ -116,8 +116,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                         if snapshot.length > offset {
                             let bytes = try await logs.read(
                                 build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
-                            try await writer.write(ByteBuffer(bytes: bytes))
-                            offset += Int64(bytes.count)
+                            guard bytes.readableBytes > 0 else { break }  // removed meanwhile (retention)
+                            offset += Int64(bytes.readableBytes)
+                            try await writer.write(bytes)
                             continue
                         }
                         if terminal || snapshot.isFinished { break }

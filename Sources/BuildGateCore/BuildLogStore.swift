@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The gateway's own store of build output: one append-only byte log per build.
 ///
 /// Offsets are stable: a byte once at offset N stays there. Appends to one build's log are made by one writer (its
@@ -12,11 +14,13 @@ package protocol BuildLogStore: Sendable {
     /// Marks the log complete and wakes every waiter.
     func finish(_ id: BuildID) async
 
-    /// The current length, and whether `finish` was called in this process.
+    /// The current length, and whether `finish` was called (by this process, or for a file store by any before it).
     func snapshot(_ id: BuildID) async -> BuildLogSnapshot
 
-    /// Up to `maxLength` bytes from `offset` (fewer at the end of the log; empty past it).
-    func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> [UInt8]
+    /// Up to `maxLength` bytes from `offset`: fewer at the end of the log (empty past it), and a store may stop
+    /// short at a boundary of its own (callers read on from where they got). The buffer may be shared with other
+    /// readers of the same bytes.
+    func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ByteBuffer
 
     /// Waits until the log is longer than `length`, is finished, or `timeout` passes, then returns a snapshot.
     /// Returns early (with whatever is there) when the calling task is cancelled.

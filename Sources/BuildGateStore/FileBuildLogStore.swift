@@ -1,21 +1,89 @@
 import BuildGateCore
 import Foundation
+import NIOCore
 import Synchronization
 
 /// Build logs as append-only files, `<root>/logs/<build id>.log`, with in-process wake-ups for followers.
 ///
-/// The file is the truth; the in-memory state only tracks each log's length (bytes known to be written) and wakes
-/// waiters, so readers never see a partially appended chunk and never read past what was written.
+/// The file is the truth. A log being written in this process is *open*: one descriptor for its appends and reads,
+/// and its newest bytes in memory as pieces, so a thousand followers of a running build read memory, not the file,
+/// and those at the same offset share one buffer instead of a copy each. Pieces are fixed spans of the log
+/// (`[k·pieceSize, (k+1)·pieceSize)`) and a read stops at a piece's end, so followers fall onto the same pieces.
+/// Readers never see a partially appended chunk and never read past what was written.
+///
+/// `finish` makes the file read-only (mode 0400): the mark of a complete log, on disk, so it holds after a restart
+/// and costs no memory. In memory there are only the open logs (running builds, and the last few finished ones
+/// for followers still catching up) and the waiters of the moment.
 package final class FileBuildLogStore: BuildLogStore {
-    private struct LogState {
+    /// The span of one piece: also the most a read returns.
+    package static let pieceSize = 32 * 1024
+    /// Whole pieces kept in memory per open log, besides the one being filled (1 MiB).
+    package static let windowPieces = 32
+    /// Finished logs kept open for followers still reading them.
+    package static let recentlyFinishedLimit = 16
+
+    /// A log file's descriptor, closed when the last holder lets go (a reader may outlive the log's eviction).
+    private final class LogFile: Sendable {
+        let descriptor: Int32
+        init(_ descriptor: Int32) { self.descriptor = descriptor }
+        deinit { close(descriptor) }
+    }
+
+    private struct OpenLog {
+        let file: LogFile
         var length: Int64
-        var isFinished = false
-        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        var cancelledWaiters: Set<UInt64> = []
+        /// Whole pieces (the first may start mid-piece, where the log stood when it was opened), oldest first.
+        var sealed: [(start: Int64, bytes: ByteBuffer)] = []
+        /// The bytes of the piece being filled, from `fillingStart` to `length`.
+        var filling: ByteBuffer
+        var fillingStart: Int64
+
+        init(file: LogFile, length: Int64) {
+            self.file = file
+            self.length = length
+            self.fillingStart = length
+            self.filling = ByteBufferAllocator().buffer(capacity: Int(FileBuildLogStore.pieceEnd(containing: length) - length))
+        }
+
+        mutating func remember(_ bytes: [UInt8]) {
+            var rest = bytes[...]
+            while !rest.isEmpty {
+                let boundary = FileBuildLogStore.pieceEnd(containing: fillingStart)
+                let room = Int(boundary - fillingStart) - filling.readableBytes
+                filling.writeBytes(rest.prefix(room))
+                rest = rest.dropFirst(room)
+                if fillingStart + Int64(filling.readableBytes) == boundary {
+                    sealed.append((fillingStart, filling))
+                    if sealed.count > FileBuildLogStore.windowPieces { sealed.removeFirst() }
+                    filling = ByteBufferAllocator().buffer(capacity: FileBuildLogStore.pieceSize)
+                    fillingStart = boundary
+                }
+            }
+            length += Int64(bytes.count)
+        }
+
+        /// The bytes at `offset` from memory, up to the end of their piece: a whole piece's buffer is shared, the
+        /// piece being filled is copied (appends go on into it). Nil when `offset` is older than the window.
+        func cached(from offset: Int64, maxLength: Int) -> ByteBuffer? {
+            if offset >= fillingStart {
+                let skip = Int(offset - fillingStart)
+                let count = min(maxLength, filling.readableBytes - skip)
+                return ByteBuffer(bytes: filling.readableBytesView.dropFirst(skip).prefix(count))
+            }
+            guard let piece = sealed.last(where: { $0.start <= offset }) else { return nil }
+            let skip = Int(offset - piece.start)
+            return piece.bytes.getSlice(at: piece.bytes.readerIndex + skip, length: min(maxLength, piece.bytes.readableBytes - skip))
+        }
     }
 
     private struct State {
-        var logs: [BuildID: LogState] = [:]
+        var open: [BuildID: OpenLog] = [:]
+        /// Finished logs still open, oldest first; the oldest is closed when there are more than the limit.
+        var recentlyFinished: [BuildID] = []
+        var waiters: [BuildID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+        /// Waiters numbered but not registered yet, and those of them already cancelled.
+        var unregistered: Set<UInt64> = []
+        var cancelledBeforeRegistering: Set<UInt64> = []
         var nextWaiter: UInt64 = 0
     }
 
@@ -30,77 +98,144 @@ package final class FileBuildLogStore: BuildLogStore {
 
     private func path(_ id: BuildID) -> String { "\(directory)/\(id.rawValue).log" }
 
+    /// The end of the piece holding `offset`.
+    static func pieceEnd(containing offset: Int64) -> Int64 {
+        (offset / Int64(pieceSize) + 1) * Int64(pieceSize)
+    }
+
+    /// Logs open in memory (running builds and recently finished ones): for tests of the store's bounds.
+    package var openLogCount: Int { state.withLock { $0.open.count } }
+
     package func append(_ bytes: [UInt8], to id: BuildID) async throws {
         guard !bytes.isEmpty else { return }
         try state.withLock { state in
-            var log = state.logs[id] ?? LogState(length: fileLength(id))
-            guard !log.isFinished else {
-                throw BuildGateError(.conflict, "the log of \(id) is complete; nothing more is appended")
-            }
-            let descriptor = open(path(id), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
-            defer { close(descriptor) }
+            guard !state.recentlyFinished.contains(id) else { throw Self.complete(id) }
+            var log = try state.open.removeValue(forKey: id) ?? openForAppending(id)
+            defer { state.open[id] = log }
             var written = 0
             while written < bytes.count {
-                let result = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, bytes.count - written) }
+                let result = bytes.withUnsafeBytes { write(log.file.descriptor, $0.baseAddress! + written, bytes.count - written) }
                 guard result > 0 else {
                     if result < 0 && errno == EINTR { continue }
                     throw BuildGateError(.internalError, "cannot write the log of \(id)")
                 }
                 written += result
             }
-            log.length += Int64(bytes.count)
-            Self.wakeAll(&log)
-            state.logs[id] = log
+            log.remember(bytes)
+            Self.wakeAll(&state, id)
         }
+    }
+
+    private static func complete(_ id: BuildID) -> BuildGateError {
+        BuildGateError(.conflict, "the log of \(id) is complete; nothing more is appended")
+    }
+
+    /// Opens (creating) a log for appends; a finished log (read-only on disk) is refused.
+    private func openForAppending(_ id: BuildID) throws -> OpenLog {
+        let descriptor = open(path(id), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw errno == EACCES ? Self.complete(id) : BuildGateError(.internalError, "cannot open the log of \(id)")
+        }
+        let file = LogFile(descriptor)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
+        // Root opens a read-only file for writing all the same.
+        guard info.st_mode & S_IWUSR != 0 else { throw Self.complete(id) }
+        return OpenLog(file: file, length: Int64(info.st_size))
     }
 
     package func finish(_ id: BuildID) async {
         state.withLock { state in
-            var log = state.logs[id] ?? LogState(length: fileLength(id))
-            log.isFinished = true
-            Self.wakeAll(&log)
-            state.logs[id] = log
+            if state.open[id] != nil, !state.recentlyFinished.contains(id) {
+                state.recentlyFinished.append(id)
+                if state.recentlyFinished.count > Self.recentlyFinishedLimit {
+                    state.open.removeValue(forKey: state.recentlyFinished.removeFirst())
+                }
+            }
+            if let log = state.open[id] {
+                fchmod(log.file.descriptor, 0o400)
+            } else {
+                // Created empty if the build never wrote a byte, so "complete" has somewhere to be recorded.
+                let descriptor = open(path(id), O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
+                if descriptor >= 0 {
+                    fchmod(descriptor, 0o400)
+                    close(descriptor)
+                }
+            }
+            Self.wakeAll(&state, id)
         }
     }
 
     package func remove(_ id: BuildID) async {
         state.withLock { state in
-            if var log = state.logs.removeValue(forKey: id) { Self.wakeAll(&log) }
+            state.open.removeValue(forKey: id)
+            state.recentlyFinished.removeAll { $0 == id }
+            Self.wakeAll(&state, id)
         }
         unlink(path(id))
     }
 
     package func snapshot(_ id: BuildID) async -> BuildLogSnapshot {
-        state.withLock { state in
-            let log = state.logs[id] ?? LogState(length: fileLength(id))
-            return BuildLogSnapshot(length: log.length, isFinished: log.isFinished)
+        state.withLock { state in snapshot(id, in: state) }
+    }
+
+    private func snapshot(_ id: BuildID, in state: State) -> BuildLogSnapshot {
+        if let log = state.open[id] {
+            return BuildLogSnapshot(length: log.length, isFinished: state.recentlyFinished.contains(id))
+        }
+        var info = stat()
+        guard stat(path(id), &info) == 0 else { return BuildLogSnapshot(length: 0, isFinished: false) }
+        return BuildLogSnapshot(length: Int64(info.st_size), isFinished: info.st_mode & S_IWUSR == 0)
+    }
+
+    package func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ByteBuffer {
+        enum Source {
+            case memory(ByteBuffer)
+            case file(LogFile?, count: Int)
+        }
+        let source = state.withLock { state -> Source in
+            let known = snapshot(id, in: state).length
+            guard offset < known, maxLength > 0 else { return .memory(ByteBuffer()) }
+            let count = Int(min(Int64(maxLength), known - offset))
+            guard let log = state.open[id] else { return .file(nil, count: count) }
+            if let cached = log.cached(from: offset, maxLength: count) { return .memory(cached) }
+            // Older than the window: from the file, up to the piece's end, so the next read lands on a piece.
+            return .file(log.file, count: Int(min(Int64(count), Self.pieceEnd(containing: offset) - offset)))
+        }
+        switch source {
+        case .memory(let bytes):
+            return bytes
+        case .file(let file?, let count):
+            return try withExtendedLifetime(file) { try Self.read(count, at: offset, from: file.descriptor, of: id) }
+        case .file(nil, let count):
+            let descriptor = open(path(id), O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
+            defer { close(descriptor) }
+            return try Self.read(count, at: offset, from: descriptor, of: id)
         }
     }
 
-    package func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> [UInt8] {
-        let known = await snapshot(id).length
-        guard offset < known, maxLength > 0 else { return [] }
-        let count = Int(min(Int64(maxLength), known - offset))
-        let descriptor = open(path(id), O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
-        defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let result = bytes.withUnsafeMutableBytes {
-                pread(descriptor, $0.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+    private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws -> ByteBuffer {
+        var bytes = ByteBufferAllocator().buffer(capacity: count)
+        while bytes.readableBytes < count {
+            let filled = bytes.readableBytes
+            var failure: Int32 = 0
+            let result = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { buffer in
+                let read = pread(descriptor, buffer.baseAddress!, count - filled, off_t(offset) + off_t(filled))
+                if read < 0 { failure = errno }
+                return max(read, 0)
             }
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { break }
-            filled += result
+            if failure == EINTR { continue }
+            guard failure == 0 else { throw BuildGateError(.internalError, "cannot read the log of \(id)") }
+            if result == 0 { break }  // the file is shorter than its known length: removed meanwhile
         }
-        return Array(bytes.prefix(filled))
+        return bytes
     }
 
     package func waitForChange(_ id: BuildID, beyond length: Int64, timeout: Duration) async -> BuildLogSnapshot {
         let waiter = state.withLock { state in
             state.nextWaiter += 1
+            state.unregistered.insert(state.nextWaiter)
             return state.nextWaiter
         }
         await withTaskGroup(of: Void.self) { group in
@@ -124,12 +259,11 @@ package final class FileBuildLogStore: BuildLogStore {
         _ continuation: CheckedContinuation<Void, Never>, as waiter: UInt64, for id: BuildID, beyond length: Int64
     ) {
         let resumeNow = state.withLock { state in
-            var log = state.logs[id] ?? LogState(length: fileLength(id))
-            defer { state.logs[id] = log }
-            if log.cancelledWaiters.remove(waiter) != nil || log.length > length || log.isFinished {
-                return true
-            }
-            log.waiters[waiter] = continuation
+            state.unregistered.remove(waiter)
+            if state.cancelledBeforeRegistering.remove(waiter) != nil { return true }
+            let now = snapshot(id, in: state)
+            if now.length > length || now.isFinished { return true }
+            state.waiters[id, default: [:]][waiter] = continuation
             return false
         }
         if resumeNow { continuation.resume() }
@@ -137,22 +271,19 @@ package final class FileBuildLogStore: BuildLogStore {
 
     private func cancelWaiter(_ waiter: UInt64, for id: BuildID) {
         let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            var log = state.logs[id] ?? LogState(length: fileLength(id))
-            defer { state.logs[id] = log }
-            if let continuation = log.waiters.removeValue(forKey: waiter) { return continuation }
-            log.cancelledWaiters.insert(waiter)
+            if let continuation = state.waiters[id]?.removeValue(forKey: waiter) {
+                if state.waiters[id]?.isEmpty == true { state.waiters.removeValue(forKey: id) }
+                return continuation
+            }
+            // Not registered yet: `register` resumes it at once. Already woken: nothing to do.
+            if state.unregistered.contains(waiter) { state.cancelledBeforeRegistering.insert(waiter) }
             return nil
         }
         continuation?.resume()
     }
 
-    private static func wakeAll(_ log: inout LogState) {
-        for continuation in log.waiters.values { continuation.resume() }
-        log.waiters.removeAll()
-    }
-
-    private func fileLength(_ id: BuildID) -> Int64 {
-        var info = stat()
-        return stat(path(id), &info) == 0 ? Int64(info.st_size) : 0
+    private static func wakeAll(_ state: inout State, _ id: BuildID) {
+        guard let waiters = state.waiters.removeValue(forKey: id) else { return }
+        for continuation in waiters.values { continuation.resume() }
     }
 }

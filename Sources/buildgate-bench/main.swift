@@ -1,21 +1,36 @@
+import AsyncHTTPClient
 import BuildGateCore
 import BuildGateStore
+import Crypto
 import Foundation
 import GRDB
+import NIOCore
 
+/// The benchmarks' own programs, where a script's language would measure itself rather than the gateway.
+///
 /// `buildgate-bench queue [COUNT]`: enqueue, claim and complete COUNT builds through the real SQLite store
 /// (WAL, synchronous=FULL, one durable transaction each), against a baseline of COUNT bare single-row durable
 /// INSERT transactions on the same database, measured in the same run. Prints builds/s and the ratio.
+///
+/// `buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES`: FOLLOWERS concurrent `?follow=true` readers
+/// of one build's log (`bench/log-fanout`). Each stamps (CLOCK_MONOTONIC) the arrival of every line
+/// `MARKER-N-padding` with N a multiple of EVERY below LINES, and hashes what it got. Prints one JSON object.
 @main
 struct BuildGateBench {
     static func main() async throws {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard arguments.first == "queue" else {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "queue": try await queue(Array(arguments.dropFirst()))
+        case "follow" where arguments.count == 8: try await follow(Array(arguments.dropFirst()))
+        default:
             print("usage: buildgate-bench queue [COUNT] [MIGRATIONS_DIR]")
-            return
+            print("       buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES")
         }
-        let count = arguments.dropFirst().first.flatMap(Int.init) ?? 10_000
-        let migrations = arguments.dropFirst(2).first ?? "migrations"
+    }
+
+    static func queue(_ arguments: [String]) async throws {
+        let count = arguments.first.flatMap(Int.init) ?? 10_000
+        let migrations = arguments.dropFirst().first ?? "migrations"
         let directory = NSTemporaryDirectory() + "/buildgate-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -66,5 +81,86 @@ struct BuildGateBench {
         for (name, seconds) in [("bare INSERT (baseline)", baseline), ("enqueue", enqueue), ("claim", claim), ("complete", complete)] {
             print(String(format: "| %@ | %.2f | %.0f | %.2f× |", name, seconds, Double(count) / seconds, baseline / seconds))
         }
+    }
+
+    static func follow(_ arguments: [String]) async throws {
+        let (url, token, build, marker) = (arguments[0], arguments[1], arguments[2], arguments[4])
+        guard let followers = Int(arguments[3]), let every = Int(arguments[5]), let lines = Int(arguments[6]) else {
+            throw BuildGateError(.invalidParameter, "FOLLOWERS, EVERY and LINES are numbers")
+        }
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = followers
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let request = {
+            var request = HTTPClientRequest(url: "\(url)/v1/builds/\(build)/logs?follow=true")
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            return request
+        }()
+
+        struct Follower: Encodable {
+            var sha256: String
+            var bytes: Int
+            var done: Double
+            /// [N, seconds] for each marked line, when its last byte arrived.
+            var stamps: [[Double]]
+        }
+        let results = try await withThrowingTaskGroup(of: Follower.self) { group in
+            for _ in 0..<followers {
+                group.addTask {
+                    let response = try await client.execute(request, timeout: .seconds(900))
+                    guard response.status == .ok else { throw BuildGateError(.internalError, "follow answered \(response.status.code)") }
+                    var hash = SHA256()
+                    var bytes = 0
+                    var stamps: [[Double]] = []
+                    var number = 0
+                    var next = Array("\(marker)-\(number)-padding".utf8)
+                    var carry: [UInt8] = []  // the end of the previous piece, for a line cut in two
+                    for try await piece in response.body {
+                        let now = monotonicSeconds()
+                        piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
+                        bytes += piece.readableBytes
+                        let window = carry + piece.readableBytesView
+                        var start = 0
+                        while number < lines, let found = find(next, in: window, from: start) {
+                            stamps.append([Double(number), now])
+                            start = found + next.count
+                            number += every
+                            next = Array("\(marker)-\(number)-padding".utf8)
+                        }
+                        carry = Array(window[max(start, window.count - next.count)...])
+                    }
+                    let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+                    return Follower(sha256: digest, bytes: bytes, done: monotonicSeconds(), stamps: stamps)
+                }
+            }
+            return try await group.reduce(into: [Follower]()) { $0.append($1) }
+        }
+        try await client.shutdown()
+        FileHandle.standardOutput.write(try JSONEncoder().encode(["followers": results]))
+    }
+
+    /// Where `needle` first occurs in `haystack` at or after `start`: memchr for its first byte, memcmp for the rest
+    /// (the generic `firstRange(of:)` cost the followers 200 s of CPU).
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        haystack.withUnsafeBytes { hay in
+            needle.withUnsafeBytes { pattern in
+                var at = start
+                while hay.count - at >= pattern.count {
+                    guard let hit = memchr(hay.baseAddress! + at, Int32(pattern[0]), hay.count - at) else { return nil }
+                    at = hay.baseAddress!.distance(to: UnsafeRawPointer(hit))
+                    guard hay.count - at >= pattern.count else { return nil }
+                    if memcmp(hay.baseAddress! + at, pattern.baseAddress!, pattern.count) == 0 { return at }
+                    at += 1
+                }
+                return nil
+            }
+        }
+    }
+
+    /// CLOCK_MONOTONIC, as Python's `time.monotonic()` reads it.
+    static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

@@ -134,7 +134,7 @@ struct BuildLogsAPITests {
             try await quitter.value
             try await finish(id, harness)
 
-            let expected = try await harness.logs.read(id, from: 0, maxLength: 1 << 24)
+            let expected = try await harness.logs.whole(id)
             for follower in followers {
                 let received = try await follower.value
                 #expect(received.count == expected.count)

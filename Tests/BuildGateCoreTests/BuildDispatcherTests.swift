@@ -73,7 +73,7 @@ struct BuildDispatcherTests {
         }
 
         func log(_ id: BuildID) async throws -> String {
-            String(decoding: try await logs.read(id, from: 0, maxLength: 1 << 20), as: UTF8.self)
+            try await logs.text(id)
         }
     }
 

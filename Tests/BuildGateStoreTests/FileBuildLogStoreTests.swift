@@ -1,6 +1,8 @@
 import BuildGateCore
 import BuildGateStore
 import BuildGateTesting
+import Foundation
+import NIOCore
 import Testing
 
 struct FileBuildLogStoreTests {
@@ -12,15 +14,115 @@ struct FileBuildLogStoreTests {
         try await logs.append(Array("hello ".utf8), to: id)
         try await logs.append(Array("world\n".utf8), to: id)
         #expect(await logs.snapshot(id) == BuildLogSnapshot(length: 12, isFinished: false))
-        #expect(try await logs.read(id, from: 6, maxLength: 100) == Array("world\n".utf8))
-        #expect(try await logs.read(id, from: 12, maxLength: 100).isEmpty)
+        #expect(try await logs.read(id, from: 6, maxLength: 100) == ByteBuffer(string: "world\n"))
+        #expect(try await logs.read(id, from: 12, maxLength: 100).readableBytes == 0)
 
         let reopened = try FileBuildLogStore(dataDirectory: directory.path)
-        #expect(await reopened.snapshot(id).length == 12)
+        #expect(await reopened.snapshot(id) == BuildLogSnapshot(length: 12, isFinished: false))
+        #expect(try await reopened.read(id, from: 0, maxLength: 5) == ByteBuffer(string: "hello"))
 
         await logs.finish(id)
         await #expect(throws: BuildGateError.self) { try await logs.append(Array("late".utf8), to: id) }
         #expect(await logs.snapshot(id).length == 12)
+        // Complete is marked on the file itself: another store (a restarted gateway) sees it and refuses appends.
+        #expect(await reopened.snapshot(id) == BuildLogSnapshot(length: 12, isFinished: true))
+        await #expect(throws: BuildGateError.self) { try await reopened.append(Array("late".utf8), to: id) }
+        #expect(try await reopened.text(id) == "hello world\n")
+    }
+
+    @Test func aBuildWithoutOutputStillEndsComplete() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let id = BuildID.generate()
+        await logs.finish(id)
+        #expect(await logs.snapshot(id) == BuildLogSnapshot(length: 0, isFinished: true))
+        #expect(await logs.waitForChange(id, beyond: 0, timeout: .seconds(30)).isFinished)
+    }
+
+    @Test func readsStopAtPieceEndsAndReadersOfAWholePieceShareItsBuffer() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let id = BuildID.generate()
+        let piece = FileBuildLogStore.pieceSize
+        var written: [UInt8] = []
+        for line in 0..<3_000 {  // ~100 KiB in uneven appends, crossing piece ends mid-append
+            let bytes = Array("line \(line) \(String(repeating: "x", count: line % 61))\n".utf8)
+            try await logs.append(bytes, to: id)
+            written += bytes
+        }
+        #expect(written.count > 3 * piece)
+
+        let first = try await logs.read(id, from: 0, maxLength: 1 << 20)
+        #expect(first.readableBytes == piece)
+        let again = try await logs.read(id, from: 0, maxLength: 1 << 20)
+        #expect(address(of: first) == address(of: again), "two readers of a whole piece get one buffer")
+        let middle = try await logs.read(id, from: 100, maxLength: 1 << 20)
+        #expect(middle.readableBytes == piece - 100)
+        #expect(Array(middle.readableBytesView) == Array(written[100..<piece]))
+        // The piece being filled is copied for its reader: appends go on into it.
+        let tail = try await logs.read(id, from: Int64(3 * piece), maxLength: 1 << 20)
+        #expect(Array(tail.readableBytesView) == Array(written[(3 * piece)...]))
+
+        #expect(try await logs.whole(id) == written)
+        #expect(try await FileBuildLogStore(dataDirectory: directory.path).whole(id) == written)
+    }
+
+    @Test func bytesOlderThanTheWindowComeFromTheFileUpToAPieceEnd() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let id = BuildID.generate()
+        let piece = FileBuildLogStore.pieceSize
+        var written: [UInt8] = []
+        for index in 0..<(FileBuildLogStore.windowPieces + 4) {
+            let bytes = (0..<piece).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+            try await logs.append(bytes, to: id)
+            written += bytes
+        }
+        let old = try await logs.read(id, from: 10, maxLength: 1 << 20)
+        #expect(old.readableBytes == piece - 10)
+        #expect(Array(old.readableBytesView) == Array(written[10..<piece]))
+        #expect(try await logs.whole(id) == written)
+    }
+
+    @Test func aLogReopenedAfterARestartGoesOnFromItsEnd() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let id = BuildID.generate()
+        let before = Array(String(repeating: "attempt 1\n", count: 5_000).utf8)  // 50,000 bytes: mid-piece
+        try await FileBuildLogStore(dataDirectory: directory.path).append(before, to: id)
+
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let after = Array(String(repeating: "attempt 2\n", count: 5_000).utf8)
+        try await logs.append(after, to: id)
+        #expect(await logs.snapshot(id).length == Int64(before.count + after.count))
+        #expect(try await logs.whole(id) == before + after)
+    }
+
+    /// Each open log holds one descriptor and at most a window of pieces: their number is the store's memory.
+    @Test func onlyRunningAndRecentlyFinishedLogsStayOpen() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        var ids: [BuildID] = []
+        for build in 0..<100 {
+            let id = BuildID.generate()
+            try await logs.append(Array("build \(build)\n".utf8), to: id)
+            await logs.finish(id)
+            ids.append(id)
+        }
+        #expect(logs.openLogCount == FileBuildLogStore.recentlyFinishedLimit)
+        // Reading old logs opens nothing that stays.
+        for (build, id) in ids.enumerated() {
+            #expect(try await logs.text(id) == "build \(build)\n")
+            #expect(await logs.snapshot(id).isFinished)
+        }
+        #expect(logs.openLogCount == FileBuildLogStore.recentlyFinishedLimit)
+        for id in ids { await logs.remove(id) }
+        #expect(logs.openLogCount == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/logs").isEmpty)
     }
 
     @Test func waitersWakeOnAppendAndOnFinishAndTimeOutOtherwise() async throws {
@@ -55,5 +157,9 @@ struct FileBuildLogStoreTests {
         waiter.cancel()
         _ = await waiter.value
         #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
+    private func address(of buffer: ByteBuffer) -> UnsafeRawPointer? {
+        buffer.withUnsafeReadableBytes { $0.baseAddress }
     }
 }
