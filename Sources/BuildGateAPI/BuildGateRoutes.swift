@@ -80,6 +80,8 @@ package struct BuildGateAPILimits: Sendable {
     package var allowedGitHosts: [String] = []
     /// Largest webhook body accepted (checked before any hashing).
     package var maxWebhookBody = 25 << 20
+    /// How long an upload in flight may go on once the gateway starts shutting down; then it is answered 503.
+    package var uploadShutdownGrace: Duration = .seconds(30)
     /// Uploads are refused (507) while the data directory has less than this free, in bytes.
     package var minFreeDiskBytes: Int64 = 1 << 30
     /// Tenant limits where a tenant's row sets none.
@@ -122,6 +124,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
 
     var intake = ContextIntake.Limits()
     intake.maxContextSize = limits.maxContextSize
+    intake.shutdownGrace = limits.uploadShutdownGrace
     intake.archive.maxEntries = limits.maxContextEntries
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
     let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)

@@ -3,16 +3,21 @@ import ContextArchive
 import Hummingbird
 import NIOCore
 import NIOFileSystem
+import ServiceLifecycle
 
 /// Receives one uploaded context: streams it to a private temporary file while hashing it (sha256) and validating
 /// the archive, never holding the body in memory, and stores it under its digest when it is whole and valid.
 ///
 /// On any failure the temporary file is removed before the error is thrown, so a rejected upload leaves nothing.
+/// An upload still arriving `shutdownGrace` after the gateway began shutting down is cut off the same way (503
+/// `shuttingDown`), so a client trickling bytes cannot hold a shutdown open.
 struct ContextIntake: Sendable {
     struct Limits: Sendable {
         /// Largest body accepted, in bytes.
         var maxContextSize: Int64 = 2 << 30
         var archive = ContextArchiveValidator.Limits()
+        /// How long an upload may go on once the gateway starts shutting down.
+        var shutdownGrace: Duration = .seconds(30)
     }
 
     let store: any ContextStore
@@ -21,12 +26,31 @@ struct ContextIntake: Sendable {
     func receive(_ body: RequestBody, dockerfile: String) async throws -> BuildContext {
         let upload = try store.makeUploadFile()
         do {
-            let context = try await write(body, to: upload, dockerfile: dockerfile)
+            let context = try await endingWithinShutdownGrace { try await write(body, to: upload, dockerfile: dockerfile) }
             try store.commit(upload: upload, as: context)
             return context
         } catch {
             store.discard(upload: upload)
             throw error
+        }
+    }
+
+    /// Runs `operation` (the upload), cancelling it `shutdownGrace` after graceful shutdown begins.
+    private func endingWithinShutdownGrace<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask { [grace = limits.shutdownGrace] in
+                try await gracefulShutdown()  // returns once shutdown begins; throws when the upload ended first
+                try await Task.sleep(for: grace)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let value = try await group.next()! else {
+                throw APIError(
+                    status: .serviceUnavailable, code: "shuttingDown",
+                    message: "the gateway shut down before the upload finished; send it again", headers: [.retryAfter: "30"])
+            }
+            return value
         }
     }
 

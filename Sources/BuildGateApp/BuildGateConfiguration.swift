@@ -18,6 +18,7 @@ import Foundation
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
 /// | `queueTTL` | `BUILDGATE_QUEUE_TTL` | `--queue-ttl` | 3600 (seconds a build may wait queued before it ends `expired`) |
 /// | `shutdownGrace` | `BUILDGATE_SHUTDOWN_GRACE` | `--shutdown-grace` | 240 (seconds running builds get on SIGTERM) |
+/// | `uploadGrace` | `BUILDGATE_UPLOAD_GRACE` | `--upload-grace` | 30 (seconds an upload in flight gets on SIGTERM) |
 /// | `minFreeDisk` | `BUILDGATE_MIN_FREE_DISK` | `--min-free-disk` | 1073741824 (bytes; uploads get 507 below it) |
 /// | `contextRetentionDays` | `BUILDGATE_CONTEXT_RETENTION_DAYS` | `--context-retention-days` | 0 (deleted once its builds ended) |
 /// | `logRetentionDays` | `BUILDGATE_LOG_RETENTION_DAYS` | `--log-retention-days` | 30 |
@@ -87,6 +88,7 @@ package struct BuildGateConfiguration: Sendable {
         package var leaseSeconds: Int?
         package var queueTTL: Int?
         package var shutdownGrace: Int?
+        package var uploadGrace: Int?
         package var minFreeDisk: Int64?
         package var contextRetentionDays: Int?
         package var logRetentionDays: Int?
@@ -129,6 +131,7 @@ package struct BuildGateConfiguration: Sendable {
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
             queueTTL = try number("BUILDGATE_QUEUE_TTL")
             shutdownGrace = try number("BUILDGATE_SHUTDOWN_GRACE")
+            uploadGrace = try number("BUILDGATE_UPLOAD_GRACE")
             minFreeDisk = try number("BUILDGATE_MIN_FREE_DISK")
             contextRetentionDays = try number("BUILDGATE_CONTEXT_RETENTION_DAYS")
             logRetentionDays = try number("BUILDGATE_LOG_RETENTION_DAYS")
@@ -219,6 +222,10 @@ package struct BuildGateConfiguration: Sendable {
         if let grace = first(\.shutdownGrace) {
             guard grace >= 0 else { throw BuildGateError(.invalidParameter, "shutdownGrace must not be negative") }
             configuration.shutdownGrace = .seconds(grace)
+        }
+        if let grace = first(\.uploadGrace) {
+            guard grace >= 0 else { throw BuildGateError(.invalidParameter, "uploadGrace must not be negative") }
+            configuration.limits.uploadShutdownGrace = .seconds(grace)
         }
         if let lease = first(\.leaseSeconds) {
             guard lease >= 2 else { throw BuildGateError(.invalidParameter, "leaseSeconds must be at least 2") }

@@ -43,6 +43,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a build may wait in the queue before it ends expired (default 3600).") var queueTtl: Int?
     @Option(help: "Seconds running builds get to finish on SIGTERM before they end interrupted (default 240).")
     var shutdownGrace: Int?
+    @Option(help: "Seconds an upload in flight gets to finish on SIGTERM before it is answered 503 (default 30).")
+    var uploadGrace: Int?
     @Option(help: "Bytes kept free in the data directory: uploads get 507 below it (default 1 GiB).") var minFreeDisk: Int64?
     @Option(help: "Days a context is kept after its last build ended (default 0).") var contextRetentionDays: Int?
     @Option(help: "Days a build log is kept after the build ended (default 30).") var logRetentionDays: Int?
@@ -77,6 +79,7 @@ struct Serve: AsyncParsableCommand {
         flags.leaseSeconds = leaseSeconds
         flags.queueTTL = queueTtl
         flags.shutdownGrace = shutdownGrace
+        flags.uploadGrace = uploadGrace
         flags.minFreeDisk = minFreeDisk
         flags.contextRetentionDays = contextRetentionDays
         flags.logRetentionDays = logRetentionDays

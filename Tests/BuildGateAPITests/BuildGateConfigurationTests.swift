@@ -15,7 +15,9 @@ struct BuildGateConfigurationTests {
             .write(to: URL(fileURLWithPath: file))
         var flags = BuildGateConfiguration.Layer()
         flags.listen = "127.0.0.1:7000"
-        let environment = ["BUILDGATE_DATA_DIR": "/from/env", "BUILDGATE_MAX_CONTEXT_SIZE": "1000", "HOME": "/home/u"]
+        let environment = [
+            "BUILDGATE_DATA_DIR": "/from/env", "BUILDGATE_MAX_CONTEXT_SIZE": "1000", "BUILDGATE_UPLOAD_GRACE": "5", "HOME": "/home/u",
+        ]
 
         let configuration = try BuildGateConfiguration.resolve(
             [flags, try .init(environment: environment), try .init(file: file)], environment: environment)
@@ -27,10 +29,12 @@ struct BuildGateConfigurationTests {
         #expect(configuration.insecureRegistries == ["r.local:5000"])
         #expect(configuration.builders.isEmpty)
         #expect(configuration.limits.maxContextEntries == 100_000)
+        #expect(configuration.limits.uploadShutdownGrace == .seconds(5))
 
         let defaults = try BuildGateConfiguration.resolve([], environment: ["HOME": "/home/u"])
         #expect(defaults.dataDirectory == "/home/u/.local/share/buildgate")
         #expect(defaults.host == "127.0.0.1" && defaults.port == 8080)
+        #expect(defaults.limits.uploadShutdownGrace == .seconds(30))
     }
 
     @Test func buildersParseWithCapacityAndName() throws {
@@ -84,6 +88,9 @@ struct BuildGateConfigurationTests {
         #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(environment: ["BUILDGATE_MAX_CONTEXT_SIZE": "lots"]) }
         var layer = BuildGateConfiguration.Layer()
         layer.listen = "nowhere"
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
+        layer = BuildGateConfiguration.Layer()
+        layer.uploadGrace = -1
         #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
         layer = BuildGateConfiguration.Layer()
         layer.builders = ["podman=tcp://a:1,name=x", "podman=tcp://b:1,name=x"]

@@ -1,3 +1,5 @@
+import AsyncHTTPClient
+import BuildGateAPI
 import BuildGateCore
 import BuildGateStore
 import BuildGateTesting
@@ -171,6 +173,56 @@ struct ShutdownGateTests {
             }
         }
         #expect(try await harness.buildCount() == 1)
+    }
+
+    /// An upload in flight when shutdown begins gets the upload grace: one that finishes in it is a build, one still
+    /// trickling in after it is answered 503 and leaves nothing behind.
+    @Test(arguments: [true, false])
+    func anUploadInFlightGetsTheUploadGraceThen503(finishesInTime: Bool) async throws {
+        var limits = BuildGateAPILimits()
+        limits.uploadShutdownGrace = .milliseconds(500)
+        let harness = try await APIHarness(limits: limits)
+        defer { harness.directory.remove() }
+        let context = sampleContext()
+        let (pieces, feed) = AsyncStream<ByteBuffer>.makeStream()
+        try await testGracefulShutdown { trigger in
+            try await harness.application().test(.live) { client in
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
+                request.method = .POST
+                request.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
+                request.body = .stream(pieces, length: .known(Int64(context.count)))
+                let upload = Task { [request] in
+                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                    return (response.status, try await response.body.collect(upTo: 1 << 16))
+                }
+                feed.yield(ByteBuffer(bytes: context.prefix(512)))
+                let deadline = ContinuousClock.now + .seconds(10)
+                while harness.directory.files(under: "tmp").isEmpty && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(!harness.directory.files(under: "tmp").isEmpty, "the upload is in flight")
+
+                let started = ContinuousClock.now
+                trigger.triggerGracefulShutdown()
+                if finishesInTime {
+                    try await Task.sleep(for: .milliseconds(100))
+                    feed.yield(ByteBuffer(bytes: context.dropFirst(512)))
+                    feed.finish()
+                }
+                let (status, body) = try await upload.value
+                if finishesInTime {
+                    #expect(status == .accepted, "\(String(buffer: body))")
+                } else {
+                    #expect(status == .serviceUnavailable)
+                    #expect(try JSONDecoder().decode(ErrorEnvelope.self, from: body).error.code == "shuttingDown")
+                    #expect(ContinuousClock.now - started >= .milliseconds(450))
+                    feed.finish()
+                }
+            }
+        }
+        #expect(try await harness.buildCount() == (finishesInTime ? 1 : 0))
+        #expect(harness.directory.files(under: "tmp").isEmpty)
+        #expect(harness.directory.files(under: "contexts").isEmpty == !finishesInTime)
     }
 }
 
