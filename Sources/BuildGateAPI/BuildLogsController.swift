@@ -24,6 +24,8 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     /// The same for followers: a thousand of them each holding a 256 KiB piece in flight reached 1 GB of RSS in
     /// `bench/log-fanout`; 32 KiB keeps that near 100 MB and costs them nothing they would notice.
     let followChunkSize = 32 * 1024
+    /// Followers at the same bytes send one buffer.
+    let pieces = SharedLogPieces()
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get("{id}/logs", use: read)
@@ -77,9 +79,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
             var offset = from
             while offset < end {
                 let bytes = try await logs.read(id, from: offset, maxLength: Int(min(Int64(chunkSize), end - offset)))
-                guard bytes.readableBytes > 0 else { break }
-                offset += Int64(bytes.readableBytes)
-                try await writer.write(bytes)
+                guard !bytes.isEmpty else { break }
+                offset += Int64(bytes.count)
+                try await writer.write(ByteBuffer(bytes: bytes))
             }
             try await writer.finish(nil)
         }
@@ -105,7 +107,7 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         headers[.cacheControl] = "no-store"
         return Response(
             status: .ok, headers: headers,
-            body: ResponseBody { [logs, repository, chunkSize = followChunkSize] writer in
+            body: ResponseBody { [logs, repository, pieces, chunkSize = followChunkSize] writer in
                 BuildGateMetrics.logFollowers.increment()
                 defer { BuildGateMetrics.logFollowers.decrement() }
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
@@ -116,9 +118,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                         if snapshot.length > offset {
                             let bytes = try await logs.read(
                                 build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
-                            guard bytes.readableBytes > 0 else { break }  // removed meanwhile (retention)
-                            offset += Int64(bytes.readableBytes)
-                            try await writer.write(bytes)
+                            guard !bytes.isEmpty else { break }  // removed meanwhile (retention)
+                            try await writer.write(pieces.buffer(bytes, of: build.id, at: offset))
+                            offset += Int64(bytes.count)
                             continue
                         }
                         if terminal || snapshot.isFinished { break }

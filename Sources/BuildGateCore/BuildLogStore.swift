@@ -1,5 +1,3 @@
-import NIOCore
-
 /// The gateway's own store of build output: one append-only byte log per build.
 ///
 /// Offsets are stable: a byte once at offset N stays there. Appends to one build's log are made by one writer (its
@@ -18,9 +16,9 @@ package protocol BuildLogStore: Sendable {
     func snapshot(_ id: BuildID) async -> BuildLogSnapshot
 
     /// Up to `maxLength` bytes from `offset`: fewer at the end of the log (empty past it), and a store may stop
-    /// short at a boundary of its own (callers read on from where they got). The buffer may be shared with other
-    /// readers of the same bytes.
-    func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ByteBuffer
+    /// short at a boundary of its own (callers read on from where they got). The slice may share its storage with
+    /// other readers of the same bytes.
+    func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ArraySlice<UInt8>
 
     /// Waits until the log is longer than `length`, is finished, or `timeout` passes, then returns a snapshot.
     /// Returns early (with whatever is there) when the calling task is cancelled.

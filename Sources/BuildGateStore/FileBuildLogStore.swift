@@ -1,13 +1,12 @@
 import BuildGateCore
 import Foundation
-import NIOCore
 import Synchronization
 
 /// Build logs as append-only files, `<root>/logs/<build id>.log`, with in-process wake-ups for followers.
 ///
 /// The file is the truth. A log being written in this process is *open*: one descriptor for its appends and reads,
 /// and its newest bytes in memory as pieces, so a thousand followers of a running build read memory, not the file,
-/// and those at the same offset share one buffer instead of a copy each. Pieces are fixed spans of the log
+/// and those at the same offset get slices of one array instead of a read and a buffer each. Pieces are fixed spans of the log
 /// (`[k·pieceSize, (k+1)·pieceSize)`) and a read stops at a piece's end, so followers fall onto the same pieces.
 /// Readers never see a partially appended chunk and never read past what was written.
 ///
@@ -33,46 +32,47 @@ package final class FileBuildLogStore: BuildLogStore {
         let file: LogFile
         var length: Int64
         /// Whole pieces (the first may start mid-piece, where the log stood when it was opened), oldest first.
-        var sealed: [(start: Int64, bytes: ByteBuffer)] = []
+        var sealed: [(start: Int64, bytes: [UInt8])] = []
         /// The bytes of the piece being filled, from `fillingStart` to `length`.
-        var filling: ByteBuffer
+        var filling: [UInt8]
         var fillingStart: Int64
 
         init(file: LogFile, length: Int64) {
             self.file = file
             self.length = length
             self.fillingStart = length
-            self.filling = ByteBufferAllocator().buffer(capacity: Int(FileBuildLogStore.pieceEnd(containing: length) - length))
+            self.filling = []
+            filling.reserveCapacity(Int(FileBuildLogStore.pieceEnd(containing: length) - length))
         }
 
         mutating func remember(_ bytes: [UInt8]) {
             var rest = bytes[...]
             while !rest.isEmpty {
                 let boundary = FileBuildLogStore.pieceEnd(containing: fillingStart)
-                let room = Int(boundary - fillingStart) - filling.readableBytes
-                filling.writeBytes(rest.prefix(room))
+                let room = Int(boundary - fillingStart) - filling.count
+                filling += rest.prefix(room)
                 rest = rest.dropFirst(room)
-                if fillingStart + Int64(filling.readableBytes) == boundary {
+                if fillingStart + Int64(filling.count) == boundary {
                     sealed.append((fillingStart, filling))
                     if sealed.count > FileBuildLogStore.windowPieces { sealed.removeFirst() }
-                    filling = ByteBufferAllocator().buffer(capacity: FileBuildLogStore.pieceSize)
+                    filling = []
+                    filling.reserveCapacity(FileBuildLogStore.pieceSize)
                     fillingStart = boundary
                 }
             }
             length += Int64(bytes.count)
         }
 
-        /// The bytes at `offset` from memory, up to the end of their piece: a whole piece's buffer is shared, the
+        /// The bytes at `offset` from memory, up to the end of their piece: a whole piece's array is shared, the
         /// piece being filled is copied (appends go on into it). Nil when `offset` is older than the window.
-        func cached(from offset: Int64, maxLength: Int) -> ByteBuffer? {
+        func cached(from offset: Int64, maxLength: Int) -> ArraySlice<UInt8>? {
             if offset >= fillingStart {
                 let skip = Int(offset - fillingStart)
-                let count = min(maxLength, filling.readableBytes - skip)
-                return ByteBuffer(bytes: filling.readableBytesView.dropFirst(skip).prefix(count))
+                return Array(filling[skip..<min(filling.count, skip + maxLength)])[...]
             }
             guard let piece = sealed.last(where: { $0.start <= offset }) else { return nil }
             let skip = Int(offset - piece.start)
-            return piece.bytes.getSlice(at: piece.bytes.readerIndex + skip, length: min(maxLength, piece.bytes.readableBytes - skip))
+            return piece.bytes[skip..<min(piece.bytes.count, skip + maxLength)]
         }
     }
 
@@ -188,14 +188,14 @@ package final class FileBuildLogStore: BuildLogStore {
         return BuildLogSnapshot(length: Int64(info.st_size), isFinished: info.st_mode & S_IWUSR == 0)
     }
 
-    package func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ByteBuffer {
+    package func read(_ id: BuildID, from offset: Int64, maxLength: Int) async throws -> ArraySlice<UInt8> {
         enum Source {
-            case memory(ByteBuffer)
+            case memory(ArraySlice<UInt8>)
             case file(LogFile?, count: Int)
         }
         let source = state.withLock { state -> Source in
             let known = snapshot(id, in: state).length
-            guard offset < known, maxLength > 0 else { return .memory(ByteBuffer()) }
+            guard offset < known, maxLength > 0 else { return .memory([]) }
             let count = Int(min(Int64(maxLength), known - offset))
             guard let log = state.open[id] else { return .file(nil, count: count) }
             if let cached = log.cached(from: offset, maxLength: count) { return .memory(cached) }
@@ -215,21 +215,19 @@ package final class FileBuildLogStore: BuildLogStore {
         }
     }
 
-    private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws -> ByteBuffer {
-        var bytes = ByteBufferAllocator().buffer(capacity: count)
-        while bytes.readableBytes < count {
-            let filled = bytes.readableBytes
-            var failure: Int32 = 0
-            let result = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { buffer in
-                let read = pread(descriptor, buffer.baseAddress!, count - filled, off_t(offset) + off_t(filled))
+    private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws -> ArraySlice<UInt8> {
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
+            while filled < count {
+                let read = pread(descriptor, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+                if read < 0 && errno == EINTR { continue }
                 if read < 0 { failure = errno }
-                return max(read, 0)
+                guard read > 0 else { return }  // an error, or the file is shorter: removed meanwhile
+                filled += read
             }
-            if failure == EINTR { continue }
-            guard failure == 0 else { throw BuildGateError(.internalError, "cannot read the log of \(id)") }
-            if result == 0 { break }  // the file is shorter than its known length: removed meanwhile
         }
-        return bytes
+        guard failure == 0 else { throw BuildGateError(.internalError, "cannot read the log of \(id)") }
+        return bytes[...]
     }
 
     package func waitForChange(_ id: BuildID, beyond length: Int64, timeout: Duration) async -> BuildLogSnapshot {

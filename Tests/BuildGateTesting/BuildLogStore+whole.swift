@@ -1,5 +1,4 @@
 import BuildGateCore
-import NIOCore
 
 extension BuildLogStore {
     /// Every byte of the log as it stands, read piece by piece as the API does.
@@ -7,8 +6,8 @@ extension BuildLogStore {
         var bytes: [UInt8] = []
         while true {
             let piece = try await read(id, from: Int64(bytes.count), maxLength: 1 << 20)
-            guard piece.readableBytes > 0 else { return bytes }
-            bytes += piece.readableBytesView
+            guard !piece.isEmpty else { return bytes }
+            bytes += piece
         }
     }
 

@@ -1,0 +1,33 @@
+@testable import BuildGateAPI
+import BuildGateCore
+import NIOCore
+import Testing
+
+struct SharedLogPiecesTests {
+    @Test func followersAtTheSameBytesGetOneBufferAndSmallReadsAreCopies() {
+        let pieces = SharedLogPieces(minimumShared: 1024, capacity: 2)
+        let build = BuildID.generate()
+        let piece = (0..<4096).map { UInt8(truncatingIfNeeded: $0) }[...]
+        let first = pieces.buffer(piece, of: build, at: 0)
+        let second = pieces.buffer(piece, of: build, at: 0)
+        #expect(first == ByteBuffer(bytes: piece))
+        #expect(address(first) == address(second))
+        // Another build's bytes at the same offset are other bytes.
+        #expect(address(pieces.buffer(piece, of: .generate(), at: 0)) != address(first))
+
+        let small = piece.prefix(100)
+        let (one, other) = (pieces.buffer(small, of: build, at: 0), pieces.buffer(small, of: build, at: 0))
+        #expect(one == other && address(one) != address(other))
+
+        // Past the capacity the oldest goes: its next reader gets a new buffer with the same bytes.
+        _ = pieces.buffer(piece, of: build, at: 4096)
+        _ = pieces.buffer(piece, of: build, at: 8192)
+        let again = pieces.buffer(piece, of: build, at: 0)
+        #expect(again == first)
+        #expect(address(again) != address(first))
+    }
+
+    private func address(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
+        buffer.withUnsafeReadableBytes { $0.baseAddress }
+    }
+}
