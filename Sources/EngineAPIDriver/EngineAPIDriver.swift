@@ -94,7 +94,11 @@ package struct EngineAPIDriver: BuilderDriver {
             return BuilderProbe(version: description, platforms: known)
         }
         let platforms = try await engine.platforms()
-        platformsSeen.withLockedValue { $0[description] = platforms }
+        platformsSeen.withLockedValue { seen in
+            // Pods come and go under new addresses: forget them all now and then rather than keep every one.
+            if seen.count >= 1024 { seen.removeAll() }
+            seen[description] = platforms
+        }
         return BuilderProbe(version: description, platforms: platforms)
     }
 
