@@ -127,9 +127,10 @@ struct BuildLogsAPITests {
                 let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                 for try await _ in response.body { break }
             }
-            for line in 0..<200 {
-                try await harness.logs.append(Array("live \(line) \(String(repeating: "x", count: line))\n".utf8), to: id)
-                if line % 20 == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            // About 220 KB: several of the store's pieces, crossed mid-append.
+            for line in 0..<2_000 {
+                try await harness.logs.append(Array("live \(line) \(String(repeating: "x", count: line % 200))\n".utf8), to: id)
+                if line % 200 == 0 { try await Task.sleep(for: .milliseconds(10)) }
             }
             try await quitter.value
             try await finish(id, harness)
@@ -137,6 +138,7 @@ struct BuildLogsAPITests {
             let expected = try await harness.logs.whole(id)
             for follower in followers {
                 let received = try await follower.value
+                #expect(expected.count > 4 * 32 * 1024)
                 #expect(received.count == expected.count)
                 #expect(received == expected)
             }

@@ -39,7 +39,7 @@ struct FileBuildLogStoreTests {
         #expect(await logs.waitForChange(id, beyond: 0, timeout: .seconds(30)).isFinished)
     }
 
-    @Test func readsStopAtPieceEndsAndReadersOfAWholePieceShareItsBuffer() async throws {
+    @Test func readsStopAtPieceEndsAndReadersOfAWholePieceShareItsArray() async throws {
         let directory = try TemporaryDirectory("logs")
         defer { directory.remove() }
         let logs = try FileBuildLogStore(dataDirectory: directory.path)
@@ -84,6 +84,46 @@ struct FileBuildLogStoreTests {
         #expect(old.count == piece - 10)
         #expect(Array(old) == Array(written[10..<piece]))
         #expect(try await logs.whole(id) == written)
+    }
+
+    /// Readers racing one writer through the window's edges (file, sealed pieces, the piece being filled, pieces
+    /// evicted while read) each end up with exactly the bytes written.
+    @Test(.timeLimit(.minutes(1))) func readersRacingTheWriterGetEveryByteInOrder() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let id = BuildID.generate()
+        var generator = SystemRandomNumberGenerator()
+        var written: [UInt8] = []
+        while written.count < 3 << 20 {  // 3 MiB: three windows
+            written += (0..<Int.random(in: 1...20_000, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        let readers = (0..<8).map { _ in
+            Task {
+                var received: [UInt8] = []
+                while true {
+                    let piece = try await logs.read(id, from: Int64(received.count), maxLength: 48 * 1024)
+                    received += piece
+                    if piece.isEmpty {
+                        let snapshot = await logs.waitForChange(id, beyond: Int64(received.count), timeout: .seconds(5))
+                        if snapshot.isFinished && snapshot.length == Int64(received.count) { return received }
+                    }
+                }
+            }
+        }
+        var offset = 0
+        while offset < written.count {
+            let count = min(written.count - offset, Int.random(in: 1...9_000, using: &generator))
+            try await logs.append(Array(written[offset..<offset + count]), to: id)
+            offset += count
+            if offset % 7 == 0 { await Task.yield() }
+        }
+        await logs.finish(id)
+        for reader in readers {
+            let received = try await reader.value
+            #expect(received.count == written.count)
+            #expect(received == written)
+        }
     }
 
     @Test func aLogReopenedAfterARestartGoesOnFromItsEnd() async throws {
