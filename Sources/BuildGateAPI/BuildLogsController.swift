@@ -105,6 +105,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     private func follow(_ build: Build, from start: Int64, request: Request) -> Response {
         var headers = Self.headers(status: build.status, complete: false, nextOffset: start)
         headers[.cacheControl] = "no-store"
+        // The server closes the connection once a followed response ends (it watches the connection for the client
+        // going away); said up front, so clients do not try to reuse it.
+        headers[.connection] = "close"
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { [logs, repository, pieces, chunkSize = followChunkSize] writer in

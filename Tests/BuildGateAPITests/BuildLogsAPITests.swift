@@ -117,6 +117,7 @@ struct BuildLogsAPITests {
                 Task {
                     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                     #expect(response.status == .ok)
+                    #expect(response.headers["Connection"] == ["close"])
                     var received: [UInt8] = []
                     for try await chunk in response.body { received += chunk.readableBytesView }
                     return received
