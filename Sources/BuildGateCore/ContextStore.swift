@@ -20,6 +20,6 @@ package protocol ContextStore: Sendable {
     func path(of context: BuildContext) -> String
 
     /// Deletes a stored context if it was stored before `date` (a context stored again since, for a new build of
-    /// the same bytes, stays). Returns whether a file was deleted.
+    /// the same bytes, stays). Returns whether it is gone now: deleted, or not stored at all.
     func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool
 }

@@ -13,12 +13,16 @@ package struct RetentionPolicy: Sendable, Equatable {
     package init() {}
 }
 
-/// The queries retention needs from the build store.
+/// The queries retention needs from the build store. What retention removed is marked, so each pass sees only
+/// what is left.
 package protocol BuildRetentionStore: Sendable {
-    /// Digests of stored contexts whose builds have all ended, the last one before `date`.
-    func contextsReleased(before date: Date) async throws -> [ContextDigest]
-    /// Builds that ended before `date`, oldest first.
-    func builds(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
+    /// Digests of contexts not yet removed whose builds have all ended, the last one before `date`.
+    func contextsReleased(before date: Date, limit: Int) async throws -> [ContextDigest]
+    /// Records that the context is gone, for every build that used it (a later upload of the same bytes is new).
+    func markContextRemoved(_ digest: ContextDigest) async throws
+    /// Builds that ended before `date` and still have their logs, oldest first.
+    func logsToRemove(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
+    func markLogsRemoved(_ ids: [BuildID]) async throws
     /// Deletes the rows of builds that ended before `date`; returns their ids.
     func deleteBuilds(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
 }
@@ -64,11 +68,14 @@ package struct RetentionSweeper: Service {
     package func sweep(now: Date, batch: Int = 1_000) async throws -> (contexts: Int, logs: Int, builds: Int) {
         let storedBefore = now.addingTimeInterval(-600)
         var removedContexts = 0
-        for digest in try await store.contextsReleased(before: now - policy.contexts) {
-            if contexts.remove(digest, ifStoredBefore: min(storedBefore, now - policy.contexts)) { removedContexts += 1 }
+        for digest in try await store.contextsReleased(before: now - policy.contexts, limit: batch)
+        where contexts.remove(digest, ifStoredBefore: min(storedBefore, now - policy.contexts)) {
+            try await store.markContextRemoved(digest)
+            removedContexts += 1
         }
-        let oldLogs = try await store.builds(finishedBefore: now - policy.logs, limit: batch)
+        let oldLogs = try await store.logsToRemove(finishedBefore: now - policy.logs, limit: batch)
         for id in oldLogs { await logs.remove(id) }
+        try await store.markLogsRemoved(oldLogs)
         let oldBuilds = try await store.deleteBuilds(finishedBefore: now - policy.builds, limit: batch)
         for id in oldBuilds { await logs.remove(id) }
         if removedContexts + oldBuilds.count > 0 {

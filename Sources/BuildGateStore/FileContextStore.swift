@@ -54,10 +54,10 @@ package struct FileContextStore: ContextStore {
 
     package func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool {
         let path = "\(contextsDirectory)/\(digest.hex)"
-        guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
-            modified < date
-        else { return false }
-        return unlink(path) == 0
+        var info = stat()
+        guard stat(path, &info) == 0 else { return errno == ENOENT }
+        guard TimeInterval(info.st_mtim.tv_sec) < date.timeIntervalSince1970 else { return false }
+        return unlink(path) == 0 || errno == ENOENT
     }
 
     /// Paths of uploads left behind (e.g. by a crash); swept at start-up.

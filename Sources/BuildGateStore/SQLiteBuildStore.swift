@@ -356,30 +356,45 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             return build
         }
     }
-
 }
 
 extension SQLiteBuildStore: BuildRetentionStore {
-    package func contextsReleased(before date: Date) async throws -> [ContextDigest] {
+    package func contextsReleased(before date: Date, limit: Int) async throws -> [ContextDigest] {
         try await database.writer.read { db in
             try String.fetchAll(
                 db,
                 sql: """
                     SELECT contextDigest FROM build WHERE contextDigest IS NOT NULL
                     GROUP BY contextDigest
-                    HAVING sum(status IN ('queued', 'starting', 'running')) = 0 AND max(finishedAt) < ?
+                    HAVING min(contextRemoved) = 0 AND sum(status IN ('queued', 'starting', 'running')) = 0
+                        AND max(finishedAt) < ?
+                    LIMIT ?
                     """,
-                arguments: [date.timeIntervalSince1970]
+                arguments: [date.timeIntervalSince1970, limit]
             ).compactMap { ContextDigest($0) }
         }
     }
 
-    package func builds(finishedBefore date: Date, limit: Int) async throws -> [BuildID] {
+    package func markContextRemoved(_ digest: ContextDigest) async throws {
+        try await database.writer.write { db in
+            try db.execute(sql: "UPDATE build SET contextRemoved = 1 WHERE contextDigest = ?", arguments: [digest.description])
+        }
+    }
+
+    package func logsToRemove(finishedBefore date: Date, limit: Int) async throws -> [BuildID] {
         try await database.writer.read { db in
             try String.fetchAll(
-                db, sql: "SELECT id FROM build WHERE finishedAt < ? ORDER BY finishedAt LIMIT ?",
+                db, sql: "SELECT id FROM build WHERE finishedAt < ? AND logRemoved = 0 ORDER BY finishedAt LIMIT ?",
                 arguments: [date.timeIntervalSince1970, limit]
             ).compactMap { BuildID($0) }
+        }
+    }
+
+    package func markLogsRemoved(_ ids: [BuildID]) async throws {
+        guard !ids.isEmpty else { return }
+        let list = String(decoding: try JSONEncoder().encode(ids.map(\.rawValue)), as: UTF8.self)
+        try await database.writer.write { db in
+            try db.execute(sql: "UPDATE build SET logRemoved = 1 WHERE id IN (SELECT value FROM json_each(?))", arguments: [list])
         }
     }
 

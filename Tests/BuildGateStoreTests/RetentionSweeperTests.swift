@@ -63,5 +63,41 @@ struct RetentionSweeperTests {
         #expect(try await store.build(ancient.0) == nil)
         #expect(!hasLog(ancient.0))
         #expect(try await store.build(ended.0)?.status == .succeeded)
+
+        // What a pass removed is not looked at again; what it kept (stored again a moment ago) is.
+        #expect(try await store.contextsReleased(before: now, limit: 100) == [justStoredAgain.1.digest])
+        #expect(try await store.logsToRemove(finishedBefore: now - 30 * 86_400, limit: 100).isEmpty)
+    }
+
+    /// Each pass is bounded; the next one goes on from where it stopped, however many are behind.
+    @Test func aBacklogIsWorkedOffOverSeveralPasses() async throws {
+        let directory = try TemporaryDirectory("retention")
+        defer { directory.remove() }
+        let database = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        let store = SQLiteBuildStore(database: database)
+        let contexts = try FileContextStore(dataDirectory: directory.path)
+        let logs = try FileBuildLogStore(dataDirectory: directory.path)
+        let now = Date()
+        var ids: [BuildID] = []
+        for index in 0..<5 {
+            let build = Build(
+                id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/a:1")]),
+                context: BuildContext(digest: ContextDigest(hex: String(repeating: "\(index)", count: 64))!, size: 1, compression: .none),
+                createdAt: now)
+            _ = try await store.create(build)
+            try await logs.appendGatewayLine("queued", to: build.id)
+            try await database.writer.write { db in
+                try db.execute(
+                    sql: "UPDATE build SET status = 'succeeded', finishedAt = ? WHERE id = ?",
+                    arguments: [now.addingTimeInterval(-Double(40 * 86_400 + index)).timeIntervalSince1970, build.id.rawValue])
+            }
+            ids.append(build.id)
+        }
+        let sweeper = RetentionSweeper(store: store, contexts: contexts, logs: logs, policy: RetentionPolicy(), logger: Logger(label: "test"))
+        var removed: [Int] = []
+        for _ in 0..<3 { removed.append(try await sweeper.sweep(now: now, batch: 2).logs) }
+        #expect(removed == [2, 2, 1])
+        for id in ids { #expect(!FileManager.default.fileExists(atPath: "\(directory.path)/logs/\(id.rawValue).log")) }
+        #expect(try await sweeper.sweep(now: now, batch: 2).logs == 0)
     }
 }
