@@ -6,10 +6,6 @@ import Foundation
 /// process run; writes made with a lease check (`owner` and status) do nothing when the lease has moved on, so a
 /// dispatcher that lost its lease can never overwrite the result another settled.
 package protocol BuildQueue: Sendable {
-    /// Claims the oldest queued build for `builder` in one statement (`queued → starting`), holding a lease until
-    /// `leaseUntil`, among the builds that need no feature beyond `features`. Returns nil when none is queued.
-    func claimNext(builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
-
     /// Queued builds a dispatcher may start now, oldest first: those whose tenant is under its running limit.
     func dispatchable(limit: Int) async throws -> [Build]
 
@@ -67,12 +63,4 @@ package protocol BuildQueue: Sendable {
     /// if it never started, `failed`/`interrupted` if it was running. Returns the build afterwards, or nil if it no
     /// longer qualifies (someone renewed or settled it meanwhile).
     func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
-}
-
-extension BuildQueue {
-    /// Claims for a builder that offers every feature.
-    package func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
-        try await claimNext(
-            builder: builder, offering: [.secrets, .cacheImport, .cacheExport], owner: owner, leaseUntil: leaseUntil, now: now)
-    }
 }

@@ -84,29 +84,6 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             < coalesce(t.maxRunningBuilds, ?))
         """
 
-    package func claimNext(
-        builder: String, offering features: BuildFeatures, owner: String, leaseUntil: Date, now: Date
-    ) async throws -> Build? {
-        try await database.writer.write { db in
-            try BuildRecord.fetchOne(
-                db,
-                sql: """
-                    UPDATE build
-                    SET status = 'starting', builder = ?, leaseOwner = ?, leaseExpiresAt = ?, startedAt = ?
-                    WHERE id = (
-                        SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
-                        WHERE b.status = 'queued' AND (b.requiredFeatures & ~?) = 0 AND \(Self.underTenantLimit)
-                        ORDER BY b.id LIMIT 1)
-                    RETURNING *
-                    """,
-                arguments: [
-                    builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, features.rawValue,
-                    defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
-                ]
-            )?.build()
-        }
-    }
-
     package func activeCounts() async throws -> [BuildStatus: Int] {
         try await database.writer.read { db in
             var counts: [BuildStatus: Int] = [:]

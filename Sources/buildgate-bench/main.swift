@@ -60,12 +60,18 @@ struct BuildGateBench {
             }
         }
         var claimed: [BuildID] = []
+        // As the dispatcher claims: a look at the oldest dispatchable builds, then one claim each.
         let claim = try await timed {
-            for _ in 0..<count {
-                let now = Date()
-                guard let build = try await store.claimNext(builder: "bench", owner: "bench", leaseUntil: now.addingTimeInterval(60), now: now)
-                else { break }
-                claimed.append(build.id)
+            while claimed.count < count {
+                let candidates = try await store.dispatchable(limit: 200)
+                guard !candidates.isEmpty else { break }
+                for build in candidates {
+                    let now = Date()
+                    guard let build = try await store.claim(
+                        build.id, builder: "bench", owner: "bench", leaseUntil: now.addingTimeInterval(60), now: now)
+                    else { continue }
+                    claimed.append(build.id)
+                }
             }
         }
         let complete = try await timed {
