@@ -29,7 +29,6 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     var reason: String?
     var message: String?
     var pushedImages: String
-    var requiredFeatures: Int
     var steps: String
     var attempt: Int
     var queueExpiresAt: Date?
@@ -55,7 +54,6 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
         reason = build.reason?.rawValue
         message = build.message
         pushedImages = String(decoding: try JSONEncoder.sorted.encode(build.pushedImages), as: UTF8.self)
-        requiredFeatures = build.request.requiredFeatures.rawValue
         steps = String(decoding: try JSONEncoder.sorted.encode(build.steps), as: UTF8.self)
         attempt = build.attempt
         queueExpiresAt = build.queueExpiresAt
