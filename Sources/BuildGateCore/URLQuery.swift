@@ -1,14 +1,20 @@
 import Foundation
 
-/// A URL query from name/value pairs, each value percent-encoded (RFC 3986 unreserved characters kept), for the
-/// HTTP clients of engine and cluster APIs. Empty pairs give an empty string, else it starts with `?`.
+/// Percent-encoding for the gateway's HTTP clients (engine, cluster and forge APIs).
 package enum URLQuery {
+    /// RFC 3986 unreserved characters, ASCII only (Foundation's `.alphanumerics` also lets through letters such as
+    /// `é`, which a URL cannot carry raw).
+    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    /// `text` with everything but unreserved characters percent-encoded: for one query value or path segment.
+    package static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
+    /// A URL query from name/value pairs, each value percent-encoded. Empty pairs give an empty string, else it
+    /// starts with `?`.
     package static func encode(_ items: [(String, String)]) -> String {
         guard !items.isEmpty else { return "" }
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return "?" + items.map { key, value in
-            "\(key)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
-        }.joined(separator: "&")
+        return "?" + items.map { key, value in "\(key)=\(percentEncoded(value))" }.joined(separator: "&")
     }
 }

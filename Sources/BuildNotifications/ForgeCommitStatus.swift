@@ -39,12 +39,10 @@ package enum ForgeCommitStatus {
             return request
         case "gitlab":
             let base = apiURL ?? "https://gitlab.com"
-            let project = repository.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? repository
+            let project = URLQuery.percentEncoded(repository)
             var items = [("state", gitlabState(build.status)), ("name", context), ("description", description)]
             if let targetURL { items.append(("target_url", targetURL)) }
-            let query = items.map { "\($0)=\($1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }
-                .joined(separator: "&")
-            var request = HTTPClientRequest(url: "\(base)/api/v4/projects/\(project)/statuses/\(commit)?\(query)")
+            var request = HTTPClientRequest(url: "\(base)/api/v4/projects/\(project)/statuses/\(commit)\(URLQuery.encode(items))")
             request.method = .POST
             request.headers.add(name: "PRIVATE-TOKEN", value: token)
             return request

@@ -14,7 +14,7 @@ struct EngineAPIClient: Sendable {
         switch endpoint.address {
         case .unix(let path):
             // AsyncHTTPClient takes the socket path percent-encoded in the host part.
-            "http+unix://\(path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path)"
+            "http+unix://\(URLQuery.percentEncoded(path))"
         case .tcp(let host, let port):
             "\(endpoint.tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         }
