@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// An error as a client sees it: a status and `{"error":{"code":…,"message":…}}`.
 struct APIError: HTTPResponseError {
@@ -63,6 +64,13 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
                 context.logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
             }
             throw APIError(error)
+        } catch let error as RequestTimeoutError {
+            throw APIError(status: .requestTimeout, code: "requestTimeout", message: error.description, headers: [.connection: "close"])
+        } catch let error as HTTPParserError {
+            // The body's framing broke (a chunk size that is not hex, a body shorter than its Content-Length…).
+            throw APIError(
+                status: .badRequest, code: "malformedRequest", message: "the request body is not valid HTTP/1.1 framing: \(error)",
+                headers: [.connection: "close"])
         } catch let error as HTTPError {
             let code = switch error.status {
             case .notFound: "notFound"

@@ -64,6 +64,8 @@ package struct BuildGateAPIDependencies: Sendable {
 package struct BuildGateAPILimits: Sendable {
     /// Largest context body in bytes (413 beyond).
     package var maxContextSize: Int64 = 2 << 30
+    /// Most bytes a context may expand to once decompressed, counted across gzip members (413 as soon as it passes).
+    package var maxExpandedContextSize: Int64 = 4 << 30
     /// Most entries in a context archive (422 beyond).
     package var maxContextEntries = 100_000
     /// Largest PAX header or GNU long name in a context archive (422 beyond).
@@ -127,6 +129,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     intake.shutdownGrace = limits.uploadShutdownGrace
     intake.archive.maxEntries = limits.maxContextEntries
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
+    intake.archive.maxExpandedSize = limits.maxExpandedContextSize
     let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
     let builds = router.group("v1/builds")
     BuildsController<Context>(

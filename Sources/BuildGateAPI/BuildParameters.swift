@@ -8,6 +8,22 @@ enum BuildParameters {
         "cacheTo", "queueTTL", "runPolicy", "runKey",
     ]
 
+    /// What one build may ask for. An engine gets all of it in one request head, which must stay small (a head over
+    /// 64 KiB once crashed the gateway inside AsyncHTTPClient), so every count and size is bounded here, at intake,
+    /// with a 400 `invalidParameter` naming the limit. The README's Security section lists the same numbers.
+    enum Limits {
+        /// The raw (percent-encoded) query string of `POST /v1/builds`.
+        static let maxQueryBytes = 32 * 1024
+        static let maxImages = 16
+        static let maxBuildArgs = 100
+        static let maxLabels = 100
+        static let maxSecrets = 32
+        /// Keys and values of all build arguments together (likewise of all labels), in UTF-8 bytes.
+        static let maxPairBytes = 8 * 1024
+        /// Any single parameter value (an image reference, a Dockerfile path, a platform…).
+        static let maxValueBytes = 1024
+    }
+
     /// How a build is scheduled, as opposed to how it is built.
     struct Scheduling: Equatable {
         var queueTTL: Int
@@ -54,6 +70,25 @@ enum BuildParameters {
         return scheduling
     }
 
+    /// The counts and sizes of `Limits`, checked before anything is parsed.
+    private static func checkCounts(_ query: [(name: String, value: String)]) throws {
+        func count(_ name: String) -> Int { query.reduce(0) { $0 + ($1.name == name ? 1 : 0) } }
+        for (name, limit) in [("image", Limits.maxImages), ("buildArg", Limits.maxBuildArgs), ("label", Limits.maxLabels),
+            ("secret", Limits.maxSecrets)] where count(name) > limit {
+            throw BuildGateError(.invalidParameter, "at most \(limit) '\(name)' parameters are allowed, got \(count(name))")
+        }
+        for name in ["buildArg", "label"] {
+            let bytes = query.reduce(0) { $0 + ($1.name == name ? $1.value.utf8.count : 0) }
+            guard bytes <= Limits.maxPairBytes else {
+                throw BuildGateError(
+                    .invalidParameter, "the '\(name)' parameters may hold \(Limits.maxPairBytes) bytes together, got \(bytes)")
+            }
+        }
+        if let long = query.first(where: { !["buildArg", "label"].contains($0.name) && $0.value.utf8.count > Limits.maxValueBytes }) {
+            throw BuildGateError(.invalidParameter, "'\(long.name)' is longer than \(Limits.maxValueBytes) bytes")
+        }
+    }
+
     /// - Parameter query: every `name=value` pair in order (repeated names allowed), already percent-decoded.
     /// - Throws: `BuildGateError.invalidParameter` naming the parameter at fault.
     static func parse(_ query: [(name: String, value: String)], defaultTimeout: Int, maxTimeout: Int) throws -> BuildRequest {
@@ -62,6 +97,7 @@ enum BuildParameters {
                 .invalidParameter,
                 "unknown parameter '\(unknown.name)'; known: \(known.sorted().joined(separator: ", "))")
         }
+        try checkCounts(query)
         func single(_ name: String) throws -> String? { try BuildParameters.single(name, in: query) }
         func pairs(_ name: String) throws -> [String: String] {
             var result: [String: String] = [:]

@@ -52,6 +52,11 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
             return try await createFromGit(request, principal: principal, idempotencyKey: idempotencyKey)
         }
+        if let raw = request.uri.query, raw.utf8.count > BuildParameters.Limits.maxQueryBytes {
+            throw BuildGateError(
+                .invalidParameter,
+                "the query string is \(raw.utf8.count) bytes, over the limit of \(BuildParameters.Limits.maxQueryBytes)")
+        }
         let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
         let buildRequest = try BuildParameters.parse(
             query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
@@ -255,8 +260,14 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     /// A short-lived token that can read only this build's status and logs, for dashboards (also accepted as
     /// `?access_token=`, since browsers' EventSource cannot send headers).
+    ///
+    /// Only a token with a build scope of its own may mint one (a log-read token may not mint another), and the new
+    /// token never outlives its minter: it expires no later, and stops working when the minter is revoked.
     @Sendable func createLogToken(_ request: Request, context: Context) async throws -> Response {
         let build = try await Self.find(context, in: repository, scope: .buildsRead)
+        guard let minter = context.principal, minter.mayMintLogTokens, let minterID = minter.tokenID else {
+            throw BuildGateError(.forbidden, "log-read tokens are minted with an API token that has 'builds:read', not with a log-read token")
+        }
         var ttl = 3600
         if let text = request.uri.queryParameters["ttl"] {
             guard let seconds = Int(text), (60...86_400).contains(seconds) else {
@@ -265,9 +276,10 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             ttl = seconds
         }
         let now = Date()
+        let expiresAt = min(now.addingTimeInterval(Double(ttl)), minter.expiresAt ?? .distantFuture)
         let (token, record) = try await tokens.createToken(
             tenant: build.tenant, name: "log-read \(build.id)", scopes: [.logsRead], buildID: build.id,
-            expiresAt: now.addingTimeInterval(Double(ttl)), at: now)
+            expiresAt: expiresAt, parentID: minterID, at: now)
         return try Self.json(
             LogTokenRepresentation(token: token, buildId: build.id.rawValue, expiresAt: record.expiresAt ?? now),
             status: .created)

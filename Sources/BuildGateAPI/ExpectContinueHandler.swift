@@ -24,7 +24,13 @@ package final class ExpectContinueHandler: ChannelInboundHandler, RemovableChann
     }
 }
 
-/// The HTTP/1.1 server the gateway runs: answers `Expect: 100-continue` and closes idle connections.
-package func buildGateHTTPServer(idleTimeout: TimeAmount = .seconds(120)) -> HTTPServerBuilder {
-    .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: idleTimeout))
+/// The HTTP/1.1 server the gateway runs: bounds how long a request may take to arrive (`RequestTimeouts`), answers
+/// the parser's refusals and `Expect: 100-continue`, and closes idle connections.
+package func buildGateHTTPServer(
+    timeouts: RequestTimeouts = .init(), idleTimeout: TimeAmount = .seconds(120)
+) -> HTTPServerBuilder {
+    .http1(
+        configuration: .init(
+            additionalChannelHandlers: [RequestDeadlineHandler(timeouts: timeouts), ExpectContinueHandler()],
+            idleTimeout: idleTimeout))
 }

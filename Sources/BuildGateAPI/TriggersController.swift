@@ -95,7 +95,9 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
 
     /// The build a push would make, for the intake checks (a capable builder, the named secrets stored).
     private func sampleRequest(_ settings: TriggerSettings) throws -> BuildRequest {
-        var pairs = [(name: "image", value: "sample.invalid/sample:1")]
+        // As many images and the same build arguments as a push would give, so the intake limits hold for it too.
+        var pairs = settings.images.indices.map { (name: "image", value: "sample.invalid/sample\($0):1") }
+        pairs += settings.buildArgs.sorted { $0.key < $1.key }.map { ("buildArg", "\($0.key)=\($0.value)") }
         pairs += (settings.buildSecrets ?? []).map { ("secret", $0) }
         if let cacheFrom = settings.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
         if let cacheTo = settings.cacheTo { pairs.append(("cacheTo", cacheTo)) }

@@ -36,7 +36,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: limits.maxWebhookBody)
-        } catch {
+        } catch let error as HTTPError where error.status == .contentTooLarge {
             throw BuildGateError(.contextTooLarge, "webhook bodies are limited to \(limits.maxWebhookBody) bytes")
         }
         let delivery = WebhookDelivery(

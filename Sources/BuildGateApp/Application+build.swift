@@ -131,7 +131,7 @@ package func buildApplication(
     }
     return Application(
         router: router,
-        server: buildGateHTTPServer(),
+        server: buildGateHTTPServer(timeouts: configuration.requestTimeouts),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "buildgate"),
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
@@ -238,6 +238,7 @@ private func gitConfiguration(_ configuration: BuildGateConfiguration) -> GitCLI
     var git = GitCLISourceFetcher.Configuration()
     git.allowedHosts = configuration.limits.allowedGitHosts
     git.archiveLimits.maxEntries = configuration.limits.maxContextEntries
+    git.archiveLimits.maxExpandedSize = configuration.limits.maxExpandedContextSize
     return git
 }
 

@@ -15,6 +15,10 @@ import Foundation
 /// | `insecureRegistries` | `BUILDGATE_INSECURE_REGISTRIES` (comma-separated) | `--insecure-registry` | none |
 /// | `maxContextSize` | `BUILDGATE_MAX_CONTEXT_SIZE` | `--max-context-size` | 2147483648 (2 GiB) |
 /// | `maxContextEntries` | `BUILDGATE_MAX_CONTEXT_ENTRIES` | `--max-context-entries` | 100000 |
+/// | `maxExpandedContextSize` | `BUILDGATE_MAX_EXPANDED_CONTEXT_SIZE` | `--max-expanded-context-size` | twice `maxContextSize` |
+/// | `requestHeadTimeout` | `BUILDGATE_REQUEST_HEAD_TIMEOUT` | `--request-head-timeout` | 30 (seconds to send a request head) |
+/// | `requestBodyTimeout` | `BUILDGATE_REQUEST_BODY_TIMEOUT` | `--request-body-timeout` | 60 (seconds a body may stall) |
+/// | `requestBodyMinRate` | `BUILDGATE_REQUEST_BODY_MIN_RATE` | `--request-body-min-rate` | 1024 (bytes/s on average; 0: none) |
 /// | `buildTimeout` | `BUILDGATE_BUILD_TIMEOUT` | `--build-timeout` | 3600 (seconds) |
 /// | `queueTTL` | `BUILDGATE_QUEUE_TTL` | `--queue-ttl` | 3600 (seconds a build may wait queued before it ends `expired`) |
 /// | `shutdownGrace` | `BUILDGATE_SHUTDOWN_GRACE` | `--shutdown-grace` | 240 (seconds running builds get on SIGTERM) |
@@ -59,6 +63,8 @@ package struct BuildGateConfiguration: Sendable {
     package var retention = RetentionPolicy()
     /// On SIGTERM, how long running builds may take before they are settled as `interrupted`.
     package var shutdownGrace: Duration = .seconds(240)
+    /// How long a client may take to send a request's head and body.
+    package var requestTimeouts = RequestTimeouts()
     package var podmanExecutable = "podman"
     package var podmanArguments = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     package var buildctlExecutable = "buildctl"
@@ -84,6 +90,10 @@ package struct BuildGateConfiguration: Sendable {
         package var insecureRegistries: [String]?
         package var maxContextSize: Int64?
         package var maxContextEntries: Int?
+        package var maxExpandedContextSize: Int64?
+        package var requestHeadTimeout: Int?
+        package var requestBodyTimeout: Int?
+        package var requestBodyMinRate: Int?
         package var buildTimeout: Int?
         package var leaseSeconds: Int?
         package var queueTTL: Int?
@@ -127,6 +137,10 @@ package struct BuildGateConfiguration: Sendable {
             insecureRegistries = words("BUILDGATE_INSECURE_REGISTRIES", separator: ",")
             maxContextSize = try number("BUILDGATE_MAX_CONTEXT_SIZE")
             maxContextEntries = try number("BUILDGATE_MAX_CONTEXT_ENTRIES")
+            maxExpandedContextSize = try number("BUILDGATE_MAX_EXPANDED_CONTEXT_SIZE")
+            requestHeadTimeout = try number("BUILDGATE_REQUEST_HEAD_TIMEOUT")
+            requestBodyTimeout = try number("BUILDGATE_REQUEST_BODY_TIMEOUT")
+            requestBodyMinRate = try number("BUILDGATE_REQUEST_BODY_MIN_RATE")
             buildTimeout = try number("BUILDGATE_BUILD_TIMEOUT")
             leaseSeconds = try number("BUILDGATE_LEASE_SECONDS")
             queueTTL = try number("BUILDGATE_QUEUE_TTL")
@@ -189,6 +203,24 @@ package struct BuildGateConfiguration: Sendable {
         if let size = first(\.maxContextSize) {
             guard size > 0 else { throw BuildGateError(.invalidParameter, "maxContextSize must be positive") }
             configuration.limits.maxContextSize = size
+        }
+        // Twice the upload limit unless set: a gzip bomb is refused as soon as it expands past it.
+        configuration.limits.maxExpandedContextSize = configuration.limits.maxContextSize * 2
+        if let size = first(\.maxExpandedContextSize) {
+            guard size > 0 else { throw BuildGateError(.invalidParameter, "maxExpandedContextSize must be positive") }
+            configuration.limits.maxExpandedContextSize = size
+        }
+        if let seconds = first(\.requestHeadTimeout) {
+            guard seconds > 0 else { throw BuildGateError(.invalidParameter, "requestHeadTimeout must be positive") }
+            configuration.requestTimeouts.head = .seconds(seconds)
+        }
+        if let seconds = first(\.requestBodyTimeout) {
+            guard seconds > 0 else { throw BuildGateError(.invalidParameter, "requestBodyTimeout must be positive") }
+            configuration.requestTimeouts.bodyIdle = .seconds(seconds)
+        }
+        if let rate = first(\.requestBodyMinRate) {
+            guard rate >= 0 else { throw BuildGateError(.invalidParameter, "requestBodyMinRate must not be negative") }
+            configuration.requestTimeouts.bodyMinRate = rate
         }
         if let entries = first(\.maxContextEntries) {
             guard entries > 0 else { throw BuildGateError(.invalidParameter, "maxContextEntries must be positive") }

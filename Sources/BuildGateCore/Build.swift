@@ -36,6 +36,8 @@ package struct Build: Sendable, Equatable, Identifiable {
     /// Builds with the same key follow `runPolicy`; tenant-prefixed (`tenant/key`).
     package var runKey: String?
     package var runPolicy: RunPolicy
+    /// How many gateways died while dispatching it (its lease expired before the engine accepted it).
+    package var interruptedDispatches: Int
 
     package init(
         id: BuildID,
@@ -58,7 +60,8 @@ package struct Build: Sendable, Equatable, Identifiable {
         attempt: Int = 1,
         queueExpiresAt: Date? = nil,
         runKey: String? = nil,
-        runPolicy: RunPolicy = .parallel
+        runPolicy: RunPolicy = .parallel,
+        interruptedDispatches: Int = 0
     ) {
         self.id = id
         self.tenant = tenant
@@ -81,6 +84,7 @@ package struct Build: Sendable, Equatable, Identifiable {
         self.queueExpiresAt = queueExpiresAt
         self.runKey = runKey
         self.runPolicy = runPolicy
+        self.interruptedDispatches = interruptedDispatches
     }
 }
 

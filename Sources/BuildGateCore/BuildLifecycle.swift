@@ -13,8 +13,9 @@ package enum BuildLifecycle {
         case driverFinished(BuildOutcome, timedOut: Bool)
         /// A user asked to cancel it.
         case cancelRequested
-        /// The dispatcher that held its lease is gone (lease expired).
-        case leaseExpired
+        /// The dispatcher that held its lease is gone (lease expired). `interruptedDispatches` counts the earlier
+        /// expiries of this build's leases before the engine accepted it.
+        case leaseExpired(interruptedDispatches: Int)
     }
 
     /// What the event does to the build.
@@ -29,6 +30,10 @@ package enum BuildLifecycle {
         case ignore
     }
 
+    /// How many gateways may die while dispatching one build (claimed, the engine not answering yet) before it is
+    /// given up: a build that crashes the gateway must not crash it again and again for everyone.
+    package static let maxInterruptedDispatches = 2
+
     package static func transition(from status: BuildStatus, on event: Event) -> Transition {
         switch (status, event) {
         case (.queued, .claimed):
@@ -42,6 +47,11 @@ package enum BuildLifecycle {
             return .finish(.cancelled, reason: .cancelled, message: "cancelled before it started")
         case (.starting, .cancelRequested), (.running, .cancelRequested):
             return .markCancelRequested
+        case (.starting, .leaseExpired(let earlier)) where earlier + 1 >= maxInterruptedDispatches:
+            return .finish(
+                .failed, reason: .dispatchAbandoned,
+                message: "the gateway stopped \(earlier + 1) times while dispatching this build; it is not dispatched "
+                    + "again, in case it is what stops the gateway")
         case (.starting, .leaseExpired):
             // Never reached the engine: safe to run again, and nobody will run it twice.
             return .moveTo(.queued)

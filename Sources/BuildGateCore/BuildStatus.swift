@@ -41,6 +41,9 @@ package enum BuildFailureReason: String, Sendable, Codable, CaseIterable {
     case expired
     /// A newer build of the same run key replaced it while it was queued (run policy `latestOnly`).
     case superseded
+    /// The gateway stopped (crashed or was killed) every time it dispatched this build, `maxInterruptedDispatches`
+    /// times; it is not dispatched again.
+    case dispatchAbandoned
 }
 
 /// How builds that share a run key go: all at once (`parallel`, the default), one at a time in order (`serial`),

@@ -49,12 +49,17 @@ package struct LeaseReaper: Service {
     /// One pass: settles every build whose lease ended before `now`.
     package func settleExpiredLeases(now: Date) async throws {
         for build in try await queue.expiredLeases(now: now) {
-            switch BuildLifecycle.transition(from: build.status, on: .leaseExpired) {
-            case .finish(_, _, let message):
-                try await logs.appendGatewayLine("\(message ?? "interrupted"); result: failed (interrupted)", to: build.id)
-                if try await queue.settleExpiredLease(build.id, now: now) != nil {
+            let event = BuildLifecycle.Event.leaseExpired(interruptedDispatches: build.interruptedDispatches)
+            switch BuildLifecycle.transition(from: build.status, on: event) {
+            case .finish(let status, let reason, let message):
+                let result = "result: \(status.rawValue)" + (reason.map { " (\($0.rawValue))" } ?? "")
+                try await logs.appendGatewayLine("\(message ?? "interrupted"); \(result)", to: build.id)
+                if let settled = try await queue.settleExpiredLease(build.id, now: now) {
                     await logs.finish(build.id)
-                    logger.notice("settled an interrupted build", metadata: ["buildgate.build.id": "\(build.id)"])
+                    await observer.buildChanged(settled)
+                    logger.notice(
+                        "settled a build whose dispatcher is gone",
+                        metadata: ["buildgate.build.id": "\(build.id)", "buildgate.build.reason": "\(reason?.rawValue ?? "")"])
                 }
             case .moveTo:
                 if try await queue.settleExpiredLease(build.id, now: now) != nil {

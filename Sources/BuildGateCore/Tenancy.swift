@@ -38,12 +38,24 @@ package struct Principal: Sendable, Equatable {
     package var scopes: Set<Scope>
     /// For a log-read token: the only build it may see.
     package var buildID: BuildID?
+    /// The id of the token presented (nil for principals made without one, in tests).
+    package var tokenID: String?
+    /// When the presented token (or a token it derives from) stops working; nil: never.
+    package var expiresAt: Date?
 
-    package init(tenant: TenantID, scopes: Set<Scope>, buildID: BuildID? = nil) {
+    package init(
+        tenant: TenantID, scopes: Set<Scope>, buildID: BuildID? = nil, tokenID: String? = nil, expiresAt: Date? = nil
+    ) {
         self.tenant = tenant
         self.scopes = scopes
         self.buildID = buildID
+        self.tokenID = tokenID
+        self.expiresAt = expiresAt
     }
+
+    /// Whether this principal may mint a log-read token for one of its builds: only a token with a build scope of
+    /// its own, never a build-bound (log-read) token, so a leaked log link cannot be turned into lasting access.
+    package var mayMintLogTokens: Bool { buildID == nil && allows(.buildsRead) }
 
     /// Whether this principal may use `scope`. `admin` implies every tenant scope; a log-read token may only
     /// read its own build.
@@ -66,10 +78,12 @@ package struct AccessToken: Sendable, Equatable {
     package var createdAt: Date
     package var expiresAt: Date?
     package var revokedAt: Date?
+    /// The token that minted this one (log-read tokens): this one stops working when that one does.
+    package var parentID: String?
 
     package init(
         id: String, tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID? = nil, createdAt: Date,
-        expiresAt: Date? = nil, revokedAt: Date? = nil
+        expiresAt: Date? = nil, revokedAt: Date? = nil, parentID: String? = nil
     ) {
         self.id = id
         self.tenant = tenant
@@ -79,6 +93,7 @@ package struct AccessToken: Sendable, Equatable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.revokedAt = revokedAt
+        self.parentID = parentID
     }
 }
 
@@ -118,11 +133,14 @@ package enum TokenSecret {
 /// Tokens and tenants. Every call is one durable transaction; safe from any task.
 package protocol AccessTokenRepository: Sendable {
     /// Stores a new token (creating its tenant if needed) and returns it with the token string, shown only now.
+    /// A token with a `parentID` stops working when its parent is revoked or expires.
     func createToken(
-        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, at date: Date
+        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, parentID: String?,
+        at date: Date
     ) async throws -> (token: String, record: AccessToken)
 
-    /// The principal of a presented token string, or nil when it is unknown, revoked, expired or malformed.
+    /// The principal of a presented token string, or nil when it (or its parent) is unknown, revoked, expired or
+    /// malformed.
     func authenticate(_ token: String, at date: Date) async throws -> Principal?
 
     /// Tokens of `tenant` (all tenants when nil), without log-read tokens.
@@ -133,6 +151,16 @@ package protocol AccessTokenRepository: Sendable {
 
     /// How many tokens exist at all (for bootstrapping the first admin token).
     func tokenCount() async throws -> Int
+}
+
+extension AccessTokenRepository {
+    /// A token minted by nobody (API tokens made by an operator).
+    package func createToken(
+        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, at date: Date
+    ) async throws -> (token: String, record: AccessToken) {
+        try await createToken(
+            tenant: tenant, name: name, scopes: scopes, buildID: buildID, expiresAt: expiresAt, parentID: nil, at: date)
+    }
 }
 
 /// A tenant's limits; nil fields fall back to the gateway's defaults.

@@ -34,6 +34,7 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     var queueExpiresAt: Date?
     var runKey: String?
     var runPolicy: String
+    var interruptedDispatches: Int
 
     init(_ build: Build) throws {
         id = build.id.rawValue
@@ -59,6 +60,7 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
         queueExpiresAt = build.queueExpiresAt
         runKey = build.runKey
         runPolicy = build.runPolicy.rawValue
+        interruptedDispatches = build.interruptedDispatches
     }
 
     func build() throws -> Build {
@@ -93,7 +95,8 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
             attempt: attempt,
             queueExpiresAt: queueExpiresAt,
             runKey: runKey,
-            runPolicy: RunPolicy(rawValue: runPolicy) ?? .parallel
+            runPolicy: RunPolicy(rawValue: runPolicy) ?? .parallel,
+            interruptedDispatches: interruptedDispatches
         )
     }
 }

@@ -25,24 +25,27 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
         var createdAt: Date
         var expiresAt: Date?
         var revokedAt: Date?
+        var parentId: String?
 
         func token() throws -> AccessToken {
             guard let tenant = TenantID(tenantId) else { throw BuildGateError(.internalError, "token \(id) has a bad tenant") }
             let names = try JSONDecoder().decode([String].self, from: Data(scopes.utf8))
             return AccessToken(
                 id: id, tenant: tenant, name: name, scopes: Set(names.compactMap(Scope.init(rawValue:))),
-                buildID: buildId.flatMap(BuildID.init), createdAt: createdAt, expiresAt: expiresAt, revokedAt: revokedAt)
+                buildID: buildId.flatMap(BuildID.init), createdAt: createdAt, expiresAt: expiresAt, revokedAt: revokedAt,
+                parentID: parentId)
         }
     }
 
     package func createToken(
-        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, at date: Date
+        tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, parentID: String?,
+        at date: Date
     ) async throws -> (token: String, record: AccessToken) {
         let (token, id, hash) = TokenSecret.generate()
         let scopeNames = String(decoding: try JSONEncoder().encode(scopes.sorted().map(\.rawValue)), as: UTF8.self)
         let row = Row(
             id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
-            buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil)
+            buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil, parentId: parentID)
         try await database.writer.write { db in
             try db.ensureTenant(tenant, at: date)
             try row.insert(db)
@@ -52,12 +55,24 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
 
     package func authenticate(_ token: String, at date: Date) async throws -> Principal? {
         guard let (id, secret) = TokenSecret.parse(token) else { return nil }
-        guard let row = try await database.writer.read({ db in try Row.fetchOne(db, key: id) }) else { return nil }
-        guard TokenSecret.matches(secret, hash: Array(row.secretHash)) else { return nil }
+        let (row, parent) = try await database.writer.read { db in
+            let row = try Row.fetchOne(db, key: id)
+            return (row, try row?.parentId.flatMap { try Row.fetchOne(db, key: $0) })
+        }
+        guard let row, TokenSecret.matches(secret, hash: Array(row.secretHash)) else { return nil }
         let stored = try row.token()
-        if stored.revokedAt != nil { return nil }
-        if let expiresAt = stored.expiresAt, expiresAt <= date { return nil }
-        return Principal(tenant: stored.tenant, scopes: stored.scopes, buildID: stored.buildID)
+        func valid(_ token: AccessToken) -> Bool {
+            token.revokedAt == nil && (token.expiresAt.map { $0 > date } ?? true)
+        }
+        guard valid(stored) else { return nil }
+        // A derived token lives no longer than its parent (a vanished parent counts as revoked).
+        var expiresAt = stored.expiresAt
+        if row.parentId != nil {
+            guard let parent = try parent?.token(), valid(parent) else { return nil }
+            expiresAt = [expiresAt, parent.expiresAt].compactMap { $0 }.min()
+        }
+        return Principal(
+            tenant: stored.tenant, scopes: stored.scopes, buildID: stored.buildID, tokenID: stored.id, expiresAt: expiresAt)
     }
 
     package func tokens(of tenant: TenantID?) async throws -> [AccessToken] {

@@ -306,7 +306,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     .fetchOne(db)
             else { return nil }
             var build = try record.build()
-            switch BuildLifecycle.transition(from: build.status, on: .leaseExpired) {
+            let event = BuildLifecycle.Event.leaseExpired(interruptedDispatches: build.interruptedDispatches)
+            if build.status == .starting { build.interruptedDispatches += 1 }
+            switch BuildLifecycle.transition(from: build.status, on: event) {
             case .moveTo(let status) where build.cancelRequested:
                 // Asked to cancel before its dispatcher vanished: honour that rather than queue it again.
                 _ = status

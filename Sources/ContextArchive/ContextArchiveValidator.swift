@@ -2,8 +2,10 @@
 ///
 /// Feed the upload in any chunking with `consume`, then call `finish`. The validator detects gzip by its magic
 /// bytes, inflates it, and walks the tar headers (ustar, GNU long names, PAX), skipping file data. It rejects what
-/// a build context must not hold: absolute paths, `..` components, links that leave the context, device and FIFO
-/// entries, unknown entry types, too many entries, oversized PAX headers, and an archive without the Dockerfile.
+/// a build context must not hold: absolute paths, `..` components, links that leave the context (resolved as the
+/// extractor will resolve them, through the archive's earlier symbolic links), names longer than a file system
+/// takes, PAX global headers that set a path, device and FIFO entries, unknown entry types, too many entries,
+/// oversized PAX headers, an archive that expands past its limit, and an archive without the Dockerfile.
 /// Memory use is bounded by `Limits.maxHeaderSize` whatever the archive's size.
 public struct ContextArchiveValidator {
     public struct Limits: Sendable {
@@ -11,8 +13,9 @@ public struct ContextArchiveValidator {
         public var maxEntries = 100_000
         /// Largest PAX extended header or GNU long name/link record.
         public var maxHeaderSize = 1 << 20
-        /// Most bytes the archive may expand to (guards against gzip bombs).
-        public var maxExpandedSize: Int64 = 16 << 30
+        /// Most bytes the archive may expand to, across every gzip member (guards against gzip bombs): by default
+        /// twice the gateway's default upload limit.
+        public var maxExpandedSize: Int64 = 4 << 30
 
         public init() {}
     }
@@ -61,6 +64,14 @@ public struct ContextArchiveValidator {
     private var sawDockerfile = false
     private var nextPath: String?
     private var nextLinkPath: String?
+    /// The archive's symbolic links so far, by where they land (resolved), with their targets.
+    private var symlinks: [String: String] = [:]
+
+    /// What Linux takes: a path of 4,096 bytes, a name of 255.
+    static let maxPathBytes = 4096
+    static let maxNameBytes = 255
+    /// Links followed while resolving one path, as the kernel's ELOOP limit.
+    static let maxLinkHops = 40
 
     /// - Parameter dockerfile: the Dockerfile's path inside the context, already normalized with `ContextPath`.
     public init(dockerfile: String, limits: Limits = Limits()) {
@@ -239,6 +250,15 @@ public struct ContextArchiveValidator {
                 .forbiddenEntry(path: rawPath),
                 "entry '\(rawPath)' has an absolute path or a '..' component")
         }
+        try checkLength(of: rawPath, entry: rawPath, what: "name")
+        // Where the entry lands once its directories are resolved through the archive's symbolic links.
+        let components = path == "." ? [] : path.split(separator: "/")
+        guard let parent = resolve(components.dropLast()) else {
+            throw ContextArchiveError(
+                .forbiddenEntry(path: rawPath),
+                "entry '\(rawPath)' is written through a symbolic link that leads outside the context")
+        }
+        let landing = (parent + components.suffix(1)).joined(separator: "/")
 
         switch header.typeflag {
         case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
@@ -246,18 +266,23 @@ public struct ContextArchiveValidator {
         case UInt8(ascii: "5"):
             break
         case UInt8(ascii: "1"):
-            guard ContextPath.normalize(rawLink) != nil else {
+            try checkLength(of: rawLink, entry: rawPath, what: "link target")
+            guard ContextPath.normalize(rawLink) != nil, resolve(rawLink.split(separator: "/")) != nil else {
                 throw ContextArchiveError(
                     .forbiddenEntry(path: rawPath),
                     "hard link '\(rawPath)' points outside the context (to '\(rawLink)')")
             }
             if path == dockerfile { sawDockerfile = true }
         case UInt8(ascii: "2"):
-            guard ContextPath.symlinkStaysInside(linkPath: path, target: rawLink) else {
+            try checkLength(of: rawLink, entry: rawPath, what: "link target")
+            guard !rawLink.hasPrefix("/"), !rawLink.utf8.contains(0),
+                resolve(parent + rawLink.split(separator: "/")) != nil
+            else {
                 throw ContextArchiveError(
                     .forbiddenEntry(path: rawPath),
                     "symbolic link '\(rawPath)' points outside the context (to '\(rawLink)')")
             }
+            symlinks[landing] = rawLink
             if path == dockerfile { sawDockerfile = true }
         case UInt8(ascii: "3"), UInt8(ascii: "4"):
             throw ContextArchiveError(.forbiddenEntry(path: rawPath), "entry '\(rawPath)' is a device node")
@@ -272,6 +297,42 @@ public struct ContextArchiveValidator {
         if size == 0 { phase = .header }
     }
 
+    /// `components` (relative to the context root) resolved through the archive's symbolic links, as the extractor
+    /// will resolve them; nil when they lead outside the root, or through too many links.
+    private func resolve(_ components: some Collection<Substring>) -> [Substring]? {
+        var resolved: [Substring] = []
+        var remaining = Array(components.reversed())
+        var hops = 0
+        while let component = remaining.popLast() {
+            switch component {
+            case "", ".":
+                continue
+            case "..":
+                guard !resolved.isEmpty else { return nil }
+                resolved.removeLast()
+            default:
+                resolved.append(component)
+                guard let target = symlinks[resolved.joined(separator: "/")] else { continue }
+                hops += 1
+                guard hops <= Self.maxLinkHops, !target.hasPrefix("/") else { return nil }
+                resolved.removeLast()
+                remaining.append(contentsOf: target.split(separator: "/", omittingEmptySubsequences: true).reversed())
+            }
+        }
+        return resolved
+    }
+
+    /// Names and link targets no file system here would take are refused before they reach one.
+    private func checkLength(of text: String, entry: String, what: String) throws {
+        let tooLong = text.utf8.count > Self.maxPathBytes
+            || text.split(separator: "/").contains { $0.utf8.count > Self.maxNameBytes }
+        guard !tooLong else {
+            throw ContextArchiveError(
+                .forbiddenEntry(path: String(entry.prefix(200))),
+                "entry '\(entry.prefix(200))…' has a \(what) longer than a file system allows (\(Self.maxPathBytes) bytes, \(Self.maxNameBytes) per name)")
+        }
+    }
+
     private mutating func finishCapture() throws {
         guard let capture else { return }
         self.capture = nil
@@ -280,7 +341,15 @@ public struct ContextArchiveValidator {
             guard let records = PAXRecords.parse(captured) else {
                 throw ContextArchiveError(.corrupt, "a PAX extended header is malformed")
             }
-            if !global {
+            if global {
+                // GNU tar applies a global header's path to the entries after it, which this validator would not
+                // have checked: refused rather than interpreted.
+                if records["path"] != nil || records["linkpath"] != nil {
+                    throw ContextArchiveError(
+                        .forbiddenEntry(path: records["path"] ?? records["linkpath"] ?? ""),
+                        "a PAX global header sets a path or link path; contexts may not")
+                }
+            } else {
                 if let path = records["path"] { nextPath = path }
                 if let link = records["linkpath"] { nextLinkPath = link }
             }

@@ -14,21 +14,4 @@ public enum ContextPath {
         }
         return components.isEmpty ? "." : components.joined(separator: "/")
     }
-
-    /// Whether a symbolic link at `linkPath` (normalized) pointing to `target` stays inside the context when
-    /// resolved lexically. Absolute targets point outside the context.
-    public static func symlinkStaysInside(linkPath: String, target: String) -> Bool {
-        guard !target.hasPrefix("/"), !target.utf8.contains(0) else { return false }
-        var stack = linkPath.split(separator: "/").dropLast().map { $0 }
-        for component in target.split(separator: "/", omittingEmptySubsequences: true) {
-            switch component {
-            case ".": continue
-            case "..":
-                guard !stack.isEmpty else { return false }
-                stack.removeLast()
-            default: stack.append(component)
-            }
-        }
-        return true
-    }
 }

@@ -36,6 +36,21 @@ struct EngineAPIClient: Sendable {
         return tls
     }
 
+    /// The largest request head sent in front of a streamed body. AsyncHTTPClient 1.37 stops the process
+    /// (`HTTPRequestStateMachine`: "request body producing can not start before we have successfully send the
+    /// header") when a head fills the channel past its 64 KiB write watermark and the channel turns writable again
+    /// before the head is written; a head well under the watermark never does.
+    static let maxHeadBeforeBody = 32 * 1024
+
+    /// A request refused here, before anything is sent: its head would be too large (see `maxHeadBeforeBody`).
+    struct RequestHeadTooLarge: Error, CustomStringConvertible {
+        var bytes: Int
+        var description: String {
+            "the build's parameters make an Engine API request head of \(bytes) bytes, over the \(EngineAPIClient.maxHeadBeforeBody) "
+                + "the gateway sends to an engine; use fewer or shorter build arguments and labels"
+        }
+    }
+
     func execute(
         _ method: HTTPMethod,
         _ path: String,
@@ -44,7 +59,13 @@ struct EngineAPIClient: Sendable {
         body: HTTPClientRequest.Body?,
         timeout: TimeAmount
     ) async throws -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: baseURL + path + URLQuery.encode(query))
+        let target = path + URLQuery.encode(query)
+        if body != nil {
+            // Request line, headers as "name: value\r\n", Host, and room for what AsyncHTTPClient adds (length, …).
+            let bytes = target.utf8.count + headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + 256
+            guard bytes <= Self.maxHeadBeforeBody else { throw RequestHeadTooLarge(bytes: bytes) }
+        }
+        var request = HTTPClientRequest(url: baseURL + target)
         request.method = method
         request.headers = headers
         // Over a unix socket AsyncHTTPClient sends no Host header, and Podman answers 400 without one.

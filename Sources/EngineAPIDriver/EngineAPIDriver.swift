@@ -179,6 +179,8 @@ package struct EngineAPIDriver: BuilderDriver {
                 if let failure { return .failed(.buildFailed, message: failure) }
                 return .succeeded([])
             }
+        } catch let error as EngineAPIClient.RequestHeadTooLarge {
+            return .failed(.buildFailed, message: error.description)
         } catch {
             if Task.isCancelled { return .failed(.cancelled, message: "the build was stopped") }
             return .failed(.builderUnavailable, message: "lost the builder during the build: \(EngineAPIClient.explain(error))")

@@ -38,6 +38,12 @@ struct Serve: AsyncParsableCommand {
     var insecureRegistries: [String] = []
     @Option(help: "Largest context upload in bytes.") var maxContextSize: Int64?
     @Option(help: "Most entries in a context archive.") var maxContextEntries: Int?
+    @Option(help: "Most bytes a context may expand to, decompressed (default twice --max-context-size).")
+    var maxExpandedContextSize: Int64?
+    @Option(help: "Seconds a client may take to send a request head (default 30).") var requestHeadTimeout: Int?
+    @Option(help: "Seconds a request body may stall (default 60).") var requestBodyTimeout: Int?
+    @Option(help: "Slowest average request body rate in bytes/s, after --request-body-timeout (default 1024; 0: none).")
+    var requestBodyMinRate: Int?
     @Option(help: "Default build timeout in seconds.") var buildTimeout: Int?
     @Option(help: "Dispatcher lease in seconds.") var leaseSeconds: Int?
     @Option(help: "Seconds a build may wait in the queue before it ends expired (default 3600).") var queueTtl: Int?
@@ -75,6 +81,10 @@ struct Serve: AsyncParsableCommand {
         flags.insecureRegistries = insecureRegistries.isEmpty ? nil : insecureRegistries
         flags.maxContextSize = maxContextSize
         flags.maxContextEntries = maxContextEntries
+        flags.maxExpandedContextSize = maxExpandedContextSize
+        flags.requestHeadTimeout = requestHeadTimeout
+        flags.requestBodyTimeout = requestBodyTimeout
+        flags.requestBodyMinRate = requestBodyMinRate
         flags.buildTimeout = buildTimeout
         flags.leaseSeconds = leaseSeconds
         flags.queueTTL = queueTtl

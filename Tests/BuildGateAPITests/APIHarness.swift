@@ -68,7 +68,7 @@ struct APIHarness {
         return all
     }
 
-    func application() -> some ApplicationProtocol {
+    func application(timeouts: RequestTimeouts = .init()) -> some ApplicationProtocol {
         let router = buildRouter(
             context: BuildGateRequestContext.self,
             dependencies: BuildGateAPIDependencies(
@@ -79,7 +79,8 @@ struct APIHarness {
                 onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(
-            router: router, server: buildGateHTTPServer(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            router: router, server: buildGateHTTPServer(timeouts: timeouts),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
     }
 
     /// Rows in the build table.

@@ -35,13 +35,31 @@ struct BuildLifecycleTests {
     }
 
     @Test func anExpiredLeaseRequeuesWhatNeverStartedAndInterruptsWhatRan() {
-        #expect(BuildLifecycle.transition(from: .starting, on: .leaseExpired) == .moveTo(.queued))
-        guard case .finish(.failed, .interrupted, _) = BuildLifecycle.transition(from: .running, on: .leaseExpired) else {
+        #expect(BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: 0)) == .moveTo(.queued))
+        guard case .finish(.failed, .interrupted, _) = BuildLifecycle.transition(from: .running, on: .leaseExpired(interruptedDispatches: 0)) else {
             Issue.record("a running build with an expired lease was not interrupted")
             return
         }
-        #expect(BuildLifecycle.transition(from: .succeeded, on: .leaseExpired) == .ignore)
-        #expect(BuildLifecycle.transition(from: .queued, on: .leaseExpired) == .ignore)
+        #expect(BuildLifecycle.transition(from: .succeeded, on: .leaseExpired(interruptedDispatches: 0)) == .ignore)
+        #expect(BuildLifecycle.transition(from: .queued, on: .leaseExpired(interruptedDispatches: 0)) == .ignore)
+    }
+
+    @Test func aBuildWhoseDispatchTheGatewayDiedInTwiceIsGivenUp() {
+        let limit = BuildLifecycle.maxInterruptedDispatches
+        #expect(BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2)) == .moveTo(.queued))
+        guard case .finish(.failed, .dispatchAbandoned, let message?) = BuildLifecycle.transition(
+            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 1))
+        else {
+            Issue.record("a build the gateway died dispatching \(limit) times went back to the queue")
+            return
+        }
+        #expect(message.contains("\(limit) times"))
+        guard case .finish(.failed, .interrupted, _) = BuildLifecycle.transition(
+            from: .running, on: .leaseExpired(interruptedDispatches: limit))
+        else {
+            Issue.record("a running build is interrupted whatever its dispatch count")
+            return
+        }
     }
 
     @Test func terminalStatesAcceptNoFurtherResult() {

@@ -142,6 +142,43 @@ struct SQLiteBuildStoreTests {
         #expect(try await store.renewLeases([value.id], owner: "mine", until: Date() + 60).isEmpty)
     }
 
+    /// A build that kills the gateway while it is being dispatched (claimed, the engine not answering yet) went
+    /// back to the queue after every restart and killed the gateway again, for ever.
+    @Test func aBuildWhoseDispatchTheGatewayDiedInTwiceIsAbandonedNotQueuedAgain() async throws {
+        defer { directory.remove() }
+        let poison = try build()
+        _ = try await store.create(poison)
+        let start = Date()
+
+        _ = try #require(try await store.claimNext(builder: "b", owner: "gateway-1", leaseUntil: start + 1, now: start))
+        let requeued = try #require(try await store.settleExpiredLease(poison.id, now: start + 2))
+        #expect(requeued.status == .queued)
+        #expect(requeued.interruptedDispatches == 1)
+        #expect(try await store.build(poison.id)?.interruptedDispatches == 1)
+
+        _ = try #require(try await store.claimNext(builder: "b", owner: "gateway-2", leaseUntil: start + 3, now: start + 2))
+        let abandoned = try #require(try await store.settleExpiredLease(poison.id, now: start + 4))
+        #expect(abandoned.status == .failed)
+        #expect(abandoned.reason == .dispatchAbandoned)
+        #expect(abandoned.message?.contains("2 times") == true)
+        #expect(try await store.build(poison.id)?.status == .failed)
+        #expect(try await store.claimNext(builder: "b", owner: "gateway-3", leaseUntil: start + 10, now: start + 4) == nil)
+    }
+
+    /// Builds that reached the engine are not counted: one interrupted while running still ends `interrupted`.
+    @Test func aRunningBuildWhoseLeaseExpiredIsInterruptedAndCountsNoDispatch() async throws {
+        defer { directory.remove() }
+        let running = try build()
+        _ = try await store.create(running)
+        let start = Date()
+        _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
+        #expect(try await store.markRunning(running.id, owner: "g"))
+        let settled = try #require(try await store.settleExpiredLease(running.id, now: start + 2))
+        #expect(settled.status == .failed)
+        #expect(settled.reason == .interrupted)
+        #expect(settled.interruptedDispatches == 0)
+    }
+
     @Test func renewingReportsCancellationRequests() async throws {
         defer { directory.remove() }
         let value = try build()

@@ -16,6 +16,7 @@ package struct TarWriter {
         case directory = 53  // "5"
         case fifo = 54  // "6"
         case paxHeader = 120  // "x"
+        case paxGlobalHeader = 103  // "g"
         case gnuLongName = 76  // "L"
     }
 
@@ -31,8 +32,8 @@ package struct TarWriter {
         entry(name, type: type, linkName: target)
     }
 
-    /// A PAX extended header whose records apply to the next entry.
-    package mutating func pax(_ records: [(String, String)]) {
+    /// A PAX extended header whose records apply to the next entry (with `global`, to every later entry).
+    package mutating func pax(_ records: [(String, String)], global: Bool = false) {
         var data: [UInt8] = []
         for (key, value) in records {
             let body = " \(key)=\(value)\n"
@@ -40,7 +41,7 @@ package struct TarWriter {
             while String(length).utf8.count + body.utf8.count != length { length += 1 }
             data += Array("\(length)\(body)".utf8)
         }
-        entry("PaxHeader", type: .paxHeader, contents: data)
+        entry("PaxHeader", type: global ? .paxGlobalHeader : .paxHeader, contents: data)
     }
 
     /// A PAX header of exactly `size` bytes (one record padded with a comment key).

@@ -171,16 +171,111 @@ struct ContextArchiveValidatorTests {
         #expect(kind { try validate(try tar.gzipped(), limits: limits) } == .tooLarge)
     }
 
-    @Test func pathsNormalizeAndLinksResolveLexically() {
+    @Test func pathsNormalize() {
         #expect(ContextPath.normalize("./a//b/") == "a/b")
         #expect(ContextPath.normalize("a/./b") == "a/b")
         #expect(ContextPath.normalize("a/../b") == nil)
         #expect(ContextPath.normalize("/a") == nil)
         #expect(ContextPath.normalize("") == nil)
-        #expect(ContextPath.symlinkStaysInside(linkPath: "a/b/link", target: "../c"))
-        #expect(ContextPath.symlinkStaysInside(linkPath: "a/link", target: "../c"))
-        #expect(!ContextPath.symlinkStaysInside(linkPath: "link", target: "../c"))
-        #expect(!ContextPath.symlinkStaysInside(linkPath: "a/link", target: "x/../../../c"))
+    }
+
+    @Test func linksThatStayInsideAreAcceptedWhereverTheyPoint() throws {
+        let bytes = context { tar in
+            tar.directory("a/b/")
+            tar.link("a/b/link", to: "../c", type: .symbolicLink)
+            tar.link("a/up", to: "../Dockerfile", type: .symbolicLink)
+            tar.link("lib", to: "a/b", type: .symbolicLink)
+            tar.file("lib/through-a-link", "x")
+            tar.link("lib/sibling", to: "../b", type: .symbolicLink)
+        }
+        #expect(try validate(bytes).entryCount == 7)
+    }
+
+    @Test(arguments: [
+        ("link", "../c"),
+        ("a/link", "x/../../../c"),
+        ("abs", "/etc"),
+    ])
+    func aLinkThatLeavesTheContextLexicallyIsRefused(name: String, target: String) {
+        let bytes = context { tar in tar.link(name, to: target, type: .symbolicLink) }
+        #expect(kind { try validate(bytes) } == .forbiddenEntry(path: name))
+    }
+
+    /// `a → .`, then `a/b → ..` (lexically `a/..`, the root, but written through `a` it lands at the root and points
+    /// above it), then `a/b/x`: each entry alone looked harmless; the extractor would write outside the context.
+    @Test(arguments: [1, 512, 4096])
+    func linksThroughLinksAreResolvedAsTheExtractorWillResolveThem(chunk: Int) {
+        let bytes = context { tar in
+            tar.link("a", to: ".", type: .symbolicLink)
+            tar.link("a/b", to: "..", type: .symbolicLink)
+            tar.file("a/b/x", "escaped")
+        }
+        #expect(kind { try validate(bytes, chunk: chunk) } == .forbiddenEntry(path: "a/b"))
+        // The same with a file written through a link to a directory that leads out.
+        let through = context { tar in
+            tar.directory("d/")
+            tar.link("d/up", to: "..", type: .symbolicLink)
+            tar.link("out", to: "d/up/d/up/..", type: .symbolicLink)
+        }
+        #expect(kind { try validate(through, chunk: chunk) } == .forbiddenEntry(path: "out"))
+        let loop = context { tar in
+            tar.link("p", to: "q", type: .symbolicLink)
+            tar.link("q", to: "p", type: .symbolicLink)
+            tar.file("p/x", "x")
+        }
+        #expect(kind { try validate(loop, chunk: chunk) } == .forbiddenEntry(path: "p/x"))
+    }
+
+    /// GNU tar applies a global header's `path` to what follows; the validator would not have checked it.
+    @Test func aPAXGlobalHeaderThatSetsAPathIsRefused() throws {
+        let bytes = context { tar in
+            tar.pax([("path", "../../etc/passwd")], global: true)
+            tar.file("innocent", "x")
+        }
+        #expect(kind { try validate(bytes) } == .forbiddenEntry(path: "../../etc/passwd"))
+        let harmless = context { tar in
+            tar.pax([("comment", "made by a tool")], global: true)
+            tar.file("innocent", "x")
+        }
+        #expect(try validate(harmless).entryCount == 2)
+    }
+
+    @Test func namesAndLinkTargetsLongerThanAFileSystemTakesAreRefused() {
+        let longPath = context { tar in
+            tar.pax([("path", String(repeating: "d/", count: 32 * 1024) + "f")])
+            tar.file("placeholder", "x")
+        }
+        #expect(kind { try validate(longPath) }.map { if case .forbiddenEntry = $0 { true } else { false } } == true)
+        let longName = context { tar in
+            tar.pax([("path", String(repeating: "n", count: 300))])
+            tar.file("placeholder", "x")
+        }
+        #expect(kind { try validate(longName) }.map { if case .forbiddenEntry = $0 { true } else { false } } == true)
+        let longTarget = context { tar in
+            tar.pax([("linkpath", String(repeating: "t", count: 256))])
+            tar.link("l", to: "placeholder", type: .symbolicLink)
+        }
+        #expect(kind { try validate(longTarget) } == .forbiddenEntry(path: "l"))
+        let longest = context { tar in
+            tar.pax([("path", String(repeating: "n", count: 255))])
+            tar.file("placeholder", "x")
+        }
+        #expect((try? validate(longest)) != nil, "a 255-byte name is allowed")
+    }
+
+    /// A 3 MB upload of concatenated gzip members expanded to 3 GiB and reached the builder: the expanded size is
+    /// counted across members and refused as soon as it passes, by default at twice the upload limit.
+    @Test func theExpandedSizeIsCountedAcrossGzipMembers() throws {
+        var tar = TarWriter()
+        tar.file("Dockerfile", "FROM scratch\n")
+        tar.end()
+        let first = try tar.gzipped()
+        let zeros = try TarWriter.gzipped(of: [UInt8](repeating: 0, count: 3 << 20))
+        var limits = ContextArchiveValidator.Limits()
+        limits.maxExpandedSize = 2 << 20
+        #expect(kind { try validate(first + zeros, limits: limits) } == .tooLarge)
+        #expect(try validate(first, limits: limits).compression == .gzip)
+        #expect(ContextArchiveValidator.Limits().maxExpandedSize == 4 << 30)
     }
 }
 
