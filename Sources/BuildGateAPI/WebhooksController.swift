@@ -10,8 +10,9 @@ import Hummingbird
 /// Order matters: cap the body, verify the signature on the raw bytes (fail closed, 401 without detail), parse,
 /// deduplicate on the forge's delivery id, then queue a build and answer at once. Fetching the code is the
 /// dispatcher's job, so the forge gets its answer well within its 10 s limit. Outcomes: 202 with the build id,
-/// 200 with a reason for valid events that build nothing, 401 for bad signatures, 400 for malformed payloads,
-/// 413 for oversized bodies. A redelivery gets the stored answer of the first delivery.
+/// 200 with a reason for valid events that build nothing (or with the build already building that ref and commit,
+/// for a replayed push), 401 for bad signatures, 400 for malformed payloads, 413 for oversized bodies. A redelivery
+/// gets the stored answer of the first delivery. Every trigger whose secret verifies the delivery is tried.
 struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let triggers: any TriggerRepository
     let repository: any BuildRepository
@@ -48,10 +49,12 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         } else {
             candidates = try await triggers.triggersWithSecrets(forge: forge.rawValue)
         }
-        // The first trigger whose secret verifies the raw body; every check is constant-time.
-        guard let trigger = candidates.first(where: { candidate in
+        // Every trigger whose secret verifies the raw body (two triggers of one repository may share a webhook);
+        // every check is constant-time.
+        let verified = candidates.filter { candidate in
             (try? WebhookSignature.verify(delivery, forge: forge, secret: candidate.secret)) != nil
-        })?.trigger else {
+        }.map(\.trigger)
+        guard !verified.isEmpty else {
             BuildGateMetrics.webhookDelivery(forge: forge.rawValue, outcome: "rejected")
             throw BuildGateError(.unauthorized, "the delivery is not signed by a known trigger")
         }
@@ -67,14 +70,23 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         // Without a delivery id the body's digest stands in: the same bytes are the same delivery.
         let deliveryID = parsed.deliveryID ?? "sha256:" + SHA256.hash(data: delivery.body).hexString
 
+        var results: [RecordedDelivery] = []
+        for trigger in verified {
+            results.append(try await receive(parsed.event, for: trigger, deliveryID: deliveryID))
+        }
+        return try Self.response(combining: results)
+    }
+
+    /// One trigger's part of a delivery: what it builds (or why nothing), recorded once per delivery id.
+    private func receive(_ event: ForgeEvent, for trigger: Trigger, deliveryID: String) async throws -> RecordedDelivery {
         let buildID = BuildID.generate()
         var build: Build?
-        var answer = WebhookAnswer(status: "ignored", reason: nil, buildId: nil, trigger: trigger.id)
-        switch Self.decide(parsed.event, for: trigger, buildID: buildID, defaultTimeout: limits.defaultBuildTimeout) {
+        var skipped: String?
+        switch Self.decide(event, for: trigger, buildID: buildID, defaultTimeout: limits.defaultBuildTimeout) {
         case .skip(let reason):
-            answer.reason = reason
+            skipped = reason
         case .build(_, let source) where !GitSource.isHostAllowed(source.url, hosts: limits.allowedGitHosts):
-            answer.reason = "git host not allowed"
+            skipped = "git host not allowed"
         case .build(let buildRequest, let source):
             try await limiter.checkQueue(of: trigger.tenant)
             let now = Date()
@@ -86,26 +98,55 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
                 // Run policies apply per trigger and ref: a newer push of the branch supersedes or follows the older.
                 runKey: policy == .parallel ? nil : "\(trigger.tenant)/trigger:\(trigger.id):\(source.ref ?? "")",
                 runPolicy: policy)
-            answer = WebhookAnswer(status: "queued", reason: nil, buildId: buildID.rawValue, trigger: trigger.id)
         }
-        let statusCode = build == nil ? 200 : 202
-        let json = String(decoding: try BuildRepresentation.encoder.encode(answer), as: UTF8.self)
         let stored = try await triggers.recordDelivery(
-            triggerID: trigger.id, deliveryID: deliveryID, build: build, statusCode: statusCode, response: json, at: Date())
-        if !stored.isRedelivery, let build {
+            triggerID: trigger.id, deliveryID: deliveryID, build: build, at: Date()
+        ) { [skipped] outcome in
+            let answer = switch outcome {
+            case .queued(let build):
+                WebhookAnswer(status: "queued", reason: nil, buildId: build.id.rawValue, trigger: trigger.id)
+            case .alreadyActive(let build):
+                WebhookAnswer(
+                    status: "alreadyQueued", reason: "build \(build.id) of this trigger already builds this ref and commit",
+                    buildId: build.id.rawValue, trigger: trigger.id)
+            case .nothing:
+                WebhookAnswer(status: "ignored", reason: skipped, buildId: nil, trigger: trigger.id)
+            }
+            let statusCode = if case .queued = outcome { 202 } else { 200 }
+            return (statusCode, String(decoding: try BuildRepresentation.encoder.encode(answer), as: UTF8.self))
+        }
+        if let build = stored.queued {
             try await logs.appendGatewayLine(
                 "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
             await observer.buildChanged(build)
             try await BuildsController<Context>.supersedeOlder(than: build, repository: repository, logs: logs, observer: observer)
             onQueued()
         }
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if stored.isRedelivery { headers[HTTPField.Name("X-BuildGate-Redelivery")!] = "true" }
         BuildGateMetrics.webhookDelivery(
-            forge: forge.rawValue, outcome: stored.isRedelivery ? "redelivery" : build == nil ? "ignored" : "queued")
+            forge: trigger.forge, outcome: stored.isRedelivery ? "redelivery" : stored.queued == nil ? "ignored" : "queued")
+        return stored
+    }
+
+    /// The forge's answer: one trigger's stored answer as it is; for several, the first that queued a build (else the
+    /// first) with every trigger's answer under `results`. 202 when any queued a build.
+    private static func response(combining results: [RecordedDelivery]) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if results.allSatisfy(\.isRedelivery) { headers[HTTPField.Name("X-BuildGate-Redelivery")!] = "true" }
+        let lead = results.first { $0.statusCode == 202 } ?? results[0]
+        var body = lead.response
+        if results.count > 1 {
+            let answers = try results.map { try JSONSerialization.jsonObject(with: Data($0.response.utf8)) }
+            guard var combined = answers[results.firstIndex { $0.statusCode == 202 } ?? 0] as? [String: Any] else {
+                throw BuildGateError(.internalError, "a stored webhook answer is not a JSON object")
+            }
+            combined["results"] = answers
+            body = String(
+                decoding: try JSONSerialization.data(withJSONObject: combined, options: [.sortedKeys, .withoutEscapingSlashes]),
+                as: UTF8.self)
+        }
         return Response(
-            status: HTTPResponse.Status(code: stored.statusCode), headers: headers,
-            body: .init(byteBuffer: ByteBuffer(string: stored.response)))
+            status: HTTPResponse.Status(code: lead.statusCode), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
     /// What a forge event means for `trigger`: the forge-neutral event planned by `TriggerPlanner`, or the reason
@@ -133,7 +174,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
 
 /// The JSON a forge gets back.
 struct WebhookAnswer: Encodable {
-    /// `queued` or `ignored`.
+    /// `queued`, `alreadyQueued` or `ignored`.
     var status: String
     var reason: String?
     var buildId: String?

@@ -13,6 +13,9 @@ package enum BuildStatus: String, Sendable, Codable, CaseIterable {
     /// It waited in the queue longer than its queue TTL and never ran.
     case expired
 
+    /// Not ended yet: queued, starting or running.
+    package static let active: [BuildStatus] = allCases.filter { !$0.isTerminal }
+
     package var isTerminal: Bool {
         switch self {
         case .queued, .starting, .running: false

@@ -186,11 +186,40 @@ package protocol TriggerRepository: Sendable {
     func triggerWithSecret(_ id: String) async throws -> (trigger: Trigger, secret: String)?
     func cloneCredential(forTrigger id: String) async throws -> GitCredential?
 
-    /// Records a delivery exactly once: if `(triggerID, deliveryID)` was seen, returns the stored answer and writes
-    /// nothing; else stores `build` (if any) and the answer together.
+    /// Records a delivery exactly once, in one transaction: if `(triggerID, deliveryID)` was seen, returns the stored
+    /// answer and writes nothing. Else, when `build` would build a ref and commit that a build of the same trigger
+    /// already queued or running builds (a replayed delivery under a new id), that build is the outcome and nothing
+    /// new is queued; otherwise `build` (if any) is stored. The answer `answer` makes of the outcome is stored with
+    /// the delivery and returned.
     func recordDelivery(
-        triggerID: String, deliveryID: String, build: Build?, statusCode: Int, response: String, at date: Date
-    ) async throws -> (statusCode: Int, response: String, isRedelivery: Bool)
+        triggerID: String, deliveryID: String, build: Build?, at date: Date,
+        answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
+    ) async throws -> RecordedDelivery
+}
+
+/// What a new delivery led to.
+package enum DeliveryOutcome: Sendable, Equatable {
+    /// A build was queued.
+    case queued(Build)
+    /// A build of the same trigger, ref and commit is already queued or running: this one.
+    case alreadyActive(Build)
+    /// The delivery builds nothing.
+    case nothing
+}
+
+/// A delivery as recorded: its answer, whether it was seen before, and the build it queued, if it queued one now.
+package struct RecordedDelivery: Sendable {
+    package var statusCode: Int
+    package var response: String
+    package var isRedelivery: Bool
+    package var queued: Build?
+
+    package init(statusCode: Int, response: String, isRedelivery: Bool, queued: Build?) {
+        self.statusCode = statusCode
+        self.response = response
+        self.isRedelivery = isRedelivery
+        self.queued = queued
+    }
 }
 
 /// Hears about every status change of every build (queued, starting, running, and the result).

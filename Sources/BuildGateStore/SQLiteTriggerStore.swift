@@ -98,17 +98,38 @@ package struct SQLiteTriggerStore: TriggerRepository {
     }
 
     package func recordDelivery(
-        triggerID: String, deliveryID: String, build: Build?, statusCode: Int, response: String, at date: Date
-    ) async throws -> (statusCode: Int, response: String, isRedelivery: Bool) {
+        triggerID: String, deliveryID: String, build: Build?, at date: Date,
+        answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
+    ) async throws -> RecordedDelivery {
         let record = try build.map(BuildRecord.init)
         return try await database.writer.write { db in
             if let stored = try Row_Delivery.fetchOne(
                 db, sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?",
                 arguments: [triggerID, deliveryID])
             {
-                return (stored.statusCode, stored.response, true)
+                return RecordedDelivery(statusCode: stored.statusCode, response: stored.response, isRedelivery: true, queued: nil)
             }
-            try record?.insert(db)
+            var outcome = DeliveryOutcome.nothing
+            if let build, let record {
+                // The signature covers only the body: a captured push replayed under a new delivery id must not
+                // build the same commit again while it is being built.
+                let active = try BuildRecord.fetchOne(
+                    db,
+                    sql: """
+                        SELECT * FROM build
+                        WHERE triggerId = ? AND status IN \(BuildStatus.activeSQL)
+                          AND json_extract(gitSource, '$.ref') IS ? AND json_extract(gitSource, '$.commit') IS ?
+                        ORDER BY id LIMIT 1
+                        """,
+                    arguments: [triggerID, build.gitSource?.ref, build.gitSource?.commit])
+                if let active {
+                    outcome = .alreadyActive(try active.build())
+                } else {
+                    try record.insert(db)
+                    outcome = .queued(build)
+                }
+            }
+            let (statusCode, response) = try answer(outcome)
             try db.execute(
                 sql: """
                     INSERT INTO webhookDelivery (triggerId, deliveryId, receivedAt, statusCode, response)
@@ -119,7 +140,8 @@ package struct SQLiteTriggerStore: TriggerRepository {
             try db.execute(
                 sql: "DELETE FROM webhookDelivery WHERE receivedAt < ?",
                 arguments: [date.addingTimeInterval(-8 * 86_400).timeIntervalSince1970])
-            return (statusCode, response, false)
+            let queued: Build? = if case .queued(let build) = outcome { build } else { nil }
+            return RecordedDelivery(statusCode: statusCode, response: response, isRedelivery: false, queued: queued)
         }
     }
 
@@ -127,4 +149,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
         var statusCode: Int
         var response: String
     }
+}
+
+extension BuildStatus {
+    /// `('queued', 'starting', 'running')`, for `status IN …`.
+    fileprivate static let activeSQL = "(" + active.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 }

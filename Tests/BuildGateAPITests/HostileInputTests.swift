@@ -139,4 +139,67 @@ struct HostileInputTests {
             #expect(try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: reader).status == .unauthorized)
         }
     }
+
+    // MARK: - Webhooks
+
+    private func createTrigger(_ client: some TestClientProtocol, harness: APIHarness, json: String) async throws -> String {
+        let created = try await client.execute(
+            uri: "/v1/triggers", method: .post, headers: harness.auth(adding: [.contentType: "application/json"]),
+            body: ByteBuffer(string: json))
+        #expect(created.status == .created, "\(created.text)")
+        return try created.decode(WebhooksAPITests.TriggerJSON.self).id
+    }
+
+    /// With two triggers of one repository on the shared URL, only the first was tried: it ignored the push, and the
+    /// second, which wanted it, never saw it.
+    @Test func everyTriggerTheDeliveryIsSignedForIsTried() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let releases = try await createTrigger(client, harness: harness, json: """
+                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                 "images":["r.example.com/release:{{shortSha}}"],"branches":["release/*"]}
+                """)
+            let everything = try await createTrigger(client, harness: harness, json: """
+                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                 "images":["r.example.com/hello:{{shortSha}}"]}
+                """)
+            let (headers, body) = try WebhooksAPITests.fixture("github/push-branch-created")
+            let response = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(response.status == .accepted, "\(response.text)")
+            struct Combined: Decodable { var status: String; var trigger: String; var results: [WebhooksAPITests.Answer] }
+            let answer = try response.decode(Combined.self)
+            #expect(answer.status == "queued")
+            #expect(answer.trigger == everything)
+            #expect(Set(answer.results.map(\.trigger)) == [releases, everything])
+            #expect(answer.results.first { $0.trigger == releases }?.status == "ignored")
+        }
+        #expect(try await harness.buildCount() == 1)
+    }
+
+    /// The signature covers only the body: a captured push replayed with a new X-GitHub-Delivery built again.
+    @Test func aReplayedPushUnderANewDeliveryIDIsAnsweredWithTheBuildAlreadyQueued() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            _ = try await createTrigger(client, harness: harness, json: """
+                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                 "images":["r.example.com/hello:{{shortSha}}"]}
+                """)
+            let (headers, body) = try WebhooksAPITests.fixture("github/push-branch-created")
+            let first = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(first.status == .accepted)
+            let queued = try first.decode(WebhooksAPITests.Answer.self)
+
+            var replayed = headers
+            replayed[HTTPField.Name("X-GitHub-Delivery")!] = UUID().uuidString
+            let replay = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: replayed, body: body)
+            #expect(replay.status == .ok, "\(replay.text)")
+            let answer = try replay.decode(WebhooksAPITests.Answer.self)
+            #expect(answer.status == "alreadyQueued")
+            #expect(answer.buildId == queued.buildId)
+            #expect(replay.headers[HTTPField.Name("X-BuildGate-Redelivery")!] == nil)
+        }
+        #expect(try await harness.buildCount() == 1)
+    }
 }
