@@ -7,7 +7,14 @@ import Synchronization
 /// gateway, restarted when it dies, and stopped when the gateway stops.
 ///
 /// Insecure registries are written to a private `registries.conf` for this service, so base images can be pulled
-/// from them too. A service left behind by a gateway that was killed (its pid file) is stopped first.
+/// from them too.
+///
+/// The service cannot outlive its gateway, however the gateway ends (a crash or SIGKILL included): beside it runs a
+/// small `sh` watcher whose standard input is a pipe only the gateway holds open; when the kernel closes that pipe
+/// with the dying gateway, the watcher stops the service. (A parent-death signal would be tied to the thread that
+/// spawned the child, and Swift's pool threads come and go; a watcher forked into the service's own process tree
+/// would hold Foundation's exit-notification socket and hide the service's exit.) A service left behind anyway by
+/// an older gateway (its pid file) is stopped first.
 package final class PodmanServiceSupervisor: Service {
     package let socketPath: String
     private let directory: String
@@ -16,6 +23,11 @@ package final class PodmanServiceSupervisor: Service {
     private let insecureRegistries: Set<String>
     private let logger: Logger
     private let process = Mutex<Process?>(nil)
+    /// The watcher of the running service, and the gateway's end of its pipe (never written).
+    private let watcher = Mutex<(process: Process, lifeline: FileHandle)?>(nil)
+
+    /// `sh -c` script, `$1` the service's pid: waits for end-of-file on standard input, then stops the service.
+    static let watcherScript = #"read -r _ || :; kill -TERM "$1" 2>/dev/null"#
 
     package init(
         dataDirectory: String, executable: String, arguments: [String], insecureRegistries: Set<String>, logger: Logger
@@ -65,6 +77,7 @@ package final class PodmanServiceSupervisor: Service {
 
     /// Stops the service (SIGTERM) if it runs.
     package func terminate() {
+        stopWatcher()
         process.withLock { process in
             if let running = process, running.isRunning { running.terminate() }
         }
@@ -92,9 +105,45 @@ package final class PodmanServiceSupervisor: Service {
         try child.run()
         try "\(child.processIdentifier)".write(toFile: pidFile, atomically: true, encoding: .utf8)
         process.withLock { $0 = child }
+        do { try watch(child.processIdentifier) } catch {
+            child.terminate()
+            throw error
+        }
         logger.info(
             "started podman system service",
             metadata: ["buildgate.podman.pid": "\(child.processIdentifier)", "buildgate.podman.socket": "\(socketPath)"])
+    }
+
+    /// Starts the watcher that stops `pid` when this process's end of its pipe closes (replacing the previous one).
+    private func watch(_ pid: Int32) throws {
+        var ends: [Int32] = [0, 0]
+        // A socket pair rather than a pipe, for close-on-exec from the start (Glibc's pipe2 is not imported): no
+        // other child (the service, git, buildctl…) may inherit either end.
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw SupervisorError(message: "cannot make the watcher's pipe: \(String(cString: strerror(errno)))")
+        }
+        let readEnd = FileHandle(fileDescriptor: ends[0], closeOnDealloc: true)
+        let lifeline = FileHandle(fileDescriptor: ends[1], closeOnDealloc: true)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sh")
+        child.arguments = ["-c", Self.watcherScript, "buildgate-podman-watcher", "\(pid)"]
+        child.standardInput = readEnd
+        child.standardOutput = FileHandle.nullDevice
+        child.standardError = FileHandle.nullDevice
+        try child.run()
+        try? readEnd.close()
+        stopWatcher()
+        watcher.withLock { $0 = (child, lifeline) }
+    }
+
+    /// Ends the watcher without letting it signal: its service is being stopped, or is gone and its pid may be reused.
+    private func stopWatcher() {
+        watcher.withLock { watcher in
+            guard let (child, lifeline) = watcher else { return }
+            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
+            try? lifeline.close()
+            watcher = nil
+        }
     }
 
     private func logFile() throws -> URL {

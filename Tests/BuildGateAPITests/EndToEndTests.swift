@@ -280,14 +280,21 @@ final class GatewayProcess: Sendable {
     private let process: Process
     private let output: Pipe
 
-    init(binary: String, dataDirectory: String, services: RealServices, extraArguments: [String] = []) throws {
+    convenience init(binary: String, dataDirectory: String, services: RealServices, extraArguments: [String] = []) throws {
+        try self.init(
+            binary: binary, dataDirectory: dataDirectory,
+            arguments: ["--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry]
+                + extraArguments)
+    }
+
+    /// `buildgate serve` on an ephemeral port with `arguments` (no builder among them: the embedded Podman).
+    init(binary: String, dataDirectory: String, arguments: [String]) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
             "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory,
-            "--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry,
             "--lease-seconds", "3", "--migrations", migrationsDirectory, "--log-level", "warning",
-        ] + extraArguments
+        ] + arguments
         output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
