@@ -40,19 +40,26 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
     package typealias OutboundIn = HTTPResponsePart
     package typealias OutboundOut = HTTPResponsePart
 
+    /// Where the inbound side is.
     private enum State {
-        case awaitingHead
-        /// The head arrived at `start`; `received` body bytes so far, the last at `lastRead`.
+        /// No part of the next request has been parsed yet.
+        case betweenRequests
+        /// A head arrived at `start`; `received` body bytes so far, the last at `lastRead`.
         case receivingBody(start: NIODeadline, received: Int64, lastRead: NIODeadline)
-        /// The whole request is in; the response is being made.
-        case requestComplete
         /// The connection is being closed (a refusal was written or a deadline passed).
         case closing
     }
 
     private let timeouts: RequestTimeouts
-    private var state = State.awaitingHead
+    private var state = State.betweenRequests
+    /// Requests whose head arrived and whose response has not ended (more than one when a client pipelines).
+    private var unanswered = 0
     private var timer: Scheduled<Void>?
+
+    /// Idle: nothing is owed to the client and nothing of a request has arrived, so a head is awaited.
+    private var awaitingHead: Bool {
+        if case .betweenRequests = state { unanswered == 0 } else { false }
+    }
 
     package init(timeouts: RequestTimeouts) {
         self.timeouts = timeouts
@@ -80,6 +87,7 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
         switch unwrapInboundIn(data) {
         case .head:
             let now = NIODeadline.now()
+            unanswered += 1
             state = .receivingBody(start: now, received: 0, lastRead: now)
             armBodyTimer(context: context)
         case .body(let buffer):
@@ -88,7 +96,7 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
             }
         case .end:
             if case .receivingBody = state {
-                state = .requestComplete
+                state = .betweenRequests
                 cancelTimer()
             }
         }
@@ -100,25 +108,25 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
             context.write(data, promise: promise)
             return
         }
+        unanswered = max(0, unanswered - 1)
         switch state {
-        case .requestComplete:
-            state = .awaitingHead
-            context.write(data, promise: promise)
-            armHeadTimer(context: context)
-        case .receivingBody, .awaitingHead:
+        case .receivingBody where unanswered == 0:
             // Answered before the request was whole: nobody reads the rest, so the connection ends with the answer.
             state = .closing
             cancelTimer()
             let written = promise ?? context.eventLoop.makePromise()
             context.write(data, promise: written)
             written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        case .closing:
+        case .betweenRequests where unanswered == 0:
+            context.write(data, promise: promise)
+            armHeadTimer(context: context)
+        case .betweenRequests, .receivingBody, .closing:
             context.write(data, promise: promise)
         }
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard case .awaitingHead = state, error is HTTPParserError else {
+        guard awaitingHead, error is HTTPParserError else {
             context.fireErrorCaught(error)
             return
         }
@@ -134,11 +142,11 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
     }
 
     private func armHeadTimer(context: ChannelHandlerContext) {
-        guard case .awaitingHead = state else { return }
+        guard awaitingHead else { return }
         cancelTimer()
         let limit = timeouts.head
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [self] in
-            guard case .awaitingHead = self.state else { return }
+            guard self.awaitingHead else { return }
             self.refuse(
                 context: context, status: .requestTimeout, code: "requestTimeout",
                 message: "the request head did not arrive within \(limit.formattedSeconds)")

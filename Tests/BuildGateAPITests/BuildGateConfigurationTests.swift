@@ -97,6 +97,37 @@ struct BuildGateConfigurationTests {
         #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
     }
 
+    @Test func requestTimeoutsAndTheExpandedContextLimitHaveSafeDefaultsAndCanBeSet() throws {
+        let defaults = try BuildGateConfiguration.resolve([], environment: [:])
+        #expect(defaults.requestTimeouts.head == .seconds(30))
+        #expect(defaults.requestTimeouts.bodyIdle == .seconds(60))
+        #expect(defaults.requestTimeouts.bodyMinRate == 1024)
+        #expect(defaults.limits.maxExpandedContextSize == 2 * defaults.limits.maxContextSize)
+
+        let smaller = try BuildGateConfiguration.Layer(environment: ["BUILDGATE_MAX_CONTEXT_SIZE": "1000"])
+        #expect(try BuildGateConfiguration.resolve([smaller], environment: [:]).limits.maxExpandedContextSize == 2000)
+
+        let layer = try BuildGateConfiguration.Layer(environment: [
+            "BUILDGATE_REQUEST_HEAD_TIMEOUT": "5", "BUILDGATE_REQUEST_BODY_TIMEOUT": "7",
+            "BUILDGATE_REQUEST_BODY_MIN_RATE": "0", "BUILDGATE_MAX_EXPANDED_CONTEXT_SIZE": "123456",
+        ])
+        let configured = try BuildGateConfiguration.resolve([layer], environment: [:])
+        #expect(configured.requestTimeouts.head == .seconds(5))
+        #expect(configured.requestTimeouts.bodyIdle == .seconds(7))
+        #expect(configured.requestTimeouts.bodyMinRate == 0)
+        #expect(configured.limits.maxExpandedContextSize == 123_456)
+
+        for (key, value) in [("requestHeadTimeout", 0), ("requestBodyTimeout", -1), ("requestBodyMinRate", -1)] {
+            var bad = BuildGateConfiguration.Layer()
+            switch key {
+            case "requestHeadTimeout": bad.requestHeadTimeout = value
+            case "requestBodyTimeout": bad.requestBodyTimeout = value
+            default: bad.requestBodyMinRate = value
+            }
+            #expect(throws: BuildGateError.self, "\(key)") { try BuildGateConfiguration.resolve([bad], environment: [:]) }
+        }
+    }
+
     @Test func registryCredentialsReadDockerConfigJSON() throws {
         let directory = try TemporaryDirectory("config")
         defer { directory.remove() }

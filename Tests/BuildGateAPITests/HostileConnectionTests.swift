@@ -157,6 +157,16 @@ struct HostileConnectionTests {
         }
     }
 
+    /// The deadlines must not cut what well-behaved clients do: keep-alive and pipelined requests.
+    @Test func keptAliveAndPipelinedRequestsAreAllAnswered() async throws {
+        try await withServer { port, _ in
+            let response = try await RawConnection.open(port: port).exchange(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(response.text.components(separatedBy: "HTTP/1.1 200").count == 4, "\(response.text)")
+        }
+    }
+
     // MARK: - Framing
 
     /// A body that ends before its Content-Length (then EOF), and a chunk size that is not hex, answered 500.
