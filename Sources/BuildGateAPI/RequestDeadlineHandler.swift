@@ -55,6 +55,13 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
     /// Requests whose head arrived and whose response has not ended (more than one when a client pipelines).
     private var unanswered = 0
     private var timer: Scheduled<Void>?
+    /// Since when the server has asked for more bytes and not had them: only that time is the client's. While the
+    /// server is not reading (a slow disk behind an upload), the body's clocks stand still.
+    private var readRequestedAt: NIODeadline?
+    /// Since when the server has not asked for more (nil while it waits), and how long it did not ask in all, during
+    /// the current body.
+    private var serverPausedSince: NIODeadline?
+    private var serverPaused = TimeAmount.zero
 
     /// Idle: nothing is owed to the client and nothing of a request has arrived, so a head is awaited.
     private var awaitingHead: Bool {
@@ -83,11 +90,24 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
         context.fireChannelInactive()
     }
 
+    package func read(context: ChannelHandlerContext) {
+        if readRequestedAt == nil {
+            let now = NIODeadline.now()
+            readRequestedAt = now
+            if let since = serverPausedSince { serverPaused = serverPaused + (now - since) }
+            serverPausedSince = nil
+        }
+        context.read()
+    }
+
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readRequestedAt = nil
+        serverPausedSince = .now()
         switch unwrapInboundIn(data) {
         case .head:
             let now = NIODeadline.now()
             unanswered += 1
+            serverPaused = .zero
             state = .receivingBody(start: now, received: 0, lastRead: now)
             armBodyTimer(context: context)
         case .body(let buffer):
@@ -153,23 +173,26 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
         }
     }
 
-    /// When the body goes silent too long, and (with a minimum rate) when it has fallen behind that rate.
-    private func bodyDeadlines() -> (idle: NIODeadline, rate: NIODeadline?)? {
+    /// When the body goes silent too long, and (with a minimum rate) when it has fallen behind that rate; the time
+    /// the server was not reading is not counted against the client.
+    private func bodyDeadlines(now: NIODeadline) -> (idle: NIODeadline, rate: NIODeadline?)? {
         guard case .receivingBody(let start, let received, let lastRead) = state else { return nil }
-        let idle = lastRead + TimeAmount(timeouts.bodyIdle)
+        let notReading = serverPaused + (serverPausedSince.map { now - $0 } ?? .zero)
+        // Silence counts from when the server last asked for bytes after the last ones came.
+        let idle = readRequestedAt.map { max($0, lastRead) + TimeAmount(timeouts.bodyIdle) } ?? now + TimeAmount(timeouts.bodyIdle)
         guard timeouts.bodyMinRate > 0 else { return (idle, nil) }
         let earned = TimeAmount.nanoseconds(Int64(min(Double(received) / Double(timeouts.bodyMinRate), 1e9) * 1e9))
-        return (idle, start + TimeAmount(timeouts.bodyIdle) + earned)
+        return (idle, start + TimeAmount(timeouts.bodyIdle) + earned + notReading)
     }
 
     /// Fires at the earliest moment a body deadline could pass, and re-arms itself while the body keeps up (so the
     /// timer is not touched for every piece of a fast upload).
     private func armBodyTimer(context: ChannelHandlerContext) {
         cancelTimer()
-        guard let (idle, rate) = bodyDeadlines() else { return }
+        guard let (idle, rate) = bodyDeadlines(now: .now()) else { return }
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: min(idle, rate ?? idle)) { [self] in
-            guard let (idle, rate) = self.bodyDeadlines() else { return }
             let now = NIODeadline.now()
+            guard let (idle, rate) = self.bodyDeadlines(now: now) else { return }
             let message: String
             if now >= idle {
                 message = "the request body stalled: nothing arrived for \(self.timeouts.bodyIdle.formattedSeconds)"

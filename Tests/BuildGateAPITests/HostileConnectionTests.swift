@@ -101,8 +101,16 @@ struct HostileConnectionTests {
         }
     }
 
-    private func authorization(_ harness: APIHarness) -> String {
-        harness.auth[.authorization] ?? ""
+    /// The head of an authorized upload of `length` bytes, framed as `framing` (`Content-Length: N` by default).
+    private func uploadHead(_ harness: APIHarness, length: Int? = nil, framing: String? = nil) -> String {
+        "POST /v1/builds?image=r.example.com/a:1 HTTP/1.1\r\nHost: x\r\nAuthorization: \(harness.auth[.authorization] ?? "")\r\n"
+            + (framing ?? "Content-Length: \(length ?? 0)") + "\r\n\r\n"
+    }
+
+    /// What a refused upload must leave: no build, no file.
+    private func expectNothingKept(_ harness: APIHarness) async throws {
+        #expect(try await harness.buildCount() == 0)
+        #expect(harness.contextFiles.isEmpty, "\(harness.contextFiles)")
     }
 
     // MARK: - Slow clients
@@ -130,14 +138,12 @@ struct HostileConnectionTests {
             let connection = try await RawConnection.open(port: port)
             let context = sampleContext()
             let response = try await connection.exchange(
-                "POST /v1/builds?image=r.example.com/a:1 HTTP/1.1\r\nHost: x\r\nAuthorization: \(authorization(harness))\r\n"
-                    + "Content-Length: \(context.count)\r\n\r\n",
-                tail: Array(context.prefix(10)), trickle: (context[10], .milliseconds(50)))
+                uploadHead(harness, length: context.count), tail: Array(context.prefix(10)),
+                trickle: (context[10], .milliseconds(50)))
             #expect(response.status == 408, "\(response.text)")
             #expect(response.error?.code == "requestTimeout")
             #expect(response.error?.message.contains("slower than 1024 bytes a second") == true)
-            #expect(try await harness.buildCount() == 0)
-            #expect(harness.contextFiles.isEmpty, "\(harness.contextFiles)")
+            try await expectNothingKept(harness)
         }
     }
 
@@ -146,14 +152,10 @@ struct HostileConnectionTests {
         try await withServer { port, harness in
             let connection = try await RawConnection.open(port: port)
             let context = sampleContext()
-            let response = try await connection.exchange(
-                "POST /v1/builds?image=r.example.com/a:1 HTTP/1.1\r\nHost: x\r\nAuthorization: \(authorization(harness))\r\n"
-                    + "Content-Length: \(context.count)\r\n\r\n",
-                tail: Array(context.prefix(100)))
+            let response = try await connection.exchange(uploadHead(harness, length: context.count), tail: Array(context.prefix(100)))
             #expect(response.status == 408, "\(response.text)")
             #expect(response.error?.message.contains("stalled") == true)
-            #expect(try await harness.buildCount() == 0)
-            #expect(harness.contextFiles.isEmpty, "\(harness.contextFiles)")
+            try await expectNothingKept(harness)
         }
     }
 
@@ -173,18 +175,16 @@ struct HostileConnectionTests {
     @Test func brokenBodyFramingIsTheClientsError() async throws {
         try await withServer { port, harness in
             let context = sampleContext()
-            let head = "POST /v1/builds?image=r.example.com/a:1 HTTP/1.1\r\nHost: x\r\nAuthorization: \(authorization(harness))\r\n"
             let short = try await RawConnection.open(port: port).exchange(
-                head + "Content-Length: \(context.count)\r\n\r\n", tail: Array(context.prefix(100)), finish: true)
+                uploadHead(harness, length: context.count), tail: Array(context.prefix(100)), finish: true)
             #expect(short.status == 400, "\(short.text)")
             #expect(short.error?.code == "malformedRequest")
 
             let chunked = try await RawConnection.open(port: port).exchange(
-                head + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+                uploadHead(harness, framing: "Transfer-Encoding: chunked") + "zz\r\nhello\r\n0\r\n\r\n")
             #expect(chunked.status == 400, "\(chunked.text)")
             #expect(chunked.error?.code == "malformedRequest")
-            #expect(try await harness.buildCount() == 0)
-            #expect(harness.contextFiles.isEmpty, "\(harness.contextFiles)")
+            try await expectNothingKept(harness)
         }
     }
 
