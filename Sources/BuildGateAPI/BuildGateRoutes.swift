@@ -131,6 +131,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
     intake.archive.maxExpandedSize = limits.maxExpandedContextSize
     let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
+    let settler = BuildSettler(
+        store: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, logger: logger)
     let builds = router.group("v1/builds")
     BuildsController<Context>(
         repository: dependencies.repository,
@@ -143,6 +145,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         queueReasons: dependencies.queueReasons,
         freeDiskBytes: dependencies.freeDiskBytes,
         observer: dependencies.observer,
+        settler: settler,
         configuration: .init(
             intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout,
             defaultQueueTTL: limits.defaultQueueTTL, maxQueueTTL: limits.maxQueueTTL,
@@ -157,7 +160,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, repository: dependencies.repository, logs: dependencies.logs, limits: limits, limiter: limiter,
-        observer: dependencies.observer, onQueued: dependencies.onQueued
+        observer: dependencies.observer, settler: settler, onQueued: dependencies.onQueued
     ).addRoutes(to: router.group("v1/webhooks"))
     return router
 }

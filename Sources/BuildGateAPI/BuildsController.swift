@@ -26,6 +26,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let queueReasons: QueueReasons
     let freeDiskBytes: @Sendable () -> Int64?
     let observer: any BuildObserver
+    let settler: BuildSettler
     let configuration: Configuration
     /// Called after a build is durably queued, e.g. to wake the dispatcher.
     let onQueued: @Sendable () -> Void
@@ -96,7 +97,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         case .created(let build):
             try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
             await observer.buildChanged(build)
-            try await Self.supersedeOlder(than: build, repository: repository, logs: logs, observer: observer)
+            try await Self.supersedeOlder(than: build, repository: repository, settler: settler)
             onQueued()
             return try Self.buildResponse(build, queue: try await queueInfo(build), status: .accepted)
         }
@@ -145,15 +146,10 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     /// Run policy `latestOnly`: the queued older builds of the new build's run key end `cancelled` (`superseded`),
-    /// each with a line in its log.
-    static func supersedeOlder(
-        than build: Build, repository: any BuildRepository, logs: any BuildLogStore, observer: any BuildObserver
-    ) async throws {
-        for older in try await repository.supersede(olderThan: build, at: Date()) {
-            try await logs.appendGatewayLine(
-                "superseded by the newer build \(build.id) (run policy latestOnly); result: cancelled (superseded)", to: older.id)
-            await logs.finish(older.id)
-            await observer.buildChanged(older)
+    /// each with a line in its log. One that started meanwhile runs on.
+    static func supersedeOlder(than build: Build, repository: any BuildRepository, settler: BuildSettler) async throws {
+        for older in try await repository.queuedOlder(than: build) {
+            _ = try await settler.settle(older, on: .superseded(by: build.id), expecting: .queued, at: Date())
         }
     }
 
@@ -230,16 +226,17 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             if build.status == .cancelled { return try Self.buildResponse(build, status: .ok) }
             throw BuildGateError(.conflict, "build \(build.id) already ended (\(build.status.rawValue))")
         }
-        guard let updated = try await repository.requestCancellation(build.id, at: Date()) else {
-            throw BuildGateError(.notFound, "no build \(build.id)")
+        // Queued: it ends now. Claimed meanwhile (or starting, running): its dispatcher is asked to stop it.
+        if let cancelled = try await settler.settle(build, on: .cancelRequested, expecting: .queued, at: Date()) {
+            return try Self.buildResponse(cancelled, status: .ok)
         }
-        if updated.status == .cancelled {
-            try await logs.appendGatewayLine("cancelled before it started; result: cancelled", to: updated.id)
-            await logs.finish(updated.id)
-            await observer.buildChanged(updated)
-            return try Self.buildResponse(updated, status: .ok)
+        if let marked = try await repository.markCancelRequested(build.id) {
+            return try Self.buildResponse(marked, status: .accepted)
         }
-        return try Self.buildResponse(updated, status: updated.status.isTerminal ? .ok : .accepted)
+        // It ended in the meantime.
+        guard let ended = try await repository.build(build.id) else { throw BuildGateError(.notFound, "no build \(build.id)") }
+        if ended.status == .cancelled { return try Self.buildResponse(ended, status: .ok) }
+        throw BuildGateError(.conflict, "build \(ended.id) already ended (\(ended.status.rawValue))")
     }
 
     // MARK: - Helpers

@@ -20,6 +20,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let limits: BuildGateAPILimits
     let limiter: TenantRateLimiter
     let observer: any BuildObserver
+    let settler: BuildSettler
     let onQueued: @Sendable () -> Void
 
     func addRoutes(to group: RouterGroup<Context>) {
@@ -119,7 +120,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             try await logs.appendGatewayLine(
                 "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
             await observer.buildChanged(build)
-            try await BuildsController<Context>.supersedeOlder(than: build, repository: repository, logs: logs, observer: observer)
+            try await BuildsController<Context>.supersedeOlder(than: build, repository: repository, settler: settler)
             onQueued()
         }
         BuildGateMetrics.webhookDelivery(

@@ -49,12 +49,15 @@ package final class BuildDispatcher: Service {
 
     private struct State {
         var cancellations: [BuildID: CancellationSignal] = [:]
+        /// The builds running here, as claimed.
+        var claimed: [BuildID: Build] = [:]
         /// Settled as `interrupted` at shutdown: their drivers' late outcomes are not recorded.
         var interrupted: Set<BuildID> = []
     }
     /// Why each queued build waits, as of the last look at the queue.
     package let queueReasons = QueueReasons()
     private let state = Mutex(State())
+    private let settler: BuildSettler
     private let wakeUp: AsyncStream<Void>.Continuation
     private let wakeUps: AsyncStream<Void>
 
@@ -85,6 +88,7 @@ package final class BuildDispatcher: Service {
         self.configuration = configuration
         self.logger = logger
         self.owner = "dispatcher-\(UUID().uuidString.lowercased())"
+        settler = BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
         (self.wakeUps, self.wakeUp) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -160,7 +164,7 @@ package final class BuildDispatcher: Service {
             }
             if let key = claimed.runKey { activeKeys.insert(key) }
             BuildGateMetrics.queueWait((claimed.startedAt ?? Date()).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
-            let signal = register(claimed.id)
+            let signal = register(claimed)
             await observer.buildChanged(claimed)
             group.addTask {
                 await self.execute(claimed, on: endpoint, cancellation: signal)
@@ -179,14 +183,20 @@ package final class BuildDispatcher: Service {
         }
     }
 
-    private func register(_ id: BuildID) -> CancellationSignal {
+    private func register(_ build: Build) -> CancellationSignal {
         let signal = CancellationSignal()
-        state.withLock { $0.cancellations[id] = signal }
+        state.withLock { state in
+            state.cancellations[build.id] = signal
+            state.claimed[build.id] = build
+        }
         return signal
     }
 
     private func unregister(_ id: BuildID) {
-        _ = state.withLock { $0.cancellations.removeValue(forKey: id) }
+        state.withLock { state in
+            state.cancellations[id] = nil
+            state.claimed[id] = nil
+        }
     }
 
     private func waitForRunningBuilds(upTo gracePeriod: Duration) async {
@@ -197,26 +207,20 @@ package final class BuildDispatcher: Service {
     }
 
     /// Shutdown past its grace period: every build still running ends `failed`/`interrupted` now, with a line in
-    /// its log, exactly as the lease reaper settles a build after a crash; its driver is then cancelled.
+    /// its log, exactly as the lease reaper settles a build after a crash; its driver is then cancelled, and what
+    /// the driver still reports is dropped.
     private func interruptRunningBuilds() async {
         let running = state.withLock { state in
-            let ids = Array(state.cancellations.keys)
-            state.interrupted.formUnion(ids)
-            return ids
+            state.interrupted.formUnion(state.claimed.keys)
+            return Array(state.claimed.values)
         }
-        for id in running {
-            let message = "the gateway shut down before the build finished"
-            try? await logs.appendGatewayLine("\(message); result: failed (interrupted)", to: id)
+        for build in running {
             do {
-                if let stored = try await queue.finish(
-                    id, owner: owner, status: .failed, reason: .interrupted, message: message, pushedImages: [], at: Date())
-                {
-                    await observer.buildChanged(stored)
-                }
+                _ = try await settler.settle(build, on: .shutdownInterrupt, expecting: .lease(owner: owner), at: Date())
             } catch {
-                logger.error("settling an interrupted build failed", metadata: ["buildgate.build.id": "\(id)", "buildgate.error": "\(error)"])
+                logger.error(
+                    "settling an interrupted build failed", metadata: ["buildgate.build.id": "\(build.id)", "buildgate.error": "\(error)"])
             }
-            await logs.finish(id)
         }
         if !running.isEmpty {
             logger.warning("shut down with builds still running; settled as interrupted", metadata: ["buildgate.builds": "\(running.count)"])
@@ -236,12 +240,13 @@ package final class BuildDispatcher: Service {
                 logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
             }
         }
-        let attempt = build.attempt > 1 ? " (attempt \(build.attempt) of \(configuration.maxAttempts))" : ""
-        await log("dispatched to builder \(endpoint)\(attempt)")
+        let claimed = BuildLifecycle.transition(
+            from: .queued, on: .claimed(builder: "\(endpoint)", attempt: build.attempt, maxAttempts: configuration.maxAttempts))
+        if let line = claimed?.logLine { await log(line) }
 
         guard let driver = drivers[endpoint.engine] else {
             let outcome = BuildOutcome.failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
-            await settle(build, on: endpoint, outcome: outcome, timedOut: false, log: log, logger: logger)
+            await settle(build, on: endpoint, outcome: outcome, timedOut: false, logger: logger)
             return
         }
         let (outcome, timedOut) = await runRacingDeadline(
@@ -293,7 +298,7 @@ package final class BuildDispatcher: Service {
                 return
             }
         }
-        await settle(build, on: endpoint, outcome: outcome, timedOut: timedOut, log: log, logger: logger)
+        await settle(build, on: endpoint, outcome: outcome, timedOut: timedOut, logger: logger)
     }
 
     /// Puts a build whose builder vanished back in the queue for another builder. False when it cannot be (the
@@ -305,9 +310,11 @@ package final class BuildDispatcher: Service {
             guard let requeued = try await queue.requeueForRetry(
                 build.id, owner: owner, queueExpiresAt: Date() + configuration.retryQueueTTL)
             else { return false }
-            await log(
-                "attempt \(build.attempt) of \(configuration.maxAttempts) ended without a result: builder \(endpoint.name) "
-                    + "is unavailable (\(message.trimmingCharacters(in: .whitespacesAndNewlines))); back in the queue for another builder")
+            let retry = BuildLifecycle.transition(
+                from: build.status,
+                on: .infrastructureRetry(
+                    attempt: build.attempt, maxAttempts: configuration.maxAttempts, builder: endpoint.name, message: message))
+            if let line = retry?.logLine { await log(line) }
             await observer.buildChanged(requeued)
             wake()
             return true
@@ -423,7 +430,9 @@ package final class BuildDispatcher: Service {
     ) async {
         switch event {
         case .accepted(let engine):
-            await log("engine: \(engine)")
+            if let line = BuildLifecycle.transition(from: .starting, on: .engineAccepted(engine: engine))?.logLine {
+                await log(line)
+            }
             do {
                 if try await queue.markRunning(id, owner: owner), let running = try await queue.build(id) {
                     await observer.buildChanged(running)
@@ -432,6 +441,8 @@ package final class BuildDispatcher: Service {
                 logger.error("marking the build running failed", metadata: ["buildgate.error": "\(error)"])
             }
         case .output(let text):
+            // Settled as interrupted at shutdown: the log is complete, and a cancelled driver's last words are not news.
+            guard !state.withLock({ $0.interrupted.contains(id) }) else { return }
             do { try await logs.append(Array(redactor.redact(text).utf8), to: id) } catch {
                 logger.error("writing the build log failed", metadata: ["buildgate.error": "\(error)"])
             }
@@ -457,34 +468,26 @@ package final class BuildDispatcher: Service {
         on endpoint: BuilderEndpoint,
         outcome: BuildOutcome,
         timedOut: Bool,
-        log: @Sendable (String) async -> Void,
         logger: Logger
     ) async {
         // Shutdown already settled it as interrupted; what its cancelled driver reports now is not news.
         guard !state.withLock({ $0.interrupted.contains(build.id) }) else { return }
-        guard case .finish(let status, let reason, let message) = BuildLifecycle.transition(
-            from: .running, on: .driverFinished(outcome, timedOut: timedOut))
-        else { return }
-        BuildGateMetrics.buildDuration(Date().timeIntervalSince(build.startedAt ?? Date()), engine: endpoint.engine, result: status)
         let pushed: [PushedImage]
         if case .succeeded(let images) = outcome { pushed = images } else { pushed = [] }
-        var resultLine = "result: \(status.rawValue)"
-        if let reason { resultLine += " (\(reason.rawValue))" }
-        if let message, !message.isEmpty { resultLine += ": \(message.trimmingCharacters(in: .whitespacesAndNewlines))" }
-        await log(resultLine)
         do {
-            let stored = try await queue.finish(
-                build.id, owner: owner, status: status, reason: reason, message: message, pushedImages: pushed,
-                at: Date())
+            let stored = try await settler.settle(
+                build, on: .engineFinished(outcome, timedOut: timedOut), expecting: .lease(owner: owner),
+                pushedImages: pushed, at: Date())
             if let stored {
-                await observer.buildChanged(stored)
+                BuildGateMetrics.buildDuration(
+                    (stored.finishedAt ?? Date()).timeIntervalSince(stored.startedAt ?? Date()), engine: endpoint.engine,
+                    result: stored.status)
             } else {
                 logger.warning("the build's lease was lost before its result could be stored")
             }
         } catch {
             logger.error("storing the build result failed", metadata: ["buildgate.error": "\(error)"])
         }
-        await logs.finish(build.id)
     }
 
     // MARK: - Leases

@@ -1,11 +1,11 @@
 import Foundation
 
-/// The queue as dispatchers see it: claim work under a lease, renew it, and settle results.
+/// The queue as dispatchers see it: claim work under a lease, renew it; results are settled through `BuildSettler`.
 ///
 /// Every call is one durable transaction. A dispatcher identifies itself with an `owner` string that is unique per
 /// process run; writes made with a lease check (`owner` and status) do nothing when the lease has moved on, so a
 /// dispatcher that lost its lease can never overwrite the result another settled.
-package protocol BuildQueue: Sendable {
+package protocol BuildQueue: BuildSettlementStore {
     /// Queued builds a dispatcher may start now, oldest first: those whose tenant is under its running limit.
     func dispatchable(limit: Int) async throws -> [Build]
 
@@ -26,9 +26,6 @@ package protocol BuildQueue: Sendable {
     /// Queued builds whose queue TTL ended at or before `now`.
     func queueExpired(now: Date) async throws -> [Build]
 
-    /// Ends a still-queued build as `expired` with `message`. Nil if it is no longer queued.
-    func expire(_ id: BuildID, message: String, at date: Date) async throws -> Build?
-
     /// Stores the per-step timings the engine reported so far. Returns false if the lease is no longer ours.
     func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool
 
@@ -42,25 +39,14 @@ package protocol BuildQueue: Sendable {
     /// Extends the leases of `ids` held by `owner`, and returns those among them whose cancellation was requested.
     func renewLeases(_ ids: [BuildID], owner: String, until: Date) async throws -> Set<BuildID>
 
-    /// Ends a build with a terminal status. Returns the stored build, or nil if the lease was no longer ours.
-    func finish(
-        _ id: BuildID,
-        owner: String,
-        status: BuildStatus,
-        reason: BuildFailureReason?,
-        message: String?,
-        pushedImages: [PushedImage],
-        at date: Date
-    ) async throws -> Build?
-
     /// The build with this id, or nil.
     func build(_ id: BuildID) async throws -> Build?
 
     /// Builds in `starting` or `running` whose lease ended before `now`.
     func expiredLeases(now: Date) async throws -> [Build]
 
-    /// Applies `BuildLifecycle`'s `.leaseExpired` to a build whose lease is still expired at `now`: back to `queued`
-    /// if it never started, `failed`/`interrupted` if it was running. Returns the build afterwards, or nil if it no
+    /// A starting build whose lease expired before `now` (its dispatcher is gone before the engine accepted it) goes
+    /// back to the queue, counting one more interrupted dispatch. Returns the build afterwards, or nil when it no
     /// longer qualifies (someone renewed or settled it meanwhile).
-    func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
+    func requeueExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
 }

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Implementations are safe to call from any task. Every write is one transaction that is durable (fsynced) when
 /// the call returns; a call that throws has written nothing. Errors are `BuildGateError`s or the store's own.
-package protocol BuildRepository: Sendable {
+package protocol BuildRepository: BuildSettlementStore {
     /// Stores a new queued build. If `build.idempotencyKey` is already taken, nothing is written and the build
     /// created earlier with that key is returned as `.existing`.
     func create(_ build: Build) async throws -> BuildCreation
@@ -18,16 +18,15 @@ package protocol BuildRepository: Sendable {
     /// The tenant's builds newest first, optionally only those with `status`, starting after the build `after`.
     func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build]
 
-    /// Run policy `latestOnly`: cancels the queued builds of `build`'s run key that are older than it, as
-    /// `superseded`. Returns them.
-    func supersede(olderThan build: Build, at date: Date) async throws -> [Build]
+    /// Run policy `latestOnly`: the queued builds of `build`'s run key that are older than it (which it supersedes).
+    func queuedOlder(than build: Build) async throws -> [Build]
 
     /// 1 for the oldest queued build, 2 for the next…; nil when the build is not queued.
     func queuePosition(of id: BuildID) async throws -> Int?
 
-    /// Applies `BuildLifecycle`'s `.cancelRequested`: a queued build ends `cancelled` at once; a starting or running
-    /// one is marked so its dispatcher stops it; a finished one is left alone. Returns the build afterwards, or nil.
-    func requestCancellation(_ id: BuildID, at date: Date) async throws -> Build?
+    /// Marks a starting or running build so its dispatcher stops it (`BuildLifecycle`'s `marksCancelRequested`).
+    /// Returns the build afterwards, or nil when it is not starting or running.
+    func markCancelRequested(_ id: BuildID) async throws -> Build?
 }
 
 /// The result of `BuildRepository.create`.

@@ -15,6 +15,10 @@ package enum BuildStatus: String, Sendable, Codable, CaseIterable {
 
     /// Not ended yet: queued, starting or running.
     package static let active: [BuildStatus] = allCases.filter { !$0.isTerminal }
+    /// Held by a dispatcher under a lease: starting or running.
+    package static let leased: [BuildStatus] = [.starting, .running]
+    /// Ended: succeeded, failed, cancelled, timedOut or expired.
+    package static let terminal: [BuildStatus] = allCases.filter(\.isTerminal)
 
     package var isTerminal: Bool {
         switch self {

@@ -15,6 +15,7 @@ package struct LeaseReaper: Service {
     private let observer: any BuildObserver
     private let onRequeue: @Sendable () -> Void
     private let logger: Logger
+    private let settler: BuildSettler
 
     package init(
         queue: any BuildQueue,
@@ -32,6 +33,7 @@ package struct LeaseReaper: Service {
         self.observer = observer
         self.onRequeue = onRequeue
         self.logger = logger
+        settler = BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
     }
 
     package func run() async throws {
@@ -49,25 +51,19 @@ package struct LeaseReaper: Service {
     /// One pass: settles every build whose lease ended before `now`.
     package func settleExpiredLeases(now: Date) async throws {
         for build in try await queue.expiredLeases(now: now) {
-            let event = BuildLifecycle.Event.leaseExpired(interruptedDispatches: build.interruptedDispatches)
-            switch BuildLifecycle.transition(from: build.status, on: event) {
-            case .finish(let status, let reason, let message):
-                let result = "result: \(status.rawValue)" + (reason.map { " (\($0.rawValue))" } ?? "")
-                try await logs.appendGatewayLine("\(message ?? "interrupted"); \(result)", to: build.id)
-                if let settled = try await queue.settleExpiredLease(build.id, now: now) {
-                    await logs.finish(build.id)
-                    await observer.buildChanged(settled)
+            let event = BuildLifecycle.Event.leaseExpired(
+                interruptedDispatches: build.interruptedDispatches, cancelRequested: build.cancelRequested)
+            guard let transition = BuildLifecycle.transition(from: build.status, on: event) else { continue }
+            if transition.isTerminal {
+                if let settled = try await settler.settle(build, on: event, expecting: .expiredLease(now: now), at: now) {
                     logger.notice(
                         "settled a build whose dispatcher is gone",
-                        metadata: ["buildgate.build.id": "\(build.id)", "buildgate.build.reason": "\(reason?.rawValue ?? "")"])
+                        metadata: ["buildgate.build.id": "\(build.id)", "buildgate.build.reason": "\(settled.reason?.rawValue ?? "")"])
                 }
-            case .moveTo:
-                if try await queue.settleExpiredLease(build.id, now: now) != nil {
-                    try await logs.appendGatewayLine("the dispatcher that claimed this build is gone; queued again", to: build.id)
-                    onRequeue()
-                }
-            case .markCancelRequested, .ignore:
-                continue
+            } else if let requeued = try await queue.requeueExpiredLease(build.id, now: now) {
+                if let line = transition.logLine { try await logs.appendGatewayLine(line, to: build.id) }
+                if transition.notifies { await observer.buildChanged(requeued) }
+                onRequeue()
             }
         }
     }
@@ -75,12 +71,8 @@ package struct LeaseReaper: Service {
     /// One pass: ends every build still queued past its queue TTL as `expired`.
     package func expireQueuedBuilds(now: Date) async throws {
         for build in try await queue.queueExpired(now: now) {
-            var message = "waited in the queue past its TTL without a builder"
-            if let reason = queueReasons?.reason(for: build.id) { message += " (\(reason))" }
-            guard let expired = try await queue.expire(build.id, message: message, at: now) else { continue }
-            try await logs.appendGatewayLine("\(message); result: expired", to: build.id)
-            await logs.finish(build.id)
-            await observer.buildChanged(expired)
+            let event = BuildLifecycle.Event.queueTTLExpired(waitReason: queueReasons?.reason(for: build.id))
+            _ = try await settler.settle(build, on: event, expecting: .queued, at: now)
         }
     }
 

@@ -53,25 +53,71 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func requestCancellation(_ id: BuildID, at date: Date) async throws -> Build? {
+    package func markCancelRequested(_ id: BuildID) async throws -> Build? {
         try await database.writer.write { db in
-            guard var record = try BuildRecord.fetchOne(db, key: id.rawValue) else { return nil }
-            var build = try record.build()
-            switch BuildLifecycle.transition(from: build.status, on: .cancelRequested) {
-            case .finish(let status, let reason, let message):
-                build.status = status
-                build.reason = reason
-                build.message = message
-                build.finishedAt = date
-                record = try BuildRecord(build)
-                try record.update(db)
-            case .markCancelRequested:
-                build.cancelRequested = true
-                try db.execute(sql: "UPDATE build SET cancelRequested = 1 WHERE id = ?", arguments: [id.rawValue])
-            case .moveTo, .ignore:
-                break
-            }
-            return build
+            try BuildRecord.fetchOne(
+                db,
+                sql: "UPDATE build SET cancelRequested = 1 WHERE id = ? AND status IN \(BuildStatus.leased.sqlList) RETURNING *",
+                arguments: [id.rawValue]
+            )?.build()
+        }
+    }
+
+    package func queuedOlder(than build: Build) async throws -> [Build] {
+        guard build.runPolicy == .latestOnly, let key = build.runKey else { return [] }
+        return try await database.writer.read { db in
+            try BuildRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM build
+                    WHERE runKey = ? AND runPolicy = 'latestOnly' AND status = 'queued' AND id < ?
+                    ORDER BY id
+                    """,
+                arguments: [key, build.id.rawValue]
+            ).map { try $0.build() }
+        }
+    }
+
+    package func settle(
+        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition, pushedImages: [PushedImage],
+        at date: Date
+    ) async throws -> Build? {
+        guard transition.isTerminal else {
+            throw BuildGateError(.internalError, "settle needs a terminal status, not \(transition.status.rawValue)")
+        }
+        let images = String(decoding: try JSONEncoder.sorted.encode(pushedImages), as: UTF8.self)
+        let condition: String
+        var arguments: StatementArguments = [
+            transition.status.rawValue, transition.reason?.rawValue, transition.message, images,
+            date.timeIntervalSince1970,
+        ]
+        // Under an expired lease, a build still starting was being dispatched when its gateway died.
+        var dispatchCount = "0"
+        switch expecting {
+        case .lease(let owner):
+            condition = "leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)"
+            arguments += [id.rawValue, owner]
+        case .queued:
+            condition = "status = 'queued'"
+            arguments += [id.rawValue]
+        case .expiredLease(let now):
+            condition = "leaseOwner IS NOT NULL AND leaseExpiresAt < ? AND status IN \(BuildStatus.leased.sqlList)"
+            arguments += [id.rawValue, now.timeIntervalSince1970]
+            dispatchCount = "(status = 'starting')"
+        }
+        return try await database.writer.write { [arguments, condition, dispatchCount] db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = ?, reason = ?, message = ?, pushedImages = ?, finishedAt = ?,
+                        interruptedDispatches = interruptedDispatches + \(dispatchCount),
+                        leaseOwner = NULL, leaseExpiresAt = NULL
+                    WHERE id = ? AND \(condition)
+                    RETURNING *
+                    """,
+                arguments: arguments
+            )?.build()
         }
     }
 
@@ -80,7 +126,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
     /// The tenant running-limit condition on a queued build `b` (the default limit is bound twice).
     private static let underTenantLimit = """
         (coalesce(t.maxRunningBuilds, ?) IS NULL
-         OR (SELECT count(*) FROM build r WHERE r.tenantId = b.tenantId AND r.status IN ('starting', 'running'))
+         OR (SELECT count(*) FROM build r WHERE r.tenantId = b.tenantId AND r.status IN \(BuildStatus.leased.sqlList))
             < coalesce(t.maxRunningBuilds, ?))
         """
 
@@ -88,7 +134,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         try await database.writer.read { db in
             var counts: [BuildStatus: Int] = [:]
             for row in try Row.fetchAll(
-                db, sql: "SELECT status, count(*) AS n FROM build WHERE status IN ('queued', 'starting', 'running') GROUP BY status")
+                db, sql: "SELECT status, count(*) AS n FROM build WHERE status IN \(BuildStatus.active.sqlList) GROUP BY status")
             {
                 if let status = BuildStatus(rawValue: row["status"]) { counts[status] = row["n"] }
             }
@@ -99,7 +145,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
     package func activeRunKeys() async throws -> Set<String> {
         try await database.writer.read { db in
             Set(try String.fetchAll(
-                db, sql: "SELECT DISTINCT runKey FROM build WHERE runKey IS NOT NULL AND status IN ('starting', 'running')"))
+                db, sql: "SELECT DISTINCT runKey FROM build WHERE runKey IS NOT NULL AND status IN \(BuildStatus.leased.sqlList)"))
         }
     }
 
@@ -111,7 +157,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     UPDATE build
                     SET status = 'queued', builder = NULL, leaseOwner = NULL, leaseExpiresAt = NULL, startedAt = NULL,
                         attempt = attempt + 1, steps = '[]', queueExpiresAt = ?
-                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running') AND cancelRequested = 0
+                    WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList) AND cancelRequested = 0
                     RETURNING *
                     """,
                 arguments: [queueExpiresAt?.timeIntervalSince1970, id.rawValue, owner]
@@ -124,35 +170,6 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             try BuildRecord.fetchAll(
                 db, sql: "SELECT * FROM build WHERE status = 'queued' AND queueExpiresAt <= ? ORDER BY id",
                 arguments: [now.timeIntervalSince1970]
-            ).map { try $0.build() }
-        }
-    }
-
-    package func expire(_ id: BuildID, message: String, at date: Date) async throws -> Build? {
-        try await database.writer.write { db in
-            try BuildRecord.fetchOne(
-                db,
-                sql: """
-                    UPDATE build SET status = 'expired', reason = 'expired', message = ?, finishedAt = ?
-                    WHERE id = ? AND status = 'queued'
-                    RETURNING *
-                    """,
-                arguments: [message, date.timeIntervalSince1970, id.rawValue]
-            )?.build()
-        }
-    }
-
-    package func supersede(olderThan build: Build, at date: Date) async throws -> [Build] {
-        guard build.runPolicy == .latestOnly, let key = build.runKey else { return [] }
-        return try await database.writer.write { db in
-            try BuildRecord.fetchAll(
-                db,
-                sql: """
-                    UPDATE build SET status = 'cancelled', reason = 'superseded', message = ?, finishedAt = ?
-                    WHERE runKey = ? AND runPolicy = 'latestOnly' AND status = 'queued' AND id < ?
-                    RETURNING *
-                    """,
-                arguments: ["superseded by the newer build \(build.id)", date.timeIntervalSince1970, key, build.id.rawValue]
             ).map { try $0.build() }
         }
     }
@@ -194,7 +211,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                         SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
                         WHERE b.id = ? AND b.status = 'queued' AND \(Self.underTenantLimit)
                           AND (b.runPolicy != 'serial' OR NOT EXISTS (
-                              SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN ('starting', 'running'))))
+                              SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN \(BuildStatus.leased.sqlList))))
                     RETURNING *
                     """,
                 arguments: [
@@ -209,7 +226,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         let json = String(decoding: try JSONEncoder.sorted.encode(steps), as: UTF8.self)
         return try await database.writer.write { db in
             try db.execute(
-                sql: "UPDATE build SET steps = ? WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')",
+                sql: "UPDATE build SET steps = ? WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)",
                 arguments: [json, id.rawValue, owner])
             return db.changesCount == 1
         }
@@ -221,7 +238,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             try db.execute(
                 sql: """
                     UPDATE build SET contextDigest = ?, contextSize = ?, contextCompression = ?, gitSource = ?
-                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
+                    WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)
                     """,
                 arguments: [
                     context.digest.description, context.size, context.compression.rawValue, source, id.rawValue, owner,
@@ -248,7 +265,7 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     db,
                     sql: """
                         UPDATE build SET leaseExpiresAt = ?
-                        WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
+                        WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)
                         RETURNING cancelRequested
                         """,
                     arguments: [until.timeIntervalSince1970, id.rawValue, owner]
@@ -256,34 +273,6 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                 if flag == true { cancelled.insert(id) }
             }
             return cancelled
-        }
-    }
-
-    package func finish(
-        _ id: BuildID,
-        owner: String,
-        status: BuildStatus,
-        reason: BuildFailureReason?,
-        message: String?,
-        pushedImages: [PushedImage],
-        at date: Date
-    ) async throws -> Build? {
-        precondition(status.isTerminal, "finish needs a terminal status")
-        let images = String(decoding: try JSONEncoder.sorted.encode(pushedImages), as: UTF8.self)
-        return try await database.writer.write { db in
-            try BuildRecord.fetchOne(
-                db,
-                sql: """
-                    UPDATE build
-                    SET status = ?, reason = ?, message = ?, pushedImages = ?, finishedAt = ?,
-                        leaseOwner = NULL, leaseExpiresAt = NULL
-                    WHERE id = ? AND leaseOwner = ? AND status IN ('starting', 'running')
-                    RETURNING *
-                    """,
-                arguments: [
-                    status.rawValue, reason?.rawValue, message, images, date.timeIntervalSince1970, id.rawValue, owner,
-                ]
-            )?.build()
         }
     }
 
@@ -297,42 +286,19 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func settleExpiredLease(_ id: BuildID, now: Date) async throws -> Build? {
+    package func requeueExpiredLease(_ id: BuildID, now: Date) async throws -> Build? {
         try await database.writer.write { db in
-            guard
-                let record = try BuildRecord
-                    .filter(key: id.rawValue)
-                    .filter(sql: "leaseOwner IS NOT NULL AND leaseExpiresAt < ?", arguments: [now.timeIntervalSince1970])
-                    .fetchOne(db)
-            else { return nil }
-            var build = try record.build()
-            let event = BuildLifecycle.Event.leaseExpired(interruptedDispatches: build.interruptedDispatches)
-            if build.status == .starting { build.interruptedDispatches += 1 }
-            switch BuildLifecycle.transition(from: build.status, on: event) {
-            case .moveTo(let status) where build.cancelRequested:
-                // Asked to cancel before its dispatcher vanished: honour that rather than queue it again.
-                _ = status
-                build.status = .cancelled
-                build.reason = .cancelled
-                build.message = "cancelled before it started"
-                build.finishedAt = now
-            case .moveTo(let status):
-                build.status = status
-                build.startedAt = nil
-                build.builder = nil
-            case .finish(let status, let reason, let message):
-                build.status = status
-                build.reason = reason
-                build.message = message
-                build.finishedAt = now
-            case .markCancelRequested, .ignore:
-                return nil
-            }
-            var updated = try BuildRecord(build)
-            updated.leaseOwner = nil
-            updated.leaseExpiresAt = nil
-            try updated.update(db)
-            return build
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    UPDATE build
+                    SET status = 'queued', builder = NULL, startedAt = NULL, leaseOwner = NULL, leaseExpiresAt = NULL,
+                        interruptedDispatches = interruptedDispatches + 1
+                    WHERE id = ? AND status = 'starting' AND leaseOwner IS NOT NULL AND leaseExpiresAt < ?
+                    RETURNING *
+                    """,
+                arguments: [id.rawValue, now.timeIntervalSince1970]
+            )?.build()
         }
     }
 }
@@ -345,7 +311,7 @@ extension SQLiteBuildStore: BuildRetentionStore {
                 sql: """
                     SELECT contextDigest FROM build WHERE contextDigest IS NOT NULL
                     GROUP BY contextDigest
-                    HAVING min(contextRemoved) = 0 AND sum(status IN ('queued', 'starting', 'running')) = 0
+                    HAVING min(contextRemoved) = 0 AND sum(status IN \(BuildStatus.active.sqlList)) = 0
                         AND max(finishedAt) < ?
                     LIMIT ?
                     """,

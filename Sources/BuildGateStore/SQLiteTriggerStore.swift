@@ -117,7 +117,7 @@ package struct SQLiteTriggerStore: TriggerRepository {
                     db,
                     sql: """
                         SELECT * FROM build
-                        WHERE triggerId = ? AND status IN \(BuildStatus.activeSQL)
+                        WHERE triggerId = ? AND status IN \(BuildStatus.active.sqlList)
                           AND json_extract(gitSource, '$.ref') IS ? AND json_extract(gitSource, '$.commit') IS ?
                         ORDER BY id LIMIT 1
                         """,
@@ -149,9 +149,4 @@ package struct SQLiteTriggerStore: TriggerRepository {
         var statusCode: Int
         var response: String
     }
-}
-
-extension BuildStatus {
-    /// `('queued', 'starting', 'running')`, for `status IN …`.
-    fileprivate static let activeSQL = "(" + active.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 }

@@ -32,17 +32,30 @@ package struct KubernetesBuilderDiscovery: Service {
     private let template: BuilderTemplate
     private let pool: BuilderPool
     private let watchTimeout: Int
+    private let backoff: Backoff
     private let logger: Logger
+
+    /// How long to wait after a failed list or watch: `initial`, doubling up to `maximum`.
+    package struct Backoff: Sendable {
+        package var initial: Duration
+        package var maximum: Duration
+
+        package init(initial: Duration = .seconds(1), maximum: Duration = .seconds(30)) {
+            self.initial = initial
+            self.maximum = maximum
+        }
+    }
 
     package init(
         credentials: KubernetesCredentials, selection: Selection, template: BuilderTemplate, pool: BuilderPool,
-        httpClient: HTTPClient = .shared, watchTimeoutSeconds: Int = 300, logger: Logger
+        httpClient: HTTPClient = .shared, watchTimeoutSeconds: Int = 300, backoff: Backoff = .init(), logger: Logger
     ) {
         self.client = KubernetesAPIClient(credentials: credentials, httpClient: httpClient)
         self.selection = selection
         self.template = template
         self.pool = pool
         self.watchTimeout = watchTimeoutSeconds
+        self.backoff = backoff
         self.logger = logger
     }
 
@@ -58,7 +71,7 @@ package struct KubernetesBuilderDiscovery: Service {
 
     /// List, then watch, until cancelled.
     func reflect() async {
-        var backoff = Duration.seconds(1)
+        var delay = backoff.initial
         var pods: [String: KubernetesPod] = [:]
         while !Task.isCancelled {
             // List: the whole state, and the resourceVersion to watch from.
@@ -68,11 +81,11 @@ package struct KubernetesBuilderDiscovery: Service {
                 pods = Dictionary(list.items.compactMap { pod in pod.metadata.name.map { ($0, pod) } }, uniquingKeysWith: { $1 })
                 publish(pods)
                 resourceVersion = list.metadata.resourceVersion ?? ""
-                backoff = .seconds(1)
+                delay = backoff.initial
             } catch {
                 logger.warning("listing builder pods failed; keeping the last known ones", metadata: metadata(error))
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(30))
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, backoff.maximum)
                 continue
             }
             // Watch from there, resuming after each ended stream, until the history is gone.
@@ -82,7 +95,7 @@ package struct KubernetesBuilderDiscovery: Service {
                     switch try await watch(from: current, pods: &pods) {
                     case .ended(let last):
                         current = last
-                        backoff = .seconds(1)
+                        delay = backoff.initial
                     case .gone:
                         logger.info("the watch's history is gone (410); listing builder pods again", metadata: ["buildgate.kubernetes.source": "\(source)"])
                         break watching
@@ -92,8 +105,8 @@ package struct KubernetesBuilderDiscovery: Service {
                 } catch {
                     if Task.isCancelled { return }
                     logger.warning("watching builder pods failed; retrying", metadata: metadata(error))
-                    try? await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .seconds(30))
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, backoff.maximum)
                 }
             }
         }

@@ -76,8 +76,9 @@ struct BuildGateBench {
         }
         let complete = try await timed {
             for id in claimed {
-                _ = try await store.finish(
-                    id, owner: "bench", status: .succeeded, reason: nil, message: nil, pushedImages: [], at: Date())
+                _ = try await store.settle(
+                    id, expecting: .lease(owner: "bench"), to: BuildLifecycle.Transition(status: .succeeded),
+                    pushedImages: [], at: Date())
             }
         }
         precondition(claimed.count == count, "claimed \(claimed.count) of \(count)")

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BuildGateCore
 import BuildGateTesting
 import Foundation
+import Logging
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -16,11 +17,12 @@ struct BuildLogsAPITests {
         return try #require(BuildID(try response.decode(BuildJSON.self).id))
     }
 
-    /// Ends the build the way the dispatcher does: claim, result committed, then the log finished.
+    /// Ends the build the way the dispatcher does: claimed, then settled (result line, status, log finished).
     private func finish(_ id: BuildID, _ harness: APIHarness) async throws {
-        _ = try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())
-        _ = try await harness.store.finish(id, owner: "o", status: .succeeded, reason: nil, message: nil, pushedImages: [], at: Date())
-        await harness.logs.finish(id)
+        let claimed = try #require(try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date()))
+        let settler = BuildSettler(store: harness.store, logs: harness.logs, observer: NoBuildObserver(), logger: Logger(label: "test"))
+        _ = try await settler.settle(
+            claimed, on: .engineFinished(.succeeded([]), timedOut: false), expecting: .lease(owner: "o"), at: Date())
     }
 
     @Test func rangeAndOffsetReadFromAByteAndSay416WhenNothingIsThereYet() async throws {
@@ -60,7 +62,10 @@ struct BuildLogsAPITests {
             let complete = try await client.execute(
                 uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length)-"]))
             #expect(complete.headers[.init("X-Log-Complete")!] == "true")
-            #expect(complete.headers[.contentRange] == "bytes \(length)-\(length + 9)/\(length + 10)")
+            // The settlement's result line ends the log.
+            let whole = length + 10 + "[buildgate] result: succeeded\n".utf8.count
+            #expect(complete.headers[.contentRange] == "bytes \(length)-\(whole - 1)/\(whole)")
+            #expect(complete.text.hasSuffix("0123456789[buildgate] result: succeeded\n"))
 
             let bad = try await client.execute(uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get, headers: harness.auth)
             #expect(bad.status == .badRequest)
@@ -96,10 +101,18 @@ struct BuildLogsAPITests {
                 try await Task.sleep(for: .milliseconds(300))
                 try await finish(id, harness)
             }
-            let final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 9)&wait=30", method: .get, headers: harness.auth)
+            // The result line comes first, then the status: a poller goes on from X-Next-Offset until complete.
+            var offset = length + 9
+            var rest = ""
+            var final: TestResponse
+            repeat {
+                final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(offset)&wait=30", method: .get, headers: harness.auth)
+                rest += final.text
+                offset = try #require(Int64(final.headers[.init("X-Next-Offset")!] ?? ""))
+            } while final.headers[.init("X-Log-Complete")!] != "true"
             try await ending.value
             #expect(final.headers[.init("X-Build-Status")!] == "succeeded")
-            #expect(final.headers[.init("X-Log-Complete")!] == "true")
+            #expect(rest == "[buildgate] result: succeeded\n")
         }
     }
 

@@ -296,7 +296,7 @@ struct BuildDispatcherTests {
         let id = try await harness.enqueue()
         let build = try await running(harness.dispatcher(driver)) {
             _ = try await harness.waitFor(id) { $0.status == .running }
-            let marked = try await harness.store.requestCancellation(id, at: Date())
+            let marked = try await harness.store.markCancelRequested(id)
             #expect(marked?.status == .running && marked?.cancelRequested == true)
             return try await harness.waitFor(id) { $0.status.isTerminal }
         }
@@ -382,7 +382,7 @@ struct BuildDispatcherSourceTests {
         let task = Task { try await dispatcher(harness, fetcher: ScriptedFetcher(failure: nil)).run() }
         defer { task.cancel() }
         _ = try await harness.waitFor(id) { $0.status == .starting }
-        _ = try await harness.store.requestCancellation(id, at: Date())
+        _ = try await harness.store.markCancelRequested(id)
         let build = try await harness.waitFor(id) { $0.status.isTerminal }
         #expect(build.status == .cancelled)
         #expect(build.reason == .cancelled)

@@ -1,119 +1,94 @@
 import BuildGateCore
+import Foundation
 import Testing
 
+/// The state machine as a table: every state against every event, and what each transition does.
 struct BuildLifecycleTests {
-    @Test func aBuildMovesFromQueuedThroughRunningToItsResult() {
-        #expect(BuildLifecycle.transition(from: .queued, on: .claimed) == .moveTo(.starting))
-        #expect(BuildLifecycle.transition(from: .starting, on: .engineAccepted) == .moveTo(.running))
-        #expect(
-            BuildLifecycle.transition(from: .running, on: .driverFinished(.succeeded([]), timedOut: false))
-                == .finish(.succeeded, reason: nil, message: nil))
-        #expect(
-            BuildLifecycle.transition(from: .running, on: .driverFinished(.failed(.buildFailed, message: "exit 3"), timedOut: false))
-                == .finish(.failed, reason: .buildFailed, message: "exit 3"))
-    }
+    typealias Event = BuildLifecycle.Event
 
-    @Test func aDriverStoppedByTheDeadlineEndsTimedOutWhateverItSays() {
-        #expect(
-            BuildLifecycle.transition(from: .running, on: .driverFinished(.failed(.cancelled, message: "stopped"), timedOut: true))
-                == .finish(.timedOut, reason: .timedOut, message: "stopped"))
-        #expect(
-            BuildLifecycle.transition(from: .running, on: .driverFinished(.failed(.cancelled, message: "stopped"), timedOut: false))
-                == .finish(.cancelled, reason: .cancelled, message: "stopped"))
-    }
+    static let events: [Event] = [
+        .claimed(builder: "b", attempt: 1, maxAttempts: 3),
+        .engineAccepted(engine: "Podman"),
+        .engineFinished(.succeeded([]), timedOut: false),
+        .cancelRequested,
+        .leaseExpired(interruptedDispatches: 0, cancelRequested: false),
+        .infrastructureRetry(attempt: 1, maxAttempts: 3, builder: "b", message: "gone"),
+        .queueTTLExpired(waitReason: nil),
+        .superseded(by: .generate()),
+        .shutdownInterrupt,
+    ]
 
-    @Test func cancellingAQueuedBuildEndsItButARunningOneIsOnlyMarked() {
-        guard case .finish(.cancelled, .cancelled, _) = BuildLifecycle.transition(from: .queued, on: .cancelRequested) else {
-            Issue.record("a queued build was not cancelled at once")
-            return
+    /// The state each event leads to from each state; nil: the event means nothing there.
+    static let expected: [BuildStatus: [BuildStatus?]] = [
+        //        claimed    accepted  finished    cancel      lease      retry    ttl       superseded  shutdown
+        .queued: [.starting, nil, nil, .cancelled, nil, nil, .expired, .cancelled, nil],
+        .starting: [nil, .running, .succeeded, .starting, .queued, .queued, nil, nil, .failed],
+        .running: [nil, nil, .succeeded, .running, .failed, .queued, nil, nil, .failed],
+    ]
+
+    @Test func everyStateAgainstEveryEvent() {
+        for status in BuildStatus.allCases {
+            let row = Self.expected[status] ?? Array(repeating: nil, count: Self.events.count)
+            for (event, after) in zip(Self.events, row) {
+                #expect(BuildLifecycle.transition(from: status, on: event)?.status == after, "\(status) × \(event)")
+            }
         }
-        #expect(BuildLifecycle.transition(from: .running, on: .cancelRequested) == .markCancelRequested)
-        #expect(BuildLifecycle.transition(from: .starting, on: .cancelRequested) == .markCancelRequested)
-        for status in BuildStatus.allCases where status.isTerminal {
-            #expect(BuildLifecycle.transition(from: status, on: .cancelRequested) == .ignore)
+    }
+
+    @Test func everyTerminalTransitionEndsWithAResultLineAndNotifies() {
+        for status in BuildStatus.active {
+            for event in Self.events {
+                guard let transition = BuildLifecycle.transition(from: status, on: event), transition.isTerminal else { continue }
+                let line = transition.logLine ?? ""
+                #expect(line.contains("result: \(transition.status.rawValue)"), "\(status) × \(event): \(line)")
+                #expect(transition.notifies)
+                #expect(transition.reason != nil || transition.status == .succeeded)
+            }
         }
     }
 
-    @Test func anExpiredLeaseRequeuesWhatNeverStartedAndInterruptsWhatRan() {
-        #expect(BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: 0)) == .moveTo(.queued))
-        guard case .finish(.failed, .interrupted, _) = BuildLifecycle.transition(from: .running, on: .leaseExpired(interruptedDispatches: 0)) else {
-            Issue.record("a running build with an expired lease was not interrupted")
-            return
+    @Test func aDriversOutcomeBecomesTheResultAndTheDeadlineWinsOverWhatItSays() {
+        func after(_ outcome: BuildOutcome, timedOut: Bool) -> BuildLifecycle.Transition? {
+            BuildLifecycle.transition(from: .running, on: .engineFinished(outcome, timedOut: timedOut))
         }
-        #expect(BuildLifecycle.transition(from: .succeeded, on: .leaseExpired(interruptedDispatches: 0)) == .ignore)
-        #expect(BuildLifecycle.transition(from: .queued, on: .leaseExpired(interruptedDispatches: 0)) == .ignore)
+        #expect(after(.succeeded([]), timedOut: false)?.logLine == "result: succeeded")
+        let failed = after(.failed(.buildFailed, message: "exit 3\n"), timedOut: false)
+        #expect(failed?.status == .failed && failed?.reason == .buildFailed && failed?.message == "exit 3\n")
+        #expect(failed?.logLine == "result: failed (buildFailed): exit 3")
+        #expect(after(.failed(.cancelled, message: "stopped"), timedOut: true)?.status == .timedOut)
+        #expect(after(.failed(.cancelled, message: "stopped"), timedOut: false)?.status == .cancelled)
+        #expect(after(.failed(.cancelled, message: "stopped"), timedOut: false)?.logLine == "result: cancelled: stopped")
     }
 
-    @Test func aBuildWhoseDispatchTheGatewayDiedInTwiceIsGivenUp() {
+    @Test func cancellingARunningBuildOnlyMarksItAndTellsNobodyYet() {
+        let marked = BuildLifecycle.transition(from: .running, on: .cancelRequested)
+        #expect(marked?.marksCancelRequested == true && marked?.notifies == false && marked?.logLine == nil)
+        #expect(BuildLifecycle.transition(from: .queued, on: .cancelRequested)?.logLine
+            == "cancelled before it started; result: cancelled")
+    }
+
+    @Test func anExpiredLeaseRequeuesWhatNeverStartedOnceThenGivesUpAndInterruptsWhatRan() {
         let limit = BuildLifecycle.maxInterruptedDispatches
-        #expect(BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2)) == .moveTo(.queued))
-        guard case .finish(.failed, .dispatchAbandoned, let message?) = BuildLifecycle.transition(
-            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 1))
-        else {
-            Issue.record("a build the gateway died dispatching \(limit) times went back to the queue")
-            return
-        }
-        #expect(message.contains("\(limit) times"))
-        guard case .finish(.failed, .interrupted, _) = BuildLifecycle.transition(
-            from: .running, on: .leaseExpired(interruptedDispatches: limit))
-        else {
-            Issue.record("a running build is interrupted whatever its dispatch count")
-            return
-        }
+        #expect(BuildLifecycle.transition(
+            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2, cancelRequested: false))?.status == .queued)
+        let abandoned = BuildLifecycle.transition(
+            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 1, cancelRequested: false))
+        #expect(abandoned?.status == .failed && abandoned?.reason == .dispatchAbandoned)
+        #expect(abandoned?.message?.contains("\(limit) times") == true)
+        let interrupted = BuildLifecycle.transition(from: .running, on: .leaseExpired(interruptedDispatches: 5, cancelRequested: false))
+        #expect(interrupted?.reason == .interrupted)
+        #expect(interrupted?.logLine == "the gateway stopped while this build was running; result: failed (interrupted)")
+        let cancelled = BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true))
+        #expect(cancelled?.status == .cancelled)
     }
 
-    @Test func terminalStatesAcceptNoFurtherResult() {
-        for status in BuildStatus.allCases where status.isTerminal {
-            #expect(BuildLifecycle.transition(from: status, on: .driverFinished(.succeeded([]), timedOut: false)) == .ignore)
-            #expect(BuildLifecycle.transition(from: status, on: .claimed) == .ignore)
-        }
-    }
-}
-
-struct DomainValueTests {
-    @Test(arguments: [
-        ("127.0.0.1:5000/app:1", "127.0.0.1:5000", "app", "1"),
-        ("registry.example.com/team/app", "registry.example.com", "team/app", "latest"),
-        ("localhost/a_b.c-d:v1.2-rc_3", "localhost", "a_b.c-d", "v1.2-rc_3"),
-    ])
-    func imageReferencesParse(text: String, registry: String, repository: String, tag: String) throws {
-        let reference = try ImageReference(parsing: text)
-        #expect(reference.registry == registry)
-        #expect(reference.repository == repository)
-        #expect(reference.tag == tag)
-    }
-
-    @Test(arguments: ["app:1", "team/app", "Reg.example.com/App:1", "r.example.com/app@sha256:abc", "r.example.com/", "r.example.com/app:", "r.example.com/-app", "r.example.com:99999/app", ""])
-    func badImageReferencesAreRefused(text: String) {
-        #expect(throws: BuildGateError.self) { try ImageReference(parsing: text) }
-    }
-
-    @Test func buildIDsAreTimeOrderedAndOnlyTheirOwnShapeParses() {
-        let early = BuildID.generate(at: .init(timeIntervalSince1970: 1_700_000_000))
-        let late = BuildID.generate(at: .init(timeIntervalSince1970: 1_700_000_001))
-        #expect(early < late)
-        #expect(BuildID(early.rawValue) == early)
-        #expect(BuildID("../../etc/passwd") == nil)
-        #expect(BuildID("b" + String(repeating: "0", count: 25)) == nil)
-    }
-
-    @Test func platformsParse() throws {
-        #expect(try Platform(parsing: "linux/arm/v7").description == "linux/arm/v7")
-        #expect(throws: BuildGateError.self) { try Platform(parsing: "linux") }
-        #expect(throws: BuildGateError.self) { try Platform(parsing: "linux/amd64/v1/x") }
-    }
-}
-
-struct SecretRedactorTests {
-    @Test func secretValuesAndTheirLinesAreMaskedShortOnesAreNot() {
-        let redactor = SecretRedactor([
-            SecretValue(Array("token-123456".utf8)),
-            SecretValue(Array("-----BEGIN KEY-----\nAAAABBBBCCCC\n-----END KEY-----\n".utf8)),
-            SecretValue(Array("ab".utf8)),
-        ])
-        #expect(redactor.redact("npm token token-123456 used\n") == "npm token **** used\n")
-        #expect(redactor.redact("#5 0.120 AAAABBBBCCCC\n") == "#5 0.120 ****\n")
-        #expect(redactor.redact("a cab and a tab\n") == "a cab and a tab\n")
-        #expect(SecretRedactor([]).redact("unchanged") == "unchanged")
+    @Test func gatewayDecisionsSayWhyBeforeTheResult() {
+        #expect(BuildLifecycle.transition(from: .queued, on: .queueTTLExpired(waitReason: "no builder is healthy"))?.logLine
+            == "waited in the queue past its TTL without a builder (no builder is healthy); result: expired")
+        #expect(BuildLifecycle.transition(from: .running, on: .shutdownInterrupt)?.logLine
+            == "the gateway shut down before the build finished; result: failed (interrupted)")
+        let newer = BuildID.generate()
+        #expect(BuildLifecycle.transition(from: .queued, on: .superseded(by: newer))?.logLine
+            == "superseded by the newer build \(newer) (run policy latestOnly); result: cancelled (superseded)")
     }
 }

@@ -131,12 +131,12 @@ struct SQLiteBuildStoreTests {
         let value = try build()
         _ = try await store.create(value)
         _ = try await store.claimNext(builder: "b", owner: "mine", leaseUntil: Date() + 60, now: Date())
-        let stolen = try await store.finish(
-            value.id, owner: "someone-else", status: .succeeded, reason: nil, message: nil, pushedImages: [], at: Date())
+        let succeeded = BuildLifecycle.Transition(status: .succeeded)
+        let stolen = try await store.settle(
+            value.id, expecting: .lease(owner: "someone-else"), to: succeeded, pushedImages: [], at: Date())
         #expect(stolen == nil)
         let pushed = [PushedImage(reference: try ImageReference(parsing: "r.example.com/app:1"), digest: "sha256:" + String(repeating: "c", count: 64))]
-        let stored = try await store.finish(
-            value.id, owner: "mine", status: .succeeded, reason: nil, message: nil, pushedImages: pushed, at: Date())
+        let stored = try await store.settle(value.id, expecting: .lease(owner: "mine"), to: succeeded, pushedImages: pushed, at: Date())
         #expect(stored?.status == .succeeded)
         #expect(stored?.pushedImages == pushed)
         #expect(try await store.renewLeases([value.id], owner: "mine", until: Date() + 60).isEmpty)
@@ -151,16 +151,22 @@ struct SQLiteBuildStoreTests {
         let start = Date()
 
         _ = try #require(try await store.claimNext(builder: "b", owner: "gateway-1", leaseUntil: start + 1, now: start))
-        let requeued = try #require(try await store.settleExpiredLease(poison.id, now: start + 2))
+        let requeued = try #require(try await store.requeueExpiredLease(poison.id, now: start + 2))
         #expect(requeued.status == .queued)
         #expect(requeued.interruptedDispatches == 1)
         #expect(try await store.build(poison.id)?.interruptedDispatches == 1)
 
-        _ = try #require(try await store.claimNext(builder: "b", owner: "gateway-2", leaseUntil: start + 3, now: start + 2))
-        let abandoned = try #require(try await store.settleExpiredLease(poison.id, now: start + 4))
+        let second = try #require(try await store.claimNext(builder: "b", owner: "gateway-2", leaseUntil: start + 3, now: start + 2))
+        // The reaper asks the lifecycle, which gives the build up at the second interrupted dispatch.
+        let transition = try #require(BuildLifecycle.transition(
+            from: second.status, on: .leaseExpired(interruptedDispatches: second.interruptedDispatches, cancelRequested: false)))
+        #expect(transition.isTerminal)
+        let abandoned = try #require(try await store.settle(
+            poison.id, expecting: .expiredLease(now: start + 4), to: transition, pushedImages: [], at: start + 4))
         #expect(abandoned.status == .failed)
         #expect(abandoned.reason == .dispatchAbandoned)
         #expect(abandoned.message?.contains("2 times") == true)
+        #expect(abandoned.interruptedDispatches == 2)
         #expect(try await store.build(poison.id)?.status == .failed)
         #expect(try await store.claimNext(builder: "b", owner: "gateway-3", leaseUntil: start + 10, now: start + 4) == nil)
     }
@@ -173,7 +179,11 @@ struct SQLiteBuildStoreTests {
         let start = Date()
         _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
         #expect(try await store.markRunning(running.id, owner: "g"))
-        let settled = try #require(try await store.settleExpiredLease(running.id, now: start + 2))
+        #expect(try await store.requeueExpiredLease(running.id, now: start + 2) == nil, "a running build is not queued again")
+        let interrupted = try #require(BuildLifecycle.transition(
+            from: .running, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false)))
+        let settled = try #require(try await store.settle(
+            running.id, expecting: .expiredLease(now: start + 2), to: interrupted, pushedImages: [], at: start + 2))
         #expect(settled.status == .failed)
         #expect(settled.reason == .interrupted)
         #expect(settled.interruptedDispatches == 0)
@@ -185,7 +195,7 @@ struct SQLiteBuildStoreTests {
         _ = try await store.create(value)
         _ = try await store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())
         #expect(try await store.renewLeases([value.id], owner: "o", until: Date() + 60).isEmpty)
-        _ = try await store.requestCancellation(value.id, at: Date())
+        _ = try await store.markCancelRequested(value.id)
         #expect(try await store.renewLeases([value.id], owner: "o", until: Date() + 60) == [value.id])
     }
 

@@ -156,6 +156,8 @@ final class FakeKubernetesAPI: Sendable {
 
     /// The next `count` requests answer 500 with a Status.
     func failNext(_ count: Int) { state.withLock { $0.failuresLeft = count } }
+    /// How many of the failures asked for by `failNext` are still to be served.
+    var failuresLeft: Int { state.withLock { $0.failuresLeft } }
 
     /// The query of every request, in order.
     var requests: [String] { state.withLock { $0.requests } }

@@ -23,7 +23,9 @@ import Testing
             let discovery = KubernetesBuilderDiscovery(
                 credentials: KubernetesCredentials(server: "http://127.0.0.1:\(client.port!)", token: token ?? api.token),
                 selection: .init(namespace: api.namespace, labelSelector: "app=builder"), template: template, pool: pool,
-                watchTimeoutSeconds: 30, logger: Logger(label: "test"))
+                // Short back-offs: a test waits for what discovery does, never for the wall clock to pass a second.
+                watchTimeoutSeconds: 30, backoff: .init(initial: .milliseconds(10), maximum: .milliseconds(40)),
+                logger: Logger(label: "test"))
             let task = Task { await discovery.reflect() }
             do {
                 try await body(api, pool)
@@ -40,10 +42,22 @@ import Testing
         }
     }
 
-    /// The pool's builders of this source, by name, once `condition` holds (or fails after 5 s).
+    /// Waits until `condition` holds (failing the test after 30 s, a bound for a hung run, not a timing).
+    func until(_ what: Comment, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("never: \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The pool's builders of this source, by name, once `condition` holds (or fails after 30 s).
     @discardableResult
     func eventually(_ pool: BuilderPool, _ what: Comment, _ condition: ([BuilderEndpoint]) -> Bool) async throws -> [BuilderEndpoint] {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let endpoints = pool.members.filter { $0.source != nil }.map(\.endpoint)
             if condition(endpoints) { return endpoints }
@@ -114,7 +128,8 @@ import Testing
             api.deletePod("bk-0")
             api.addPod("bk-2", ip: "10.2.0.12", ready: true)
             api.compact()
-            try await Task.sleep(for: .milliseconds(300))
+            // Discovery retries against the failing API several times; the pool stays as it was meanwhile.
+            try await until("three refused retries") { api.failuresLeft <= 997 }
             #expect(pool.members.map(\.endpoint.name) == ["builders/bk-0", "builders/bk-1"], "the pool keeps its last known builders")
             // The API is back: resuming from the old version is 410, so discovery lists again and sees the change.
             api.failNext(0)
@@ -130,7 +145,7 @@ import Testing
             while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
             api.failNext(2)
             api.closeWatches()
-            try await Task.sleep(for: .milliseconds(300))
+            try await until("both failures served") { api.failuresLeft == 0 }
             #expect(pool.members.map(\.endpoint.name) == ["builders/bk-0"], "a failing API keeps the pool")
             api.addPod("bk-1", ip: "10.2.0.11", ready: true)
             try await eventually(pool, "recovered") { $0.count == 2 }
@@ -140,9 +155,9 @@ import Testing
     @Test func aRefusedTokenFindsNoBuildersAndSaysSo() async throws {
         try await withDiscovery(token: "wrong") { api, pool in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
-            try await Task.sleep(for: .milliseconds(300))
+            // Refused, retried, refused again: and still no builder.
+            try await until("a retry after the refusal") { api.requests.count >= 3 }
             #expect(pool.members.isEmpty)
-            #expect(!api.requests.isEmpty)
         }
     }
 

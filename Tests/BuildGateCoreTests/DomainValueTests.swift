@@ -1,0 +1,37 @@
+import BuildGateCore
+import Foundation
+import Testing
+
+struct DomainValueTests {
+    @Test(arguments: [
+        ("127.0.0.1:5000/app:1", "127.0.0.1:5000", "app", "1"),
+        ("registry.example.com/team/app", "registry.example.com", "team/app", "latest"),
+        ("localhost/a_b.c-d:v1.2-rc_3", "localhost", "a_b.c-d", "v1.2-rc_3"),
+    ])
+    func imageReferencesParse(text: String, registry: String, repository: String, tag: String) throws {
+        let reference = try ImageReference(parsing: text)
+        #expect(reference.registry == registry)
+        #expect(reference.repository == repository)
+        #expect(reference.tag == tag)
+    }
+
+    @Test(arguments: ["app:1", "team/app", "Reg.example.com/App:1", "r.example.com/app@sha256:abc", "r.example.com/", "r.example.com/app:", "r.example.com/-app", "r.example.com:99999/app", ""])
+    func badImageReferencesAreRefused(text: String) {
+        #expect(throws: BuildGateError.self) { try ImageReference(parsing: text) }
+    }
+
+    @Test func buildIDsAreTimeOrderedAndOnlyTheirOwnShapeParses() {
+        let early = BuildID.generate(at: .init(timeIntervalSince1970: 1_700_000_000))
+        let late = BuildID.generate(at: .init(timeIntervalSince1970: 1_700_000_001))
+        #expect(early < late)
+        #expect(BuildID(early.rawValue) == early)
+        #expect(BuildID("../../etc/passwd") == nil)
+        #expect(BuildID("b" + String(repeating: "0", count: 25)) == nil)
+    }
+
+    @Test func platformsParse() throws {
+        #expect(try Platform(parsing: "linux/arm/v7").description == "linux/arm/v7")
+        #expect(throws: BuildGateError.self) { try Platform(parsing: "linux") }
+        #expect(throws: BuildGateError.self) { try Platform(parsing: "linux/amd64/v1/x") }
+    }
+}
