@@ -23,6 +23,8 @@ package struct BuildGateAPIDependencies: Sendable {
     /// The metrics in Prometheus text format, for `GET /metrics`; nil: no such route.
     package var metrics: (@Sendable () -> String)?
     package var observer: any BuildObserver
+    /// The process's one settler (shared with the dispatcher and reaper); nil: the router makes its own.
+    package var settler: BuildSettler?
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -40,6 +42,7 @@ package struct BuildGateAPIDependencies: Sendable {
         freeDiskBytes: @escaping @Sendable () -> Int64? = { nil },
         metrics: (@Sendable () -> String)? = nil,
         observer: any BuildObserver = NoBuildObserver(),
+        settler: BuildSettler? = nil,
         onQueued: @escaping @Sendable () -> Void
     ) {
         self.repository = repository
@@ -56,6 +59,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.freeDiskBytes = freeDiskBytes
         self.metrics = metrics
         self.observer = observer
+        self.settler = settler
         self.onQueued = onQueued
     }
 }
@@ -131,7 +135,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
     intake.archive.maxExpandedSize = limits.maxExpandedContextSize
     let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
-    let settler = BuildSettler(
+    let settler = dependencies.settler ?? BuildSettler(
         store: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, logger: logger)
     let builds = router.group("v1/builds")
     BuildsController<Context>(

@@ -97,7 +97,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         case .created(let build):
             try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
             await observer.buildChanged(build)
-            try await Self.supersedeOlder(than: build, repository: repository, settler: settler)
+            try await settler.supersede(olderThan: build, in: repository, at: Date())
             onQueued()
             return try Self.buildResponse(build, queue: try await queueInfo(build), status: .accepted)
         }
@@ -143,14 +143,6 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,
             createdAt: now, idempotencyKey: idempotencyKey, queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
             runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy))
-    }
-
-    /// Run policy `latestOnly`: the queued older builds of the new build's run key end `cancelled` (`superseded`),
-    /// each with a line in its log. One that started meanwhile runs on.
-    static func supersedeOlder(than build: Build, repository: any BuildRepository, settler: BuildSettler) async throws {
-        for older in try await repository.queuedOlder(than: build) {
-            _ = try await settler.settle(older, on: .superseded(by: build.id), expecting: .queued, at: Date())
-        }
     }
 
     /// The first line of every build log.
@@ -226,17 +218,12 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             if build.status == .cancelled { return try Self.buildResponse(build, status: .ok) }
             throw BuildGateError(.conflict, "build \(build.id) already ended (\(build.status.rawValue))")
         }
-        // Queued: it ends now. Claimed meanwhile (or starting, running): its dispatcher is asked to stop it.
-        if let cancelled = try await settler.settle(build, on: .cancelRequested, expecting: .queued, at: Date()) {
-            return try Self.buildResponse(cancelled, status: .ok)
+        guard let after = try await settler.cancel(build, in: repository, at: Date()) else {
+            throw BuildGateError(.notFound, "no build \(build.id)")
         }
-        if let marked = try await repository.markCancelRequested(build.id) {
-            return try Self.buildResponse(marked, status: .accepted)
-        }
-        // It ended in the meantime.
-        guard let ended = try await repository.build(build.id) else { throw BuildGateError(.notFound, "no build \(build.id)") }
-        if ended.status == .cancelled { return try Self.buildResponse(ended, status: .ok) }
-        throw BuildGateError(.conflict, "build \(ended.id) already ended (\(ended.status.rawValue))")
+        if after.status == .cancelled { return try Self.buildResponse(after, status: .ok) }
+        if after.status.isTerminal { throw BuildGateError(.conflict, "build \(after.id) already ended (\(after.status.rawValue))") }
+        return try Self.buildResponse(after, status: .accepted)
     }
 
     // MARK: - Helpers

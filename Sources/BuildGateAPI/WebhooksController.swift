@@ -120,7 +120,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             try await logs.appendGatewayLine(
                 "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
             await observer.buildChanged(build)
-            try await BuildsController<Context>.supersedeOlder(than: build, repository: repository, settler: settler)
+            try await settler.supersede(olderThan: build, in: repository, at: Date())
             onQueued()
         }
         BuildGateMetrics.webhookDelivery(

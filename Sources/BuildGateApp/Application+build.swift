@@ -72,6 +72,8 @@ package func buildApplication(
         triggers: triggers, httpClient: .shared, publicURL: configuration.publicURL, logger: logger)
     services.append(notifier)
 
+    // Every terminal status of this process goes through this one settler (dispatcher, reaper, API).
+    let settler = BuildSettler(store: store, logs: logs, observer: notifier, logger: logger)
     var dispatcherConfiguration = BuildDispatcher.Configuration()
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
     dispatcherConfiguration.shutdownGracePeriod = configuration.shutdownGrace
@@ -91,13 +93,13 @@ package func buildApplication(
             guard let trigger = build.triggerID else { return nil }
             return try? await triggers.cloneCredential(forTrigger: trigger)
         },
-        observer: notifier,
+        observer: notifier, settler: settler,
         configuration: dispatcherConfiguration, logger: logger)
     let sweeper = RetentionSweeper(store: store, contexts: contexts, logs: logs, policy: configuration.retention, logger: logger)
     services.append(sweeper)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, queueReasons: dispatcher.queueReasons,
-        observer: notifier, onRequeue: dispatcher.wake, logger: logger)
+        observer: notifier, onRequeue: dispatcher.wake, settler: settler, logger: logger)
     try await reaper.settleExpiredLeases(now: Date())
     try await reaper.expireQueuedBuilds(now: Date())
     services.append(contentsOf: [dispatcher, reaper] as [any Service])
@@ -122,6 +124,7 @@ package func buildApplication(
             freeDiskBytes: { freeBytes(dataDirectory) },
             metrics: { metricsRegistry.emitToString() },
             observer: notifier,
+            settler: settler,
             onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)

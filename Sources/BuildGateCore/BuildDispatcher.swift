@@ -72,6 +72,7 @@ package final class BuildDispatcher: Service {
         sourceFetcher: (any SourceFetcher)? = nil,
         cloneCredentials: @escaping @Sendable (Build) async -> GitCredential? = { _ in nil },
         observer: any BuildObserver = NoBuildObserver(),
+        settler: BuildSettler? = nil,
         configuration: Configuration = .init(),
         logger: Logger
     ) {
@@ -88,7 +89,8 @@ package final class BuildDispatcher: Service {
         self.configuration = configuration
         self.logger = logger
         self.owner = "dispatcher-\(UUID().uuidString.lowercased())"
-        settler = BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
+        // The process's one settler when given, so this dispatcher's settlements and others' are serialized.
+        self.settler = settler ?? BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
         (self.wakeUps, self.wakeUp) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 

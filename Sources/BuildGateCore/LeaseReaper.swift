@@ -24,6 +24,7 @@ package struct LeaseReaper: Service {
         queueReasons: QueueReasons? = nil,
         observer: any BuildObserver = NoBuildObserver(),
         onRequeue: @escaping @Sendable () -> Void = {},
+        settler: BuildSettler? = nil,
         logger: Logger
     ) {
         self.queue = queue
@@ -33,7 +34,7 @@ package struct LeaseReaper: Service {
         self.observer = observer
         self.onRequeue = onRequeue
         self.logger = logger
-        settler = BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
+        self.settler = settler ?? BuildSettler(store: queue, logs: logs, observer: observer, logger: logger)
     }
 
     package func run() async throws {

@@ -86,26 +86,14 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
             throw BuildGateError(.internalError, "settle needs a terminal status, not \(transition.status.rawValue)")
         }
         let images = String(decoding: try JSONEncoder.sorted.encode(pushedImages), as: UTF8.self)
-        let condition: String
-        var arguments: StatementArguments = [
-            transition.status.rawValue, transition.reason?.rawValue, transition.message, images,
-            date.timeIntervalSince1970,
-        ]
+        let (condition, conditionArguments) = Self.condition(expecting)
         // Under an expired lease, a build still starting was being dispatched when its gateway died.
-        var dispatchCount = "0"
-        switch expecting {
-        case .lease(let owner):
-            condition = "leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)"
-            arguments += [id.rawValue, owner]
-        case .queued:
-            condition = "status = 'queued'"
-            arguments += [id.rawValue]
-        case .expiredLease(let now):
-            condition = "leaseOwner IS NOT NULL AND leaseExpiresAt < ? AND status IN \(BuildStatus.leased.sqlList)"
-            arguments += [id.rawValue, now.timeIntervalSince1970]
-            dispatchCount = "(status = 'starting')"
-        }
-        return try await database.writer.write { [arguments, condition, dispatchCount] db in
+        let dispatchCount = if case .expiredLease = expecting { "(status = 'starting')" } else { "0" }
+        let arguments: StatementArguments = [
+            transition.status.rawValue, transition.reason?.rawValue, transition.message, images,
+            date.timeIntervalSince1970, id.rawValue,
+        ] + conditionArguments
+        return try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
                 sql: """
@@ -118,6 +106,28 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                     """,
                 arguments: arguments
             )?.build()
+        }
+    }
+
+    package func build(_ id: BuildID, ifStill expected: SettlementGuard) async throws -> Build? {
+        let (condition, conditionArguments) = Self.condition(expected)
+        return try await database.writer.read { db in
+            try BuildRecord.fetchOne(
+                db, sql: "SELECT * FROM build WHERE id = ? AND \(condition)",
+                arguments: [id.rawValue] + conditionArguments
+            )?.build()
+        }
+    }
+
+    /// The `WHERE` condition (after `id = ?`) that a settlement guard stands for, with its arguments.
+    private static func condition(_ expected: SettlementGuard) -> (String, StatementArguments) {
+        switch expected {
+        case .lease(let owner):
+            ("leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)", [owner])
+        case .queued:
+            ("status = 'queued'", [])
+        case .expiredLease(let now):
+            ("leaseOwner IS NOT NULL AND leaseExpiresAt < ? AND status IN \(BuildStatus.leased.sqlList)", [now.timeIntervalSince1970])
         }
     }
 
