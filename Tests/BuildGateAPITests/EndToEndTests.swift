@@ -2,8 +2,12 @@ import AsyncHTTPClient
 import BuildGateApp
 import BuildGateCore
 import BuildGateTesting
+import Crypto
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 /// The gateway against a real Podman service and a real registry (`scripts/test-services`), as a user sees it.
@@ -271,6 +275,103 @@ struct EndToEndTests {
             #expect(finished.images.first?.digest != nil)
             let log = try await restarted.log(build.id)
             #expect(log.components(separatedBy: "dispatched to builder").count == 2, "dispatched exactly once")
+        }
+    }
+}
+
+/// A trigger build whose gateway is killed while it runs: its callback used to never come, since the crash
+/// settlement did not reach the observer.
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .timeLimit(.minutes(5)))
+struct KilledTriggerBuildTests {
+    final class Callbacks: Sendable {
+        let bodies = Mutex<[[UInt8]]>([])
+        /// Commit status requests (GitHub's API), by path.
+        let statuses = Mutex<[(path: String, body: [UInt8])]>([])
+    }
+
+    @Test func aTriggerBuildRunningWhenTheGatewayIsKilledGetsItsCallbackOnceTheGatewayIsBack() async throws {
+        let services = try RealServices()
+        let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
+        let git = try GitServer()
+        defer { git.stop() }
+        let work = try git.makeRepository("slow")
+        let commit = try git.commit(
+            work, files: ["Dockerfile": services.dockerfileHeader + "RUN echo slow-\(UUID().uuidString) && sleep 60\n"],
+            message: "slow")
+        try await git.waitUntilServing("slow")
+        let callbacks = Callbacks()
+        let listener = Router()
+        listener.post("callback") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            callbacks.bodies.withLock { $0.append(Array(body.readableBytesView)) }
+            return Response(status: .noContent)
+        }
+        listener.post("repos/**") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            callbacks.statuses.withLock { $0.append((request.uri.path, Array(body.readableBytesView))) }
+            return Response(status: .created)
+        }
+        try await Application(router: listener, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { client in
+            let directory = try TemporaryDirectory("killed-trigger")
+            defer { directory.remove() }
+            let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
+            let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
+            let secret = "killed-\(UUID().uuidString)"
+            let repository = "e2e/killed-\(UUID().uuidString.prefix(6).lowercased())"
+            let (trigger, triggerBody) = try await gateway.postJSON("/v1/triggers", """
+                {"forge":"github","repository":"\(repository)","secret":"\(secret)","cloneURL":"\(git.url("slow"))",
+                 "images":["\(services.registry)/e2e-killed:{{shortSha}}"],
+                 "callbackURL":"http://127.0.0.1:\(client.port!)/callback",
+                 "statusAPIURL":"http://127.0.0.1:\(client.port!)","statusToken":"ghp_e2e"}
+                """)
+            #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
+            let payload = Array("""
+                {"ref":"refs/heads/main","after":"\(commit)","deleted":false,
+                 "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
+                 "head_commit":{"id":"\(commit)","message":"slow"}}
+                """.utf8)
+            let signature = HMAC<SHA256>.authenticationCode(for: payload, using: SymmetricKey(data: Data(secret.utf8)))
+                .map { String(format: "%02x", $0) }.joined()
+            let (hook, hookBody) = try await GatewayClient(baseURL: gateway.baseURL, token: "").post(
+                "/v1/webhooks/github", body: payload,
+                headers: [
+                    ("Content-Type", "application/json"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", UUID().uuidString),
+                    ("X-Hub-Signature-256", "sha256=\(signature)"),
+                ])
+            #expect(hook.status.code == 202, "\(String(decoding: hookBody, as: UTF8.self))")
+            struct Answer: Decodable { var buildId: String }
+            let id = try JSONDecoder().decode(Answer.self, from: Data(hookBody)).buildId
+            _ = try await gateway.waitFor(id) { $0.status == "running" }
+
+            first.kill9()
+            let second = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
+            defer { second.terminate() }
+            let restarted = GatewayClient(baseURL: "http://127.0.0.1:\(try await second.port())", token: gateway.token)
+            let settled = try await restarted.waitUntilFinished(id)
+            #expect(settled.status == "failed" && settled.reason == "interrupted")
+
+            struct Event: Decodable { struct Build: Decodable { var id: String; var status: String; var reason: String? }; var build: Build }
+            let told = try await ChildProcess.wait(for: .seconds(30)) {
+                callbacks.bodies.withLock { bodies in
+                    bodies.contains { (try? JSONDecoder().decode(Event.self, from: Data($0)))?.build.status == "failed" }
+                }
+            }
+            #expect(told, "no callback for the interrupted build")
+            let failed = callbacks.bodies.withLock { $0 }.compactMap { try? JSONDecoder().decode(Event.self, from: Data($0)) }
+                .filter { $0.build.id == id && $0.build.status == "failed" }
+            #expect(failed.count == 1, "told \(failed.count) times")
+            #expect(failed.first?.build.reason == "interrupted")
+            // And the commit's status on the forge ends too, no longer "pending".
+            struct Status: Decodable { var state: String }
+            let ended = try await ChildProcess.wait(for: .seconds(30)) {
+                callbacks.statuses.withLock { statuses in
+                    statuses.contains {
+                        $0.path == "/repos/\(repository)/statuses/\(commit)"
+                            && ["error", "failure"].contains((try? JSONDecoder().decode(Status.self, from: Data($0.body)))?.state)
+                    }
+                }
+            }
+            #expect(ended, "no final commit status: \(callbacks.statuses.withLock { $0.map(\.path) })")
         }
     }
 }
