@@ -128,15 +128,18 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     let limiter = TenantRateLimiter(repository: dependencies.tenantLimits, defaults: limits.tenantDefaults)
     router.middlewares.add(TenantRateLimitMiddleware<Context>(limiter: limiter))
 
-    var intake = ContextIntake.Limits()
-    intake.maxContextSize = limits.maxContextSize
-    intake.shutdownGrace = limits.uploadShutdownGrace
-    intake.archive.maxEntries = limits.maxContextEntries
-    intake.archive.maxHeaderSize = limits.maxArchiveHeaderSize
-    intake.archive.maxExpandedSize = limits.maxExpandedContextSize
+    var upload = ContextIntake.Limits()
+    upload.maxContextSize = limits.maxContextSize
+    upload.shutdownGrace = limits.uploadShutdownGrace
+    upload.archive.maxEntries = limits.maxContextEntries
+    upload.archive.maxHeaderSize = limits.maxArchiveHeaderSize
+    upload.archive.maxExpandedSize = limits.maxExpandedContextSize
     let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
     let settler = dependencies.settler ?? BuildSettler(
         store: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, logger: logger)
+    let intake = BuildIntake(
+        repository: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, settler: settler,
+        onQueued: dependencies.onQueued)
     let builds = router.group("v1/builds")
     BuildsController<Context>(
         repository: dependencies.repository,
@@ -150,11 +153,11 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         freeDiskBytes: dependencies.freeDiskBytes,
         observer: dependencies.observer,
         settler: settler,
+        intake: intake,
         configuration: .init(
-            intake: intake, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout,
+            upload: upload, defaultTimeout: limits.defaultBuildTimeout, maxTimeout: limits.maxBuildTimeout,
             defaultQueueTTL: limits.defaultQueueTTL, maxQueueTTL: limits.maxQueueTTL,
-            minFreeDiskBytes: limits.minFreeDiskBytes),
-        onQueued: dependencies.onQueued
+            minFreeDiskBytes: limits.minFreeDiskBytes)
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits, admission: admission)
@@ -163,8 +166,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
     WebhooksController<Context>(
-        triggers: dependencies.triggers, repository: dependencies.repository, logs: dependencies.logs, limits: limits, limiter: limiter,
-        observer: dependencies.observer, settler: settler, onQueued: dependencies.onQueued
+        triggers: dependencies.triggers, limits: limits, limiter: limiter, intake: intake
     ).addRoutes(to: router.group("v1/webhooks"))
     return router
 }

@@ -41,7 +41,7 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
 
     @Sendable func read(_ request: Request, context: Context) async throws -> Response {
         let query = try parse(request)
-        let build = try await BuildsController<Context>.find(context, in: repository, scope: .logsRead)
+        let build = try await context.build(in: repository, scope: .logsRead)
         let start = query.range?.from ?? query.offset ?? 0
 
         if query.follow {

@@ -37,6 +37,6 @@ struct BuildersController<Context: AuthenticatedRequestContext>: Sendable {
                 capacity: member.endpoint.capacity, running: member.running.count,
                 lastError: member.health == .unhealthy ? pool.lastError(of: member.endpoint.name) : nil)
         }
-        return try BuildsController<Context>.json(["builders": builders], status: .ok)
+        return try APIResponse.json(["builders": builders], status: .ok)
     }
 }

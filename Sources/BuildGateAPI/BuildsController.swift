@@ -8,12 +8,16 @@ import Logging
 /// `/v1/builds`: intake, status, listing, cancellation. Logs are `BuildLogsController`'s.
 struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     struct Configuration: Sendable {
-        var intake = ContextIntake.Limits()
+        var upload = ContextIntake.Limits()
         var defaultTimeout = 3600
         var maxTimeout = 6 * 3600
         var defaultQueueTTL = 3600
         var maxQueueTTL = 7 * 86_400
         var minFreeDiskBytes: Int64 = 1 << 30
+
+        var bounds: BuildDraft.Bounds {
+            .init(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultQueueTTL: defaultQueueTTL, maxQueueTTL: maxQueueTTL)
+        }
     }
 
     let repository: any BuildRepository
@@ -27,9 +31,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     let freeDiskBytes: @Sendable () -> Int64?
     let observer: any BuildObserver
     let settler: BuildSettler
+    let intake: BuildIntake
     let configuration: Configuration
-    /// Called after a build is durably queued, e.g. to wake the dispatcher.
-    let onQueued: @Sendable () -> Void
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post(use: create)
@@ -47,27 +50,24 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         // Keys are per tenant: another tenant's key must never return (or reveal) this tenant's build.
         let idempotencyKey = try Self.idempotencyKey(request.headers).map { "\(principal.tenant):\($0)" }
         if let idempotencyKey, let existing = try await repository.build(idempotencyKey: idempotencyKey) {
-            return try Self.buildResponse(existing, status: .ok)
+            return try APIResponse.build(existing, status: .ok)
         }
         try await limiter.checkQueue(of: principal.tenant)
         if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
             return try await createFromGit(request, principal: principal, idempotencyKey: idempotencyKey)
         }
-        if let raw = request.uri.query, raw.utf8.count > BuildParameters.Limits.maxQueryBytes {
+        if let raw = request.uri.query, raw.utf8.count > BuildDraft.Limits.maxQueryBytes {
             throw BuildGateError(
                 .invalidParameter,
-                "the query string is \(raw.utf8.count) bytes, over the limit of \(BuildParameters.Limits.maxQueryBytes)")
+                "the query string is \(raw.utf8.count) bytes, over the limit of \(BuildDraft.Limits.maxQueryBytes)")
         }
-        let query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
-        let buildRequest = try BuildParameters.parse(
-            query, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
-        let scheduling = try BuildParameters.scheduling(
-            query, defaultTTL: configuration.defaultQueueTTL, maxTTL: configuration.maxQueueTTL)
+        let draft = try BuildDraft(query: request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) })
+        let (buildRequest, scheduling) = try draft.validated(configuration.bounds)
         try await admission.check(buildRequest, tenant: principal.tenant)
-        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.intake.maxContextSize {
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.upload.maxContextSize {
             throw BuildGateError(
                 .contextTooLarge,
-                "the context (\(length) bytes) is larger than the limit of \(configuration.intake.maxContextSize) bytes")
+                "the context (\(length) bytes) is larger than the limit of \(configuration.upload.maxContextSize) bytes")
         }
 
         // Refused before a byte is read: the upload would need the room, and a full disk fails every build.
@@ -77,10 +77,10 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
                 .insufficientStorage,
                 "the gateway's data directory is short of space (\(free >> 20) MiB free, \(configuration.minFreeDiskBytes >> 20) MiB kept free); retry later")
         }
-        let intake = ContextIntake(store: contexts, limits: configuration.intake)
+        let upload = ContextIntake(store: contexts, limits: configuration.upload)
         BuildGateMetrics.activeUploads.increment()
         defer { BuildGateMetrics.activeUploads.decrement() }
-        let buildContext = try await intake.receive(request.body, dockerfile: buildRequest.dockerfile)
+        let buildContext = try await upload.receive(request.body, dockerfile: buildRequest.dockerfile)
         BuildGateMetrics.uploadedBytes.increment(by: buildContext.size)
         let now = Date()
         let build = Build(
@@ -91,15 +91,11 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     private func store(_ build: Build) async throws -> Response {
-        switch try await repository.create(build) {
+        switch try await intake.queue(build) {
         case .existing(let earlier):
-            return try Self.buildResponse(earlier, status: .ok)
+            return try APIResponse.build(earlier, status: .ok)
         case .created(let build):
-            try await logs.appendGatewayLine(Self.queuedLine(build), to: build.id)
-            await observer.buildChanged(build)
-            try await settler.supersede(olderThan: build, in: repository, at: Date())
-            onQueued()
-            return try Self.buildResponse(build, queue: try await queueInfo(build), status: .accepted)
+            return try APIResponse.build(build, queue: try await queueInfo(build), status: .accepted)
         }
     }
 
@@ -114,24 +110,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             throw BuildGateError(.invalidParameter, "the JSON body must be {\"source\":{\"git\":{\"url\",\"ref\",\"commit\"}},\"images\":[…],…}")
         }
         // The same checks as the upload's query parameters.
-        var pairs = body.images.map { (name: "image", value: $0) }
-        if let dockerfile = body.dockerfile { pairs.append(("dockerfile", dockerfile)) }
-        if let target = body.target { pairs.append(("target", target)) }
-        pairs += (body.buildArgs ?? [:]).sorted { $0.key < $1.key }.map { ("buildArg", "\($0.key)=\($0.value)") }
-        pairs += (body.labels ?? [:]).sorted { $0.key < $1.key }.map { ("label", "\($0.key)=\($0.value)") }
-        if let platform = body.platform { pairs.append(("platform", platform)) }
-        if body.noCache == true { pairs.append(("noCache", "true")) }
-        if let timeout = body.timeout { pairs.append(("timeout", String(timeout))) }
-        pairs += (body.secrets ?? []).map { ("secret", $0) }
-        if let cacheFrom = body.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
-        if let cacheTo = body.cacheTo { pairs.append(("cacheTo", cacheTo)) }
-        if let ttl = body.queueTTL { pairs.append(("queueTTL", String(ttl))) }
-        if let policy = body.runPolicy { pairs.append(("runPolicy", policy)) }
-        if let key = body.runKey { pairs.append(("runKey", key)) }
-        let buildRequest = try BuildParameters.parse(
-            pairs, defaultTimeout: configuration.defaultTimeout, maxTimeout: configuration.maxTimeout)
-        let scheduling = try BuildParameters.scheduling(
-            pairs, defaultTTL: configuration.defaultQueueTTL, maxTTL: configuration.maxQueueTTL)
+        let (buildRequest, scheduling) = try body.draft.validated(configuration.bounds)
         try await admission.check(buildRequest, tenant: principal.tenant)
         let git = body.source.git
         let source = try GitSource(url: git.url, ref: git.ref, commit: git.commit)
@@ -145,20 +124,6 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy))
     }
 
-    /// The first line of every build log.
-    static func queuedLine(_ build: Build) -> String {
-        let source: String
-        if let context = build.context {
-            source = "context \(context.digest) (\(context.size) bytes)"
-        } else if let git = build.gitSource {
-            source = "git \(GitSource.redacted(git.url)) \(git.commit ?? git.ref ?? "")"
-        } else {
-            source = "no source"
-        }
-        let images = build.request.images.map(\.description).joined(separator: ", ")
-        return "queued: \(source), image\(build.request.images.count == 1 ? "" : "s") \(images)"
-    }
-
     private static func idempotencyKey(_ headers: HTTPFields) throws -> String? {
         guard let key = headers[.idempotencyKey] else { return nil }
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
@@ -170,8 +135,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     // MARK: - GET /v1/builds/{id}
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        let build = try await Self.find(context, in: repository, scope: .buildsRead)
-        return try Self.buildResponse(build, queue: try await queueInfo(build), status: .ok)
+        let build = try await context.build(in: repository, scope: .buildsRead)
+        return try APIResponse.build(build, queue: try await queueInfo(build), status: .ok)
     }
 
     // MARK: - GET /v1/builds
@@ -207,37 +172,23 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let page = BuildPage(
             builds: builds.prefix(limit).map { BuildRepresentation($0) },
             nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
-        return try Self.json(page, status: .ok)
+        return try APIResponse.json(page, status: .ok)
     }
 
     // MARK: - POST /v1/builds/{id}/cancel
 
     @Sendable func cancel(_ request: Request, context: Context) async throws -> Response {
-        let build = try await Self.find(context, in: repository, scope: .buildsWrite)
+        let build = try await context.build(in: repository, scope: .buildsWrite)
         if build.status.isTerminal {
-            if build.status == .cancelled { return try Self.buildResponse(build, status: .ok) }
+            if build.status == .cancelled { return try APIResponse.build(build, status: .ok) }
             throw BuildGateError(.conflict, "build \(build.id) already ended (\(build.status.rawValue))")
         }
         guard let after = try await settler.cancel(build, in: repository, at: Date()) else {
             throw BuildGateError(.notFound, "no build \(build.id)")
         }
-        if after.status == .cancelled { return try Self.buildResponse(after, status: .ok) }
+        if after.status == .cancelled { return try APIResponse.build(after, status: .ok) }
         if after.status.isTerminal { throw BuildGateError(.conflict, "build \(after.id) already ended (\(after.status.rawValue))") }
-        return try Self.buildResponse(after, status: .accepted)
-    }
-
-    // MARK: - Helpers
-
-    /// The build named in the path, if the caller may use `scope` on it. Another tenant's build is answered
-    /// exactly like one that does not exist.
-    static func find(_ context: Context, in repository: any BuildRepository, scope: Scope) async throws -> Build {
-        let text = try context.parameters.require("id")
-        let id = BuildID(text)
-        let principal = try context.require(scope, build: id)
-        guard let id, let build = try await repository.build(id), build.tenant == principal.tenant else {
-            throw BuildGateError(.notFound, "no build '\(text)'")
-        }
-        return build
+        return try APIResponse.build(after, status: .accepted)
     }
 
     // MARK: - POST /v1/builds/{id}/log-tokens
@@ -248,7 +199,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     /// Only a token with a build scope of its own may mint one (a log-read token may not mint another), and the new
     /// token never outlives its minter: it expires no later, and stops working when the minter is revoked.
     @Sendable func createLogToken(_ request: Request, context: Context) async throws -> Response {
-        let build = try await Self.find(context, in: repository, scope: .buildsRead)
+        let build = try await context.build(in: repository, scope: .buildsRead)
         guard let minter = context.principal, minter.mayMintLogTokens, let minterID = minter.tokenID else {
             throw BuildGateError(.forbidden, "log-read tokens are minted with an API token that has 'builds:read', not with a log-read token")
         }
@@ -264,7 +215,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let (token, record) = try await tokens.createToken(
             tenant: build.tenant, name: "log-read \(build.id)", scopes: [.logsRead], buildID: build.id,
             expiresAt: expiresAt, parentID: minterID, at: now)
-        return try Self.json(
+        return try APIResponse.json(
             LogTokenRepresentation(token: token, buildId: build.id.rawValue, expiresAt: record.expiresAt ?? now),
             status: .created)
     }
@@ -272,21 +223,6 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     private func queueInfo(_ build: Build) async throws -> BuildRepresentation.Queue? {
         guard build.status == .queued, let position = try await repository.queuePosition(of: build.id) else { return nil }
         return .init(position: position, reason: queueReasons.reason(for: build.id))
-    }
-
-    static func buildResponse(_ build: Build, queue: BuildRepresentation.Queue? = nil, status: HTTPResponse.Status) throws -> Response {
-        var response = try json(BuildRepresentation(build, queue: queue), status: status)
-        if status == .accepted || status == .ok {
-            response.headers[.location] = "/v1/builds/\(build.id)"
-        }
-        return response
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status) throws -> Response {
-        let data = try BuildRepresentation.encoder.encode(value)
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
 
@@ -325,4 +261,24 @@ struct GitBuildBody: Decodable {
     var queueTTL: Int?
     var runPolicy: String?
     var runKey: String?
+
+    /// The build it asks for, to be checked as an upload's query parameters are.
+    var draft: BuildDraft {
+        var draft = BuildDraft()
+        draft.images = images
+        draft.dockerfile = dockerfile
+        draft.target = target
+        draft.buildArgs = buildArgs ?? [:]
+        draft.labels = labels ?? [:]
+        draft.platform = platform
+        draft.noCache = noCache ?? false
+        draft.timeout = timeout
+        draft.secrets = secrets ?? []
+        draft.cacheFrom = cacheFrom
+        draft.cacheTo = cacheTo
+        draft.queueTTL = queueTTL
+        draft.runPolicy = runPolicy
+        draft.runKey = runKey
+        return draft
+    }
 }

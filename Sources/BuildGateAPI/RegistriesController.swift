@@ -36,7 +36,7 @@ struct RegistriesController<Context: AuthenticatedRequestContext>: Sendable {
         let hosts = try await credentials.hosts(of: principal.tenant).map {
             RegistryHostRepresentation(host: $0.host, updatedAt: $0.updatedAt)
         }
-        return try BuildsController<Context>.json(["registries": hosts], status: .ok)
+        return try APIResponse.json(["registries": hosts], status: .ok)
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {

@@ -35,7 +35,7 @@ struct SecretsController<Context: AuthenticatedRequestContext>: Sendable {
         let names = try await secrets.names(of: principal.tenant).map {
             SecretNameRepresentation(name: $0.name, updatedAt: $0.updatedAt)
         }
-        return try BuildsController<Context>.json(["secrets": names], status: .ok)
+        return try APIResponse.json(["secrets": names], status: .ok)
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {

@@ -88,20 +88,21 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
             settings: settings, createdAt: Date())
         try await triggers.createTrigger(
             trigger, secret: body.secret, cloneCredential: credential, statusToken: body.statusToken)
-        var response = try BuildsController<Context>.json(TriggerRepresentation(trigger), status: .created)
+        var response = try APIResponse.json(TriggerRepresentation(trigger), status: .created)
         response.headers[.location] = "/v1/triggers/\(trigger.id)"
         return response
     }
 
-    /// The build a push would make, for the intake checks (a capable builder, the named secrets stored).
+    /// The build a push would make, for the intake checks (limits, a capable builder, the named secrets stored).
     private func sampleRequest(_ settings: TriggerSettings) throws -> BuildRequest {
-        // As many images and the same build arguments as a push would give, so the intake limits hold for it too.
-        var pairs = settings.images.indices.map { (name: "image", value: "sample.invalid/sample\($0):1") }
-        pairs += settings.buildArgs.sorted { $0.key < $1.key }.map { ("buildArg", "\($0.key)=\($0.value)") }
-        pairs += (settings.buildSecrets ?? []).map { ("secret", $0) }
-        if let cacheFrom = settings.cacheFrom { pairs.append(("cacheFrom", cacheFrom)) }
-        if let cacheTo = settings.cacheTo { pairs.append(("cacheTo", cacheTo)) }
-        return try BuildParameters.parse(pairs, defaultTimeout: 1, maxTimeout: 1)
+        var draft = BuildDraft()
+        // As many images as a push would give; the templates themselves are checked in `validate`.
+        draft.images = settings.images.indices.map { "sample.invalid/sample\($0):1" }
+        draft.buildArgs = settings.buildArgs
+        draft.secrets = settings.buildSecrets ?? []
+        draft.cacheFrom = settings.cacheFrom
+        draft.cacheTo = settings.cacheTo
+        return try draft.validated(.init(defaultTimeout: 1, maxTimeout: 1, defaultQueueTTL: 1, maxQueueTTL: 1)).request
     }
 
     /// Checks the templates and filters with sample values, so a bad trigger fails now, not at the first push.
@@ -131,11 +132,11 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.triggersAdmin)
         let all = try await triggers.triggers(of: principal.tenant).map(TriggerRepresentation.init)
-        return try BuildsController<Context>.json(["triggers": all], status: .ok)
+        return try APIResponse.json(["triggers": all], status: .ok)
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try BuildsController<Context>.json(TriggerRepresentation(try await find(context)), status: .ok)
+        try APIResponse.json(TriggerRepresentation(try await find(context)), status: .ok)
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {

@@ -15,13 +15,9 @@ import Hummingbird
 /// gets the stored answer of the first delivery. Every trigger whose secret verifies the delivery is tried.
 struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     let triggers: any TriggerRepository
-    let repository: any BuildRepository
-    let logs: any BuildLogStore
     let limits: BuildGateAPILimits
     let limiter: TenantRateLimiter
-    let observer: any BuildObserver
-    let settler: BuildSettler
-    let onQueued: @Sendable () -> Void
+    let intake: BuildIntake
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("{forge}", use: receive)
@@ -91,14 +87,11 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         case .build(let buildRequest, let source):
             try await limiter.checkQueue(of: trigger.tenant)
             let now = Date()
-            let policy = trigger.settings.runPolicy ?? .parallel
             build = Build(
                 id: buildID, tenant: trigger.tenant, request: buildRequest, context: nil, gitSource: source,
                 triggerID: trigger.id, createdAt: now,
                 queueExpiresAt: now.addingTimeInterval(TimeInterval(limits.defaultQueueTTL)),
-                // Run policies apply per trigger and ref: a newer push of the branch supersedes or follows the older.
-                runKey: policy == .parallel ? nil : "\(trigger.tenant)/trigger:\(trigger.id):\(source.ref ?? "")",
-                runPolicy: policy)
+                runKey: TriggerPlanner.runKey(of: trigger, ref: source.ref), runPolicy: trigger.settings.runPolicy ?? .parallel)
         }
         let stored = try await triggers.recordDelivery(
             triggerID: trigger.id, deliveryID: deliveryID, build: build, at: Date()
@@ -117,11 +110,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             return (statusCode, String(decoding: try BuildRepresentation.encoder.encode(answer), as: UTF8.self))
         }
         if let build = stored.queued {
-            try await logs.appendGatewayLine(
-                "\(BuildsController<Context>.queuedLine(build)) (trigger \(trigger.id), delivery \(deliveryID))", to: build.id)
-            await observer.buildChanged(build)
-            try await settler.supersede(olderThan: build, in: repository, at: Date())
-            onQueued()
+            try await intake.announce(build, origin: "trigger \(trigger.id), delivery \(deliveryID)")
         }
         BuildGateMetrics.webhookDelivery(
             forge: trigger.forge, outcome: stored.isRedelivery ? "redelivery" : stored.queued == nil ? "ignored" : "queued")

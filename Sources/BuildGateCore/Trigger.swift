@@ -158,6 +158,13 @@ package enum TriggerPlanner {
         return .build(request, source)
     }
 
+    /// The run key of a trigger's builds of one ref: run policies apply per trigger and ref, so a newer push of a
+    /// branch supersedes (or follows) the older one. Nil under `parallel`.
+    package static func runKey(of trigger: Trigger, ref: String?) -> String? {
+        guard (trigger.settings.runPolicy ?? .parallel) != .parallel else { return nil }
+        return "\(trigger.tenant)/trigger:\(trigger.id):\(ref ?? "")"
+    }
+
     /// Replaces `{{name}}` placeholders. Values are made tag-safe (`feature/x` → `feature-x`); an unknown or absent
     /// placeholder renders empty, which the reference check then refuses.
     package static func render(_ template: String, _ values: [String: String]) -> String {
