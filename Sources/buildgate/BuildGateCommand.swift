@@ -20,91 +20,19 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Settings come from flags, then BUILDGATE_* environment variables, then the JSON config file, then \
             defaults. With no --builder and no --pool, the gateway starts its own `podman system service` in the data
-            directory.
-            """)
+            directory. The settings:
+
+            """ + BuildGateConfiguration.settingsHelp)
 
     @Option(help: "JSON config file (also BUILDGATE_CONFIG).") var config: String?
-    @Option(help: "HOST:PORT to listen on (default 127.0.0.1:8080).") var listen: String?
-    @Option(name: .customLong("data-dir"), help: "Data directory: database, contexts, logs.") var dataDirectory: String?
-    @Option(name: .customLong("builder"), help: "ENGINE=ADDRESS[,capacity=N][,name=NAME], repeatable.")
-    var builders: [String] = []
-    @Option(
-        name: .customLong("pool"),
-        help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,engine=E,port=P[,…], repeatable.")
-    var pools: [String] = []
-    @Option(help: "A JSON kubeconfig (kubectl config view --minify --flatten -o json) for kubernetes: pools.") var kubeconfig: String?
-    @Option(help: "Docker config.json-style file with registry credentials.") var registryAuthFile: String?
-    @Option(name: .customLong("insecure-registry"), help: "Registry host reached without TLS verification, repeatable.")
-    var insecureRegistries: [String] = []
-    @Option(help: "Largest context upload in bytes.") var maxContextSize: Int64?
-    @Option(help: "Most entries in a context archive.") var maxContextEntries: Int?
-    @Option(help: "Most bytes a context may expand to, decompressed (default twice --max-context-size).")
-    var maxExpandedContextSize: Int64?
-    @Option(help: "Seconds a client may take to send a request head (default 30).") var requestHeadTimeout: Int?
-    @Option(help: "Seconds a request body may stall (default 60).") var requestBodyTimeout: Int?
-    @Option(help: "Slowest average request body rate in bytes/s, after --request-body-timeout (default 1024; 0: none).")
-    var requestBodyMinRate: Int?
-    @Option(help: "Default build timeout in seconds.") var buildTimeout: Int?
-    @Option(help: "Dispatcher lease in seconds.") var leaseSeconds: Int?
-    @Option(help: "Seconds a build may wait in the queue before it ends expired (default 3600).") var queueTtl: Int?
-    @Option(help: "Seconds running builds get to finish on SIGTERM before they end interrupted (default 240).")
-    var shutdownGrace: Int?
-    @Option(help: "Seconds an upload in flight gets to finish on SIGTERM before it is answered 503 (default 30).")
-    var uploadGrace: Int?
-    @Option(help: "Bytes kept free in the data directory: uploads get 507 below it (default 1 GiB).") var minFreeDisk: Int64?
-    @Option(help: "Days a context is kept after its last build ended (default 0).") var contextRetentionDays: Int?
-    @Option(help: "Days a build log is kept after the build ended (default 30).") var logRetentionDays: Int?
-    @Option(help: "Days a build is kept after it ended (default 90).") var buildRetentionDays: Int?
-    @Option(help: "podman executable for the embedded builder.") var podman: String?
-    @Option(help: "Global podman arguments for the embedded builder (one string).") var podmanArgs: String?
-    @Option(help: "buildctl executable, for buildkit= builders.") var buildctl: String?
-    @Option(help: "Directory of the numbered .sql migrations.") var migrations: String?
-    @Option(help: "File with the base64 AES-256 key that seals secrets at rest.") var secretKeyFile: String?
-    @Option(name: .customLong("allowed-git-host"), help: "Host git sources may come from (glob), repeatable.")
-    var allowedGitHosts: [String] = []
-    @Option(help: "The gateway's external URL, for links in commit statuses.") var publicURL: String?
-    @Option(help: "Default running builds per tenant.") var tenantMaxRunningBuilds: Int?
-    @Option(help: "Default queued builds per tenant.") var tenantMaxQueuedBuilds: Int?
-    @Option(help: "Default API requests per minute per tenant.") var tenantRequestsPerMinute: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
     @Option(help: "Log format: text, or json (one object per line, for log collectors). Also BUILDGATE_LOG_FORMAT.")
     var logFormat: String?
+    /// Every other flag is a setting of `BuildGateConfiguration.settings` (listed in the discussion).
+    @Argument(parsing: .allUnrecognized, help: .hidden) var settings: [String] = []
 
     func run() async throws {
-        var flags = BuildGateConfiguration.Layer()
-        flags.listen = listen
-        flags.dataDirectory = dataDirectory
-        flags.builders = builders.isEmpty ? nil : builders
-        flags.pools = pools.isEmpty ? nil : pools
-        flags.kubeconfig = kubeconfig
-        flags.registryAuthFile = registryAuthFile
-        flags.insecureRegistries = insecureRegistries.isEmpty ? nil : insecureRegistries
-        flags.maxContextSize = maxContextSize
-        flags.maxContextEntries = maxContextEntries
-        flags.maxExpandedContextSize = maxExpandedContextSize
-        flags.requestHeadTimeout = requestHeadTimeout
-        flags.requestBodyTimeout = requestBodyTimeout
-        flags.requestBodyMinRate = requestBodyMinRate
-        flags.buildTimeout = buildTimeout
-        flags.leaseSeconds = leaseSeconds
-        flags.queueTTL = queueTtl
-        flags.shutdownGrace = shutdownGrace
-        flags.uploadGrace = uploadGrace
-        flags.minFreeDisk = minFreeDisk
-        flags.contextRetentionDays = contextRetentionDays
-        flags.logRetentionDays = logRetentionDays
-        flags.buildRetentionDays = buildRetentionDays
-        flags.podman = podman
-        flags.podmanArguments = podmanArgs.map { $0.split(separator: " ").map(String.init) }
-        flags.buildctl = buildctl
-        flags.migrationsDirectory = migrations
-        flags.secretKeyFile = secretKeyFile
-        flags.allowedGitHosts = allowedGitHosts.isEmpty ? nil : allowedGitHosts
-        flags.tenantMaxRunningBuilds = tenantMaxRunningBuilds
-        flags.publicURL = publicURL
-        flags.tenantMaxQueuedBuilds = tenantMaxQueuedBuilds
-        flags.tenantRequestsPerMinute = tenantRequestsPerMinute
-
+        let flags = try BuildGateConfiguration.Layer(arguments: settings)
         let environment = ProcessInfo.processInfo.environment
         var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]
         if let file = config ?? environment["BUILDGATE_CONFIG"] {
@@ -138,8 +66,8 @@ struct StorageOptions: ParsableArguments {
 
     func configuration() throws -> BuildGateConfiguration {
         var flags = BuildGateConfiguration.Layer()
-        flags.dataDirectory = dataDirectory
-        flags.migrationsDirectory = migrations
+        flags.values["dataDirectory"] = dataDirectory.map { .text($0) }
+        flags.values["migrationsDirectory"] = migrations.map { .text($0) }
         let environment = ProcessInfo.processInfo.environment
         var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]
         if let file = config ?? environment["BUILDGATE_CONFIG"] { layers.append(try .init(file: file)) }

@@ -13,8 +13,7 @@ struct BuildGateConfigurationTests {
         let file = "\(directory.path)/buildgate.json"
         try Data(#"{"listen":"0.0.0.0:9000","dataDirectory":"/from/file","buildTimeout":120,"insecureRegistries":["r.local:5000"]}"#.utf8)
             .write(to: URL(fileURLWithPath: file))
-        var flags = BuildGateConfiguration.Layer()
-        flags.listen = "127.0.0.1:7000"
+        let flags = try BuildGateConfiguration.Layer(arguments: ["--listen", "127.0.0.1:7000"])
         let environment = [
             "BUILDGATE_DATA_DIR": "/from/env", "BUILDGATE_MAX_CONTEXT_SIZE": "1000", "BUILDGATE_UPLOAD_GRACE": "5", "HOME": "/home/u",
         ]
@@ -86,15 +85,16 @@ struct BuildGateConfigurationTests {
 
     @Test func badValuesAreRefusedWithTheirName() {
         #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(environment: ["BUILDGATE_MAX_CONTEXT_SIZE": "lots"]) }
-        var layer = BuildGateConfiguration.Layer()
-        layer.listen = "nowhere"
-        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
-        layer = BuildGateConfiguration.Layer()
-        layer.uploadGrace = -1
-        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
-        layer = BuildGateConfiguration.Layer()
-        layer.builders = ["podman=tcp://a:1,name=x", "podman=tcp://b:1,name=x"]
-        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.resolve([layer], environment: [:]) }
+        for layer in [
+            BuildGateConfiguration.Layer(["listen": .text("nowhere")]),
+            BuildGateConfiguration.Layer(["uploadGrace": .number(-1)]),
+            BuildGateConfiguration.Layer(["builders": .list(["podman=tcp://a:1,name=x", "podman=tcp://b:1,name=x"])]),
+            BuildGateConfiguration.Layer(["logRetentionDays": .number(100)]),
+        ] {
+            #expect(throws: BuildGateError.self, "\(layer)") { try BuildGateConfiguration.resolve([layer], environment: [:]) }
+        }
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(arguments: ["--colour", "blue"]) }
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(arguments: ["--listen"]) }
     }
 
     @Test func requestTimeoutsAndTheExpandedContextLimitHaveSafeDefaultsAndCanBeSet() throws {
@@ -118,14 +118,44 @@ struct BuildGateConfigurationTests {
         #expect(configured.limits.maxExpandedContextSize == 123_456)
 
         for (key, value) in [("requestHeadTimeout", 0), ("requestBodyTimeout", -1), ("requestBodyMinRate", -1)] {
-            var bad = BuildGateConfiguration.Layer()
-            switch key {
-            case "requestHeadTimeout": bad.requestHeadTimeout = value
-            case "requestBodyTimeout": bad.requestBodyTimeout = value
-            default: bad.requestBodyMinRate = value
-            }
+            let bad = BuildGateConfiguration.Layer([key: .number(Int64(value))])
             #expect(throws: BuildGateError.self, "\(key)") { try BuildGateConfiguration.resolve([bad], environment: [:]) }
         }
+    }
+
+    /// Every setting is declared once: its flag, variable and file key all reach the same field, and the README's
+    /// table is the one made from the declarations.
+    @Test func everySettingIsDeclaredOnceAndTheREADMETableIsMadeFromTheList() throws {
+        let settings = BuildGateConfiguration.settings
+        #expect(Set(settings.map(\.key)).count == settings.count)
+        #expect(Set(settings.map(\.flag)).count == settings.count)
+        #expect(Set(settings.map(\.environment)).count == settings.count)
+        let readme = try String(contentsOfFile: "\(repositoryRoot)/README.md", encoding: .utf8)
+        #expect(readme.contains(BuildGateConfiguration.settingsTable), "README's settings table differs from the declarations:\n\(BuildGateConfiguration.settingsTable)")
+
+        let directory = try TemporaryDirectory("settings")
+        defer { directory.remove() }
+        let file = "\(directory.path)/config.json"
+        try Data(#"{"uploadGrace":7,"allowedGitHosts":["git.example.com"],"podmanArguments":["--root /x"]}"#.utf8)
+            .write(to: URL(fileURLWithPath: file))
+        let fromFile = try BuildGateConfiguration.resolve([try .init(file: file)], environment: [:])
+        let fromEnvironment = try BuildGateConfiguration.resolve(
+            [try .init(environment: ["BUILDGATE_UPLOAD_GRACE": "7", "BUILDGATE_ALLOWED_GIT_HOSTS": "git.example.com", "BUILDGATE_PODMAN_ARGS": "--root /x"])],
+            environment: [:])
+        let fromFlags = try BuildGateConfiguration.resolve(
+            [try .init(arguments: ["--upload-grace=7", "--allowed-git-host", "git.example.com", "--podman-args=--root /x"])],
+            environment: [:])
+        for configuration in [fromFile, fromEnvironment, fromFlags] {
+            #expect(configuration.limits.uploadShutdownGrace == .seconds(7))
+            #expect(configuration.limits.allowedGitHosts == ["git.example.com"])
+            #expect(configuration.podmanArguments == ["--root", "/x"])
+        }
+        let repeated = try BuildGateConfiguration.Layer(arguments: ["--builder", "podman=tcp://a:1", "--builder", "podman=tcp://b:1"])
+        #expect(try BuildGateConfiguration.resolve([repeated], environment: [:]).builders.count == 2)
+        try Data(#"{"uploadGrace":"soon"}"#.utf8).write(to: URL(fileURLWithPath: file))
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(file: file) }
+        try Data(#"{"colour":"blue"}"#.utf8).write(to: URL(fileURLWithPath: file))
+        #expect(throws: BuildGateError.self) { try BuildGateConfiguration.Layer(file: file) }
     }
 
     @Test func registryCredentialsReadDockerConfigJSON() throws {
