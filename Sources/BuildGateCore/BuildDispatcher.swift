@@ -58,6 +58,7 @@ package final class BuildDispatcher: Service {
     package let queueReasons = QueueReasons()
     private let state = Mutex(State())
     private let settler: BuildSettler
+    private let draining = Mutex(false)
     private let wakeUp: AsyncStream<Void>.Continuation
     private let wakeUps: AsyncStream<Void>
 
@@ -94,6 +95,9 @@ package final class BuildDispatcher: Service {
         (self.wakeUps, self.wakeUp) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
+    /// Whether graceful shutdown has begun: nothing new is claimed; running builds get their grace.
+    package var isDraining: Bool { draining.withLock { $0 } }
+
     /// Asks the dispatcher to look for work now (e.g. right after a build was queued).
     package func wake() {
         wakeUp.yield()
@@ -113,6 +117,7 @@ package final class BuildDispatcher: Service {
                     await self.claimForFreeSlots(into: &group)
                 }
             } onGracefulShutdown: {
+                self.draining.withLock { $0 = true }
                 self.wakeUp.finish()
             }
             await self.waitForRunningBuilds(upTo: configuration.shutdownGracePeriod)

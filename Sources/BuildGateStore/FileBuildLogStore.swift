@@ -267,6 +267,11 @@ package final class FileBuildLogStore: BuildLogStore {
         if resumeNow { continuation.resume() }
     }
 
+    /// How many readers wait on the log now (for tests that must know a reader is waiting before they write).
+    package func waiterCount(_ id: BuildID) -> Int {
+        state.withLock { $0.waiters[id]?.count ?? 0 }
+    }
+
     private func cancelWaiter(_ waiter: UInt64, for id: BuildID) {
         let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if let continuation = state.waiters[id]?.removeValue(forKey: waiter) {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// Keeps one pool of builder pods in `BuilderPool`: list, then watch, the pods matching a label selector in a
 /// namespace, the way client-go's reflector does.
@@ -34,6 +35,13 @@ package struct KubernetesBuilderDiscovery: Service {
     private let watchTimeout: Int
     private let backoff: Backoff
     private let logger: Logger
+    /// The newest resourceVersion this discovery has taken in (from a list, an event or a bookmark).
+    private let seenVersion = SeenVersion()
+
+    private final class SeenVersion: Sendable {
+        private let version = Mutex<String?>(nil)
+        func withLock<T>(_ body: (inout String?) -> T) -> T { version.withLock { body(&$0) } }
+    }
 
     /// How long to wait after a failed list or watch: `initial`, doubling up to `maximum`.
     package struct Backoff: Sendable {
@@ -61,6 +69,9 @@ package struct KubernetesBuilderDiscovery: Service {
 
     package var source: String { "kubernetes:\(selection.namespace)/\(selection.labelSelector)" }
 
+    /// The newest resourceVersion taken in so far: the one a resumed watch starts from.
+    package var lastSeenResourceVersion: String? { seenVersion.withLock { $0 } }
+
     private var podsPath: String { "/api/v1/namespaces/\(selection.namespace)/pods" }
 
     package func run() async throws {
@@ -81,6 +92,7 @@ package struct KubernetesBuilderDiscovery: Service {
                 pods = Dictionary(list.items.compactMap { pod in pod.metadata.name.map { ($0, pod) } }, uniquingKeysWith: { $1 })
                 publish(pods)
                 resourceVersion = list.metadata.resourceVersion ?? ""
+                seenVersion.withLock { $0 = resourceVersion }
                 delay = backoff.initial
             } catch {
                 logger.warning("listing builder pods failed; keeping the last known ones", metadata: metadata(error))
@@ -161,7 +173,10 @@ package struct KubernetesBuilderDiscovery: Service {
                 default:
                     continue
                 }
-                if let version = event.object.resourceVersion { current = version }
+                if let version = event.object.resourceVersion {
+                    current = version
+                    seenVersion.withLock { $0 = version }
+                }
                 if event.type != "BOOKMARK" { publish(pods) }
             }
         }

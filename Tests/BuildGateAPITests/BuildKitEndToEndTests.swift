@@ -47,9 +47,8 @@ struct BuildKitEndToEndTests {
             #expect(failing.message?.contains("exit code: 3") == true)
 
             let slow = try await gateway.submit(
-                services.context("RUN sleep 30\n"), query: "image=\(services.uniqueImage("bkdcancel"))")
-            _ = try await gateway.waitFor(slow.id) { $0.status == "running" }
-            try await Task.sleep(for: .seconds(2))
+                services.context("RUN echo bk-step-started && sleep 30\n"), query: "image=\(services.uniqueImage("bkdcancel"))")
+            try await gateway.waitForLog(slow.id, containing: "bk-step-started\n")
             _ = try await gateway.post("/v1/builds/\(slow.id)/cancel")
             #expect(try await gateway.waitUntilFinished(slow.id).status == "cancelled")
         }

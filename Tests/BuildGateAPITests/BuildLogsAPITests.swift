@@ -87,7 +87,8 @@ struct BuildLogsAPITests {
             #expect(quiet.headers[.init("X-Next-Offset")!] == String(length))
 
             let writer = Task {
-                try await Task.sleep(for: .milliseconds(300))
+                // Written once the long poll below waits for it.
+                while harness.logs.waiterCount(id) == 0 { await Task.yield() }
                 try await harness.logs.append(Array("new line\n".utf8), to: id)
             }
             let woken = clock.now
@@ -98,7 +99,7 @@ struct BuildLogsAPITests {
             #expect(answer.headers[.init("X-Next-Offset")!] == String(length + 9))
 
             let ending = Task {
-                try await Task.sleep(for: .milliseconds(300))
+                while harness.logs.waiterCount(id) == 0 { await Task.yield() }
                 try await finish(id, harness)
             }
             // The result line comes first, then the status: a poller goes on from X-Next-Offset until complete.

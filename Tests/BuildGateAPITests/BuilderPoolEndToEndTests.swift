@@ -99,7 +99,7 @@ struct BuilderPoolEndToEndTests {
             // pm-b dies in the middle of a build of its key: the build is retried on pm-a, nothing is lost.
             let doomed = try await gateway.submit(services.context("RUN echo started-on-b && sleep 5\n"), query: "image=\(onB)")
             _ = try await gateway.waitFor(doomed.id) { $0.status == "running" && $0.builder == "pm-b" }
-            try await Task.sleep(for: .seconds(1))
+            try await gateway.waitForLog(doomed.id, containing: "started-on-b\n")
             b.kill()
             let retried = try await gateway.waitUntilFinished(doomed.id)
             let log = try await gateway.log(doomed.id)

@@ -71,9 +71,8 @@ struct DockerEngineEndToEndTests {
         try await services.withGateway(builder: try dockerBuilder()) { gateway, _ in
             let queued = try await gateway.submit(
                 services.context("RUN echo long-step-started && sleep 30\n"), query: "image=\(services.uniqueImage("dkcancel"))")
-            _ = try await gateway.waitFor(queued.id) { $0.status == "running" }
-            // Wait until the RUN step's container exists, then cancel.
-            try await Task.sleep(for: .seconds(2))
+            // Wait until the RUN step's container runs (its own output is in the log), then cancel.
+            try await gateway.waitForLog(queued.id, containing: "long-step-started\n")
             let (cancel, _) = try await gateway.post("/v1/builds/\(queued.id)/cancel")
             #expect(cancel.status.code == 202)
             let build = try await gateway.waitUntilFinished(queued.id)

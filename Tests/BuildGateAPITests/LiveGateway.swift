@@ -98,6 +98,18 @@ struct GatewayClient: Sendable {
         return last
     }
 
+    /// Polls the build's log until it holds `text` (a step's own output: the step really runs), or fails the test.
+    func waitForLog(_ id: String, containing text: String, timeout: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !(try await log(id)).contains(text) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the log of \(id) never showed '\(text)':\n\(try await log(id))")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     func waitUntilFinished(_ id: String) async throws -> BuildJSON {
         try await waitFor(id) { ["succeeded", "failed", "cancelled", "timedOut"].contains($0.status) }
     }

@@ -40,7 +40,8 @@ struct ShutdownGateTests {
     @Test(arguments: [true, false])
     func anUploadInFlightGetsTheUploadGraceThen503(finishesInTime: Bool) async throws {
         var limits = BuildGateAPILimits()
-        limits.uploadShutdownGrace = .milliseconds(500)
+        // Room to see shutdown in effect before the rest is sent; short where the upload must run out of time.
+        limits.uploadShutdownGrace = finishesInTime ? .seconds(20) : .milliseconds(500)
         let harness = try await APIHarness(limits: limits)
         defer { harness.directory.remove() }
         let context = sampleContext()
@@ -65,7 +66,16 @@ struct ShutdownGateTests {
                 let started = ContinuousClock.now
                 trigger.triggerGracefulShutdown()
                 if finishesInTime {
-                    try await Task.sleep(for: .milliseconds(100))
+                    // Once shutdown is in effect (a new connection is refused, or a new upload gets 503), the upload
+                    // in flight finishes within its grace.
+                    var probe = HTTPClientRequest(url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
+                    probe.method = .POST
+                    probe.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
+                    while let answer = try? await HTTPClient.shared.execute(probe, timeout: .seconds(10)),
+                        answer.status != .serviceUnavailable
+                    {
+                        await Task.yield()
+                    }
                     feed.yield(ByteBuffer(bytes: context.dropFirst(512)))
                     feed.finish()
                 }

@@ -158,9 +158,9 @@ struct BuildDispatcherTests {
         try await running(dispatcher) {
             _ = try await harness.waitFor(first) { $0.status == .running }
             _ = try await harness.waitFor(other) { $0.status == .running }
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(try await harness.store.build(second)?.status == .queued)
+            // The dispatcher looked at the queue with both running, and chose to keep the second one waiting.
             #expect(try await harness.queueReason(of: second, in: dispatcher) == "waiting for the running build of the same run key (serial)")
+            #expect(try await harness.store.build(second)?.status == .queued)
             driver.release()
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
         }
@@ -205,7 +205,8 @@ struct BuildDispatcherTests {
             let task = Task { try await dispatcher.run() }
             _ = try await harness.waitFor(id) { $0.status == .running }
             trigger.triggerGracefulShutdown()
-            try await Task.sleep(for: .milliseconds(200))
+            // Released only once the dispatcher is draining: the build really finishes within the grace.
+            while !dispatcher.isDraining { await Task.yield() }
             driver.release()
             try await task.value
             #expect(try await harness.store.build(id)?.status == .succeeded)
@@ -254,9 +255,11 @@ struct BuildDispatcherTests {
         let driver = FakeBuilderDriver(script: script)
         var ids: [BuildID] = []
         for _ in 0..<5 { ids.append(try await harness.enqueue()) }
-        try await running(harness.dispatcher(driver, capacity: 2)) {
+        let dispatcher = harness.dispatcher(driver, capacity: 2)
+        try await running(dispatcher) {
             _ = try await harness.waitFor(ids[1]) { $0.status == .running }
-            try await Task.sleep(for: .milliseconds(300))
+            // The dispatcher looked again with both slots taken, and kept the third waiting for capacity.
+            #expect(try await harness.queueReason(of: ids[2], in: dispatcher)?.hasPrefix("waiting for capacity") == true)
             #expect(driver.maxConcurrent == 2)
             #expect(try await harness.store.build(ids[2])?.status == .queued)
             driver.release()

@@ -175,12 +175,12 @@ struct FileBuildLogStoreTests {
         #expect(quiet >= .milliseconds(190))
 
         async let woken = logs.waitForChange(id, beyond: 0, timeout: .seconds(30))
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilWaiting(logs, id)
         try await logs.append(Array("x".utf8), to: id)
         #expect(await woken.length == 1)
 
         async let finished = logs.waitForChange(id, beyond: 1, timeout: .seconds(30))
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilWaiting(logs, id)
         await logs.finish(id)
         #expect(await finished.isFinished)
     }
@@ -191,7 +191,7 @@ struct FileBuildLogStoreTests {
         let logs = try FileBuildLogStore(dataDirectory: directory.path)
         let id = BuildID.generate()
         let waiter = Task { await logs.waitForChange(id, beyond: 0, timeout: .seconds(60)) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilWaiting(logs, id)
         let start = ContinuousClock.now
         waiter.cancel()
         _ = await waiter.value
@@ -200,5 +200,17 @@ struct FileBuildLogStoreTests {
 
     private func address(of bytes: ArraySlice<UInt8>) -> UnsafePointer<UInt8>? {
         bytes.withUnsafeBufferPointer { $0.baseAddress }
+    }
+}
+
+/// Returns once a reader waits on the log (a condition, not a guess at how long that takes).
+private func waitUntilWaiting(_ logs: FileBuildLogStore, _ id: BuildID) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while logs.waiterCount(id) == 0 {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("no reader ever waited")
+            throw CancellationError()
+        }
+        await Task.yield()
     }
 }

@@ -14,7 +14,7 @@ import Testing
     /// Runs discovery against a fresh fake API for the duration of `body`.
     func withDiscovery(
         token: String? = nil, template: BuilderTemplate = BuilderTemplate(engine: .buildkit, port: .named("buildkitd")),
-        _ body: @Sendable (FakeKubernetesAPI, BuilderPool) async throws -> Void
+        _ body: @Sendable (FakeKubernetesAPI, BuilderPool, KubernetesBuilderDiscovery) async throws -> Void
     ) async throws {
         let api = FakeKubernetesAPI()
         let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -28,7 +28,7 @@ import Testing
                 logger: Logger(label: "test"))
             let task = Task { await discovery.reflect() }
             do {
-                try await body(api, pool)
+                try await body(api, pool, discovery)
             } catch {
                 task.cancel()
                 api.shutDown()
@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func readyPodsWithAnIPAreBuildersAndTheWatchKeepsThePoolCurrent() async throws {
-        try await withDiscovery { api, pool in
+        try await withDiscovery { api, pool, _ in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
             api.addPod("bk-1", ip: "10.2.0.11", ready: false)
             api.addPod("web-0", ip: "10.2.0.99", ready: true, labels: ["app": "web"])
@@ -96,14 +96,14 @@ import Testing
     }
 
     @Test func aWatchResumesFromTheLastResourceVersionIncludingABookmarks() async throws {
-        try await withDiscovery { api, pool in
+        try await withDiscovery { api, pool, discovery in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
             try await eventually(pool, "bk-0") { $0.count == 1 }
             while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
             // A change this watch does not see (another label) moves the version on; only the bookmark tells.
             api.addPod("web-0", ip: "10.2.0.99", ready: true, labels: ["app": "web"])
             api.bookmark()
-            try await Task.sleep(for: .milliseconds(100))
+            try await until("the bookmark taken in") { discovery.lastSeenResourceVersion == "102" }
             let bookmarked = "resourceVersion=102"
             api.closeWatches()
             api.addPod("bk-1", ip: "10.2.0.11", ready: true)
@@ -117,7 +117,7 @@ import Testing
     }
 
     @Test func aWatchWhoseHistoryIsGoneListsAgainAndNeverEmptiesThePoolMeanwhile() async throws {
-        try await withDiscovery { api, pool in
+        try await withDiscovery { api, pool, _ in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
             api.addPod("bk-1", ip: "10.2.0.11", ready: true)
             try await eventually(pool, "two builders") { $0.count == 2 }
@@ -139,7 +139,7 @@ import Testing
     }
 
     @Test func apiErrorsBackOffAndKeepTheLastKnownBuilders() async throws {
-        try await withDiscovery { api, pool in
+        try await withDiscovery { api, pool, _ in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
             try await eventually(pool, "bk-0") { $0.count == 1 }
             while api.openWatches == 0 { try await Task.sleep(for: .milliseconds(10)) }
@@ -153,7 +153,7 @@ import Testing
     }
 
     @Test func aRefusedTokenFindsNoBuildersAndSaysSo() async throws {
-        try await withDiscovery(token: "wrong") { api, pool in
+        try await withDiscovery(token: "wrong") { api, pool, _ in
             api.addPod("bk-0", ip: "10.2.0.10", ready: true)
             // Refused, retried, refused again: and still no builder.
             try await until("a retry after the refusal") { api.requests.count >= 3 }
