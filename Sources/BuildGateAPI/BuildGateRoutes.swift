@@ -25,6 +25,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var observer: any BuildObserver
     /// The process's one settler (shared with the dispatcher and reaper); nil: the router makes its own.
     package var settler: BuildSettler?
+    /// What time it is, for rate limits.
+    package var clock: any GatewayClock
     package var onQueued: @Sendable () -> Void
 
     package init(
@@ -43,8 +45,10 @@ package struct BuildGateAPIDependencies: Sendable {
         metrics: (@Sendable () -> String)? = nil,
         observer: any BuildObserver = NoBuildObserver(),
         settler: BuildSettler? = nil,
+        clock: any GatewayClock = SystemClock(),
         onQueued: @escaping @Sendable () -> Void
     ) {
+        self.clock = clock
         self.repository = repository
         self.logs = logs
         self.contexts = contexts
@@ -125,7 +129,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
     }
     router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
-    let limiter = TenantRateLimiter(repository: dependencies.tenantLimits, defaults: limits.tenantDefaults)
+    let limiter = TenantRateLimiter(
+        repository: dependencies.tenantLimits, defaults: limits.tenantDefaults, clock: dependencies.clock)
     router.middlewares.add(TenantRateLimitMiddleware<Context>(limiter: limiter))
 
     var upload = ContextIntake.Limits()

@@ -15,14 +15,17 @@ final class TenantRateLimiter: Sendable {
     private let repository: any TenantLimitsRepository
     private let defaults: TenantLimits
     private let state = Mutex(State())
+    private let clock: any GatewayClock
 
-    init(repository: any TenantLimitsRepository, defaults: TenantLimits) {
+    init(repository: any TenantLimitsRepository, defaults: TenantLimits, clock: any GatewayClock = SystemClock()) {
         self.repository = repository
         self.defaults = defaults
+        self.clock = clock
     }
 
     /// The tenant's effective limits (stored values over the defaults), cached for 5 seconds.
-    func limits(of tenant: TenantID, now: Date = Date()) async throws -> TenantLimits {
+    func limits(of tenant: TenantID) async throws -> TenantLimits {
+        let now = clock.now
         if let cached = state.withLock({ $0.cached[tenant] }), cached.until > now { return cached.limits }
         let limits = try await repository.limits(of: tenant).over(defaults)
         state.withLock { $0.cached[tenant] = (limits, now.addingTimeInterval(5)) }
@@ -30,8 +33,9 @@ final class TenantRateLimiter: Sendable {
     }
 
     /// Counts one request; returns the seconds to wait when the tenant is over its limit for this minute.
-    func admit(_ tenant: TenantID, limit: Int, now: Date = Date()) -> Int? {
-        state.withLock { state in
+    func admit(_ tenant: TenantID, limit: Int) -> Int? {
+        let now = clock.now
+        return state.withLock { state in
             var window = state.windows[tenant] ?? (now, 0)
             if now.timeIntervalSince(window.start) >= 60 { window = (now, 0) }
             guard window.count < limit else {

@@ -58,6 +58,8 @@ package final class BuildDispatcher: Service {
     package let queueReasons = QueueReasons()
     private let state = Mutex(State())
     private let settler: BuildSettler
+    /// Deadlines (build timeouts, leases, the shutdown grace) are this clock's; polling cadence is real time.
+    private let clock: any GatewayClock
     private let draining = Mutex(false)
     private let wakeUp: AsyncStream<Void>.Continuation
     private let wakeUps: AsyncStream<Void>
@@ -74,9 +76,11 @@ package final class BuildDispatcher: Service {
         cloneCredentials: @escaping @Sendable (Build) async -> GitCredential? = { _ in nil },
         observer: any BuildObserver = NoBuildObserver(),
         settler: BuildSettler? = nil,
+        clock: any GatewayClock = SystemClock(),
         configuration: Configuration = .init(),
         logger: Logger
     ) {
+        self.clock = clock
         self.queue = queue
         self.logs = logs
         self.contexts = contexts
@@ -157,7 +161,7 @@ package final class BuildDispatcher: Service {
             guard pool.reserve(endpoint.name, for: build.id) else { continue }
             let claimed: Build?
             do {
-                let now = Date()
+                let now = clock.now
                 claimed = try await queue.claim(
                     build.id, builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
             } catch {
@@ -170,7 +174,7 @@ package final class BuildDispatcher: Service {
                 continue
             }
             if let key = claimed.runKey { activeKeys.insert(key) }
-            BuildGateMetrics.queueWait((claimed.startedAt ?? Date()).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
+            BuildGateMetrics.queueWait((claimed.startedAt ?? clock.now).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
             let signal = register(claimed)
             await observer.buildChanged(claimed)
             group.addTask {
@@ -206,10 +210,17 @@ package final class BuildDispatcher: Service {
         }
     }
 
+    /// Returns when no build runs here any more, or when `gracePeriod` of the clock's time has passed.
     private func waitForRunningBuilds(upTo gracePeriod: Duration) async {
-        let deadline = ContinuousClock.now + gracePeriod
-        while state.withLock({ !$0.cancellations.isEmpty }) && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(100))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [clock] in try? await clock.sleep(for: gracePeriod) }
+            group.addTask {
+                while self.state.withLock({ !$0.cancellations.isEmpty }) && !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 
@@ -223,7 +234,7 @@ package final class BuildDispatcher: Service {
         }
         for build in running {
             do {
-                _ = try await settler.settle(build, on: .shutdownInterrupt, expecting: .lease(owner: owner), at: Date())
+                _ = try await settler.settle(build, on: .shutdownInterrupt, expecting: .lease(owner: owner), at: clock.now)
             } catch {
                 logger.error(
                     "settling an interrupted build failed", metadata: ["buildgate.build.id": "\(build.id)", "buildgate.error": "\(error)"])
@@ -315,7 +326,7 @@ package final class BuildDispatcher: Service {
     ) async -> Bool {
         do {
             guard let requeued = try await queue.requeueForRetry(
-                build.id, owner: owner, queueExpiresAt: Date() + configuration.retryQueueTTL)
+                build.id, owner: owner, queueExpiresAt: clock.now + configuration.retryQueueTTL)
             else { return false }
             let retry = BuildLifecycle.transition(
                 from: build.status,
@@ -398,10 +409,10 @@ package final class BuildDispatcher: Service {
         operation: @escaping @Sendable () async -> BuildOutcome
     ) async -> (BuildOutcome, timedOut: Bool) {
         let timeout = Duration.seconds(timeoutSeconds)
-        return await withTaskGroup(of: RaceResult.self) { group in
+        return await withTaskGroup(of: RaceResult.self) { [clock] group in
             group.addTask { .driver(await operation()) }
             group.addTask {
-                do { try await Task.sleep(for: timeout) } catch { return .stopped }
+                do { try await clock.sleep(for: timeout) } catch { return .stopped }
                 return .deadline
             }
             group.addTask {
@@ -484,10 +495,10 @@ package final class BuildDispatcher: Service {
         do {
             let stored = try await settler.settle(
                 build, on: .engineFinished(outcome, timedOut: timedOut), expecting: .lease(owner: owner),
-                pushedImages: pushed, at: Date())
+                pushedImages: pushed, at: clock.now)
             if let stored {
                 BuildGateMetrics.buildDuration(
-                    (stored.finishedAt ?? Date()).timeIntervalSince(stored.startedAt ?? Date()), engine: endpoint.engine,
+                    (stored.finishedAt ?? clock.now).timeIntervalSince(stored.startedAt ?? clock.now), engine: endpoint.engine,
                     result: stored.status)
             } else {
                 logger.warning("the build's lease was lost before its result could be stored")
@@ -506,7 +517,7 @@ package final class BuildDispatcher: Service {
             guard !ids.isEmpty else { continue }
             do {
                 let cancelled = try await queue.renewLeases(
-                    ids, owner: owner, until: Date() + configuration.leaseDuration)
+                    ids, owner: owner, until: clock.now + configuration.leaseDuration)
                 let signals = state.withLock { state in cancelled.compactMap { state.cancellations[$0] } }
                 for signal in signals { signal.fire() }
             } catch {
@@ -529,12 +540,5 @@ final class CancellationSignal: Sendable {
 
     func wait() async {
         for await _ in stream {}
-    }
-}
-
-extension Date {
-    static func + (date: Date, duration: Duration) -> Date {
-        let (seconds, attoseconds) = duration.components
-        return date.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
     }
 }

@@ -16,6 +16,7 @@ package struct LeaseReaper: Service {
     private let onRequeue: @Sendable () -> Void
     private let logger: Logger
     private let settler: BuildSettler
+    private let clock: any GatewayClock
 
     package init(
         queue: any BuildQueue,
@@ -25,8 +26,10 @@ package struct LeaseReaper: Service {
         observer: any BuildObserver = NoBuildObserver(),
         onRequeue: @escaping @Sendable () -> Void = {},
         settler: BuildSettler? = nil,
+        clock: any GatewayClock = SystemClock(),
         logger: Logger
     ) {
+        self.clock = clock
         self.queue = queue
         self.logs = logs
         self.interval = interval
@@ -40,8 +43,8 @@ package struct LeaseReaper: Service {
     package func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                try await settleExpiredLeases(now: Date())
-                try await expireQueuedBuilds(now: Date())
+                try await settleExpiredLeases(now: clock.now)
+                try await expireQueuedBuilds(now: clock.now)
             } catch {
                 logger.error("settling expired leases failed", metadata: ["buildgate.error": "\(error)"])
             }
@@ -78,8 +81,8 @@ package struct LeaseReaper: Service {
     }
 
     private func gracefulShutdownAwareSleep(_ duration: Duration) async throws {
-        try await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: duration)
+        try await cancelWhenGracefulShutdown { [clock] in
+            try await clock.sleep(for: duration)
         }
     }
 }

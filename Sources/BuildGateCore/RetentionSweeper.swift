@@ -35,12 +35,14 @@ package struct RetentionSweeper: Service {
     private let logs: any BuildLogStore
     private let policy: RetentionPolicy
     private let interval: Duration
+    private let clock: any GatewayClock
     private let logger: Logger
 
     package init(
         store: any BuildRetentionStore, contexts: any ContextStore, logs: any BuildLogStore, policy: RetentionPolicy,
-        interval: Duration = .seconds(600), logger: Logger
+        interval: Duration = .seconds(600), clock: any GatewayClock = SystemClock(), logger: Logger
     ) {
+        self.clock = clock
         self.store = store
         self.contexts = contexts
         self.logs = logs
@@ -53,11 +55,11 @@ package struct RetentionSweeper: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    try await sweep(now: Date())
+                    try await sweep(now: clock.now)
                 } catch {
                     logger.error("retention sweep failed", metadata: ["buildgate.error": "\(error)"])
                 }
-                try? await Task.sleep(for: interval)
+                try? await clock.sleep(for: interval)
             }
         }
     }

@@ -38,7 +38,7 @@ struct BuildDispatcherTests {
 
         func dispatcher(
             _ driver: FakeBuilderDriver, capacity: Int = 1, lease: Duration = .seconds(15), pool: BuilderPool? = nil,
-            shutdownGrace: Duration = .seconds(240)
+            shutdownGrace: Duration = .seconds(240), clock: any GatewayClock = SystemClock()
         ) -> BuildDispatcher {
             var configuration = BuildDispatcher.Configuration()
             configuration.shutdownGracePeriod = shutdownGrace
@@ -48,7 +48,7 @@ struct BuildDispatcherTests {
             return BuildDispatcher(
                 queue: store, logs: logs, contexts: contexts,
                 pool: pool ?? .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)]),
-                drivers: [.podman: driver], configuration: configuration, logger: Logger(label: "test"))
+                drivers: [.podman: driver], clock: clock, configuration: configuration, logger: Logger(label: "test"))
         }
 
         /// Polls until `condition` holds for the build, or fails after `timeout`.
@@ -174,16 +174,21 @@ struct BuildDispatcherTests {
         script.holdUntilReleased = true
         let driver = FakeBuilderDriver(script: script)
         let running = try await harness.enqueue()
-        let dispatcher = harness.dispatcher(driver, shutdownGrace: .milliseconds(500))
+        let clock = TestClock()
+        let dispatcher = harness.dispatcher(driver, shutdownGrace: .seconds(240), clock: clock)
         try await testGracefulShutdown { trigger in
             let task = Task { try await dispatcher.run() }
             _ = try await harness.waitFor(running) { $0.status == .running }
             let queued = try await harness.enqueue()
+            // The build's timeout is armed on the clock; then shutdown arms the grace.
+            try await clock.waitForSleepers(1)
             trigger.triggerGracefulShutdown()
-            let started = ContinuousClock.now
+            try await clock.waitForSleepers(2)
+            clock.advance(by: .seconds(239))
+            #expect(try await harness.store.build(running)?.status == .running, "still within its grace")
+            clock.advance(by: .seconds(1))
             try await task.value
             // It waited the grace period for the held build, then settled it as after a crash; it claimed nothing new.
-            #expect(ContinuousClock.now - started >= .milliseconds(500))
             let interrupted = try #require(try await harness.store.build(running))
             #expect(interrupted.status == .failed)
             #expect(interrupted.reason == .interrupted)
@@ -275,9 +280,15 @@ struct BuildDispatcherTests {
         script.holdUntilReleased = true
         script.stopDelay = .milliseconds(300)
         let driver = FakeBuilderDriver(script: script)
-        let id = try await harness.enqueue(timeout: 1)
+        let clock = TestClock()
+        let id = try await harness.enqueue(timeout: 60)
         let second = try await harness.enqueue()
-        let build = try await running(harness.dispatcher(driver)) {
+        let build = try await running(harness.dispatcher(driver, clock: clock)) {
+            _ = try await harness.waitFor(id) { $0.status == .running }
+            try await clock.waitForSleepers(1)
+            clock.advance(by: .seconds(59))
+            #expect(try await harness.store.build(id)?.status == .running, "within its timeout")
+            clock.advance(by: .seconds(1))
             let build = try await harness.waitFor(id) { $0.status.isTerminal }
             driver.release()
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
@@ -287,7 +298,7 @@ struct BuildDispatcherTests {
         #expect(build.reason == .timedOut)
         // The slot stayed busy while the engine stopped: the next build never ran alongside it.
         #expect(driver.maxConcurrent == 1)
-        #expect(try await harness.log(id).contains("timeout of 1s reached"))
+        #expect(try await harness.log(id).contains("timeout of 60s reached"))
     }
 
     @Test func cancellingARunningBuildStopsItsDriver() async throws {
