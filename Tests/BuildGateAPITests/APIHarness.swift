@@ -92,49 +92,6 @@ struct APIHarness {
     var contextFiles: [String] { directory.files(under: "tmp") + directory.files(under: "contexts") }
 }
 
-/// A minimal valid context: a Dockerfile and one file.
-func sampleContext(dockerfile: String = "FROM scratch\nCOPY hello /\n") -> [UInt8] {
-    var tar = TarWriter()
-    tar.file("Dockerfile", dockerfile)
-    tar.file("hello", "hello\n")
-    tar.end()
-    return tar.bytes
-}
-
-struct ErrorEnvelope: Decodable {
-    struct Detail: Decodable { var code: String; var message: String }
-    var error: Detail
-}
-
-struct BuildJSON: Decodable {
-    struct Context: Decodable { var digest: String; var size: Int64 }
-    struct Image: Decodable { var reference: String; var digest: String? }
-    struct Links: Decodable { var `self`: String; var logs: String }
-    struct Parameters: Decodable { var secrets: [String]; var cacheFrom: [String]; var cacheTo: String? }
-    struct Step: Decodable { var name: String; var startedAt: String?; var completedAt: String?; var cached: Bool; var error: String? }
-    struct Queue: Decodable { var position: Int; var reason: String? }
-    var id: String
-    var status: String
-    var builder: String?
-    var attempt: Int
-    var reason: String?
-    var message: String?
-    var createdAt: String
-    var startedAt: String?
-    var finishedAt: String?
-    var context: Context?
-    var images: [Image]
-    var parameters: Parameters
-    var steps: [Step]
-    var queue: Queue?
-    var links: Links
-}
-
-struct PageJSON: Decodable {
-    var builds: [BuildJSON]
-    var nextCursor: String?
-}
-
 extension TestResponse {
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))

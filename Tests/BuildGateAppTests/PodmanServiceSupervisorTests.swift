@@ -67,32 +67,4 @@ struct PodmanServiceSupervisorTests {
         }
         #expect(gone, "the podman service outlived its supervisor")
     }
-
-    /// After a gateway was killed (a crash, `kill -9`), its `podman system service` kept running as an orphan: three
-    /// were found after three such runs.
-    @Test func theServiceDiesWithAGatewayKilledWithSIGKILL() async throws {
-        let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
-        let directory = try TemporaryDirectory(path: "/tmp/bgk-\(UUID().uuidString.prefix(8))")
-        defer { directory.remove() }
-        let gateway = try GatewayProcess(
-            binary: binary, dataDirectory: directory.path,
-            arguments: [
-                "--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs",
-            ])
-        _ = try await gateway.port()
-        var service: Int32?
-        _ = try await ChildProcess.wait(for: .seconds(30)) {
-            service = pid(in: directory.path)
-            return service.map { kill($0, 0) == 0 } ?? false
-        }
-        let podman = try #require(service, "the gateway started no podman service")
-        let command = (try? String(contentsOfFile: "/proc/\(podman)/cmdline", encoding: .utf8)) ?? ""
-        #expect(command.contains("podman") && command.contains("system"), "\(command)")
-
-        gateway.kill9()
-
-        let gone = try await ChildProcess.wait(for: .seconds(30)) { kill(podman, 0) != 0 }
-        #expect(gone, "podman system service (pid \(podman)) outlived its gateway killed with SIGKILL")
-        if !gone { kill(podman, SIGKILL) }
-    }
 }
