@@ -45,7 +45,7 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         let start = query.range?.from ?? query.offset ?? 0
 
         if query.follow {
-            return follow(build, from: start, request: request)
+            return await follow(build, from: start, request: request)
         }
 
         var status = build.status
@@ -102,8 +102,11 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         }
     }
 
-    private func follow(_ build: Build, from start: Int64, request: Request) -> Response {
-        var headers = Self.headers(status: build.status, complete: false, nextOffset: start)
+    private func follow(_ build: Build, from start: Int64, request: Request) async -> Response {
+        // A build already over has its whole log now (its status was read before this snapshot): the headers say so
+        // and name the final offset; a running one's say where the body starts.
+        let ended = build.status.isTerminal ? await logs.snapshot(build.id).length : nil
+        var headers = Self.headers(status: build.status, complete: ended != nil, nextOffset: ended.map { max($0, start) } ?? start)
         headers[.cacheControl] = "no-store"
         // The server closes the connection once a followed response ends (it watches the connection for the client
         // going away); said up front, so clients do not try to reuse it.

@@ -157,6 +157,13 @@ struct BuildLogsAPITests {
                 #expect(received.count == expected.count)
                 #expect(received == expected)
             }
+
+            // Following a build that is already over: the headers say complete, with the final offset.
+            let late = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(late.headers["X-Log-Complete"] == ["true"])
+            #expect(late.headers["X-Next-Offset"] == [String(expected.count)])
+            #expect(late.headers["X-Build-Status"] == ["succeeded"])
+            #expect(Array(try await late.body.collect(upTo: 1 << 20).readableBytesView) == expected)
         }
     }
 }
