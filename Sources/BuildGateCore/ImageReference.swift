@@ -11,6 +11,24 @@ package struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     /// `registry/repository`, without the tag.
     package var name: String { "\(registry)/\(repository)" }
 
+    /// Whether the registry is on this machine's loopback (`localhost`, 127.0.0.0/8, `::1`, any port): reached
+    /// without TLS verification by default, as dockerd treats it.
+    package var isLoopbackRegistry: Bool { Self.isLoopback(registry: registry) }
+
+    /// `registry` is `host[:port]` (an IPv6 host in brackets).
+    package static func isLoopback(registry: String) -> Bool {
+        var host = Substring(registry)
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]") else { return false }
+            host = host[host.index(after: host.startIndex)..<end]
+            return host == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        if host.lowercased() == "localhost" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
     package init(parsing text: String) throws(BuildGateError) {
         func invalid(_ why: String) -> BuildGateError {
             BuildGateError(.invalidParameter, "image '\(text)' is not a valid reference: \(why)")

@@ -31,7 +31,8 @@ package struct BuildKitDriver: BuilderDriver {
         package var buildctl = "buildctl"
         /// Where per-build directories are made; it should be on the same disk as the context store.
         package var workDirectory: String
-        /// Registries reached over plain HTTP or with self-signed certificates (`registry.insecure=true`).
+        /// Registries reached over plain HTTP or with self-signed certificates (`registry.insecure=true`); loopback
+        /// registries (`localhost`, 127.0.0.0/8, `::1`) are always.
         package var insecureRegistries: Set<String> = []
         /// How long `buildctl` gets to end after SIGTERM before it is killed.
         package var stopGracePeriod: Duration = .seconds(10)
@@ -155,7 +156,8 @@ package struct BuildKitDriver: BuilderDriver {
         case "none": arguments += ["--opt", "force-network-mode=none"]
         default: break
         }
-        func insecureFlag(_ image: ImageReference) -> String { insecure.contains(image.registry) ? ",registry.insecure=true" : "" }
+        func isInsecure(_ image: ImageReference) -> Bool { insecure.contains(image.registry) || image.isLoopbackRegistry }
+        func insecureFlag(_ image: ImageReference) -> String { isInsecure(image) ? ",registry.insecure=true" : "" }
         for source in request.cacheFrom {
             arguments += ["--import-cache", "type=registry,ref=\(source)\(insecureFlag(source))"]
         }
@@ -168,7 +170,7 @@ package struct BuildKitDriver: BuilderDriver {
         // One output pushes every name; a comma inside the list needs CSV quoting, which buildctl reads.
         let names = request.images.map(\.description).joined(separator: ",")
         var output = "type=image,\"name=\(names)\",push=true"
-        if request.images.contains(where: { insecure.contains($0.registry) }) { output += ",registry.insecure=true" }
+        if request.images.contains(where: isInsecure) { output += ",registry.insecure=true" }
         arguments += ["--output", output, "--metadata-file", workspace.metadataFile]
         return arguments
     }

@@ -22,7 +22,8 @@ import ServiceLifecycle
 /// engine has no build container left that appeared during the build, and only then returns.
 package struct EngineAPIDriver: BuilderDriver {
     package struct Configuration: Sendable {
-        /// Registries reached over plain HTTP or with self-signed certificates (`tlsVerify=false` on push).
+        /// Registries reached over plain HTTP or with self-signed certificates (`tlsVerify=false` on push); loopback
+        /// registries (`localhost`, 127.0.0.0/8, `::1`) are always.
         package var insecureRegistries: Set<String> = []
         /// How long to wait for a cancelled Podman build to stop before giving its slot back anyway.
         package var engineStopTimeout: Duration = .seconds(600)
@@ -234,7 +235,9 @@ package struct EngineAPIDriver: BuilderDriver {
         events: @escaping @Sendable (BuildEvent) async -> Void
     ) async -> PushResult {
         var query = [("tag", image.tag)]
-        if configuration.insecureRegistries.contains(image.registry) { query.append(("tlsVerify", "false")) }
+        if configuration.insecureRegistries.contains(image.registry) || image.isLoopbackRegistry {
+            query.append(("tlsVerify", "false"))
+        }
         var headers = HTTPHeaders()
         headers.add(name: "X-Registry-Auth", value: Self.registryAuth(job.registryCredentials[image.registry], for: image.registry))
         do {

@@ -34,4 +34,16 @@ struct DomainValueTests {
         #expect(throws: BuildGateError.self) { try Platform(parsing: "linux") }
         #expect(throws: BuildGateError.self) { try Platform(parsing: "linux/amd64/v1/x") }
     }
+
+    @Test func loopbackRegistriesAreRecognisedWhateverTheirPort() throws {
+        for loopback in ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            #expect(ImageReference.isLoopback(registry: loopback), "\(loopback)")
+        }
+        for remote in ["registry.example.com", "128.0.0.1:5000", "10.0.0.1:5000", "localhost.example.com:5000",
+            "[::2]:5000", "127.0.0.1.example.com", "127.0.0.256"]
+        {
+            #expect(!ImageReference.isLoopback(registry: remote), "\(remote)")
+        }
+        #expect(try ImageReference(parsing: "127.0.0.1:5000/app:1").isLoopbackRegistry)
+    }
 }

@@ -37,4 +37,29 @@ struct EmbeddedPodmanEndToEndTests {
         #expect(gone, "podman system service (pid \(podman)) outlived its gateway killed with SIGKILL")
         if !gone { kill(podman, SIGKILL) }
     }
+
+    /// The README's first example: the embedded Podman, no `--insecure-registry`, a push to a registry on 127.0.0.1.
+    /// dockerd treats loopback registries as insecure by default, and so does the gateway (the push failed with
+    /// "http: server gave HTTP response to HTTPS client").
+    @Test func theEmbeddedBuilderPushesToALoopbackRegistryWithoutBeingToldItIsInsecure() async throws {
+        let services = try RealServices()
+        #expect(services.registry.hasPrefix("127.0.0.1:"))
+        let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
+        let directory = try TemporaryDirectory(path: "/tmp/bgl-\(UUID().uuidString.prefix(8))")
+        defer { directory.remove() }
+        let gateway = try GatewayProcess(
+            binary: binary, dataDirectory: directory.path,
+            arguments: ["--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs"])
+        defer { gateway.terminate() }
+        let client = try GatewayClient(baseURL: "http://127.0.0.1:\(try await gateway.port())", dataDirectory: directory.path)
+        var tar = TarWriter()
+        tar.file("Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n")
+        tar.file("hello.txt", "hello \(UUID().uuidString)\n")
+        tar.end()
+        let image = services.uniqueImage("loopback")
+        let built = try await client.waitUntilFinished(try await client.submit(tar.bytes, query: "image=\(image)").id)
+        let log = try await client.log(built.id)
+        #expect(built.status == "succeeded", "\(built.message ?? ""): \(log)")
+        #expect(try await services.manifest(of: image).digest == built.images.first?.digest)
+    }
 }
