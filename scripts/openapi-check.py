@@ -4,6 +4,7 @@
   openapi-check.py spec                      validate the document as OpenAPI 3.1
   openapi-check.py operations                print [[method, path, [status codes]], ...] as JSON
   openapi-check.py instance SCHEMA FILE      validate the JSON in FILE against components/schemas/SCHEMA
+  openapi-check.py load FILE                 load FILE as the spec is loaded (fails on a key given twice)
 """
 import json
 import pathlib
@@ -14,11 +15,29 @@ import yaml
 SPEC_PATH = pathlib.Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
-def load():
-    return yaml.safe_load(SPEC_PATH.read_text())
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice (it keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load(text=None):
+    return yaml.load(text if text is not None else SPEC_PATH.read_text(), Loader=UniqueKeyLoader)
 
 
 def main(argv):
+    if argv[1] == "load":
+        load(pathlib.Path(argv[2]).read_text())
+        print("loaded")
+        return
     spec = load()
     if argv[1] == "spec":
         from openapi_spec_validator import validate

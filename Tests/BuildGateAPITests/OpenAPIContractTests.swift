@@ -40,6 +40,17 @@ struct OpenAPIContractTests {
         #expect(result.output.contains("valid OpenAPI 3.1"))
     }
 
+    /// PyYAML keeps the last of two equal keys without a word: a duplicate `'429'` under `POST /v1/builds` went
+    /// unnoticed. The spec is loaded with duplicates refused.
+    @Test func aKeyGivenTwiceInTheSpecIsRefused() throws {
+        let file = "\(NSTemporaryDirectory())/openapi-duplicate-\(UUID().uuidString).yaml"
+        try Data("responses:\n  '429': {description: a}\n  '429': {description: b}\n".utf8).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let result = try check(["load", file])
+        #expect(result.status != 0)
+        #expect(result.errors.contains("duplicate key '429'"), "\(result.errors)")
+    }
+
     @Test func everyDocumentedOperationIsServedWithADocumentedStatusAndShape() async throws {
         let listed = try check(["operations"])
         try #require(listed.status == 0, "\(listed.errors)")
