@@ -36,11 +36,14 @@ struct ClassicSteps {
     }
 
     /// `STEP 2/3: RUN make` (Podman) or `Step 2/3 : RUN make` (dockerd) → `[2/3] RUN make`, BuildKit's naming.
-    /// Every line of build output passes here: the prefix check keeps the regex (built per call) off the hot path.
+    /// Podman prefixes the steps of a multi-stage build with the stage, `[1/2] STEP 2/3: RUN make` →
+    /// `[stage 1/2 2/3] RUN make`. Every line of build output passes here: the prefix check keeps the regex (built
+    /// per call) off the hot path.
     static func stepName(_ line: Substring) -> String? {
-        guard line.hasPrefix("STEP ") || line.hasPrefix("Step "),
-            let match = line.firstMatch(of: /^(?:STEP|Step) (\d+\/\d+) ?: (.*)$/)
+        guard line.hasPrefix("STEP ") || line.hasPrefix("Step ") || line.hasPrefix("["),
+            let match = line.firstMatch(of: /^(?:\[(\d+\/\d+)\] )?(?:STEP|Step) (\d+\/\d+) ?: (.*)$/)
         else { return nil }
-        return "[\(match.1)] \(match.2)"
+        let stage = match.1.map { "stage \($0) " } ?? ""
+        return "[\(stage)\(match.2)] \(match.3)"
     }
 }

@@ -32,6 +32,23 @@ struct ClassicStepsTests {
         #expect(steps.steps.first?.error == nil)
     }
 
+    /// With `target=` on a two-stage Dockerfile Podman prefixes every step with its stage; no step was recorded.
+    @Test func podmansMultiStageStepsAreRecordedForEveryStage() throws {
+        let url = try #require(Bundle.module.url(
+            forResource: "Fixtures/podman-4.3-compat-build-multistage-target", withExtension: "jsonl"))
+        var decoder = EngineStreamDecoder()
+        var steps = ClassicSteps()
+        for case .stream(let text) in decoder.decode(Array(try Data(contentsOf: url))) + decoder.finish() {
+            _ = steps.record(text, at: t0)
+        }
+        #expect(steps.steps.map(\.name) == [
+            "[stage 1/2 1/2] FROM 127.0.0.1:43159/busybox:latest AS base",
+            "[stage 1/2 2/2] RUN echo base-stage",
+            "[stage 2/2 1/2] FROM 401998b3f8fcdfb15aa950df0c3a00540d52ea03113d8276354379c98deb693a AS final",
+            "[stage 2/2 2/2] RUN echo final-stage",
+        ])
+    }
+
     @Test func theRealCapturedStreamsHaveTheirSteps() throws {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/podman-4.3-compat-build-success", withExtension: "jsonl"))
         var decoder = EngineStreamDecoder()
