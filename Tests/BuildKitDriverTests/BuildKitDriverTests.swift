@@ -140,6 +140,11 @@ import Testing
         #expect(completed > started && completed.timeIntervalSince(started) < 60)
         #expect(!run.cached && run.error == nil)
         #expect(steps.allSatisfy { $0.completedAt != nil })
+        // In execution order, although buildkitd announced `[3/3] COPY` before the context load, RUN and FROM.
+        let starts = steps.compactMap(\.startedAt)
+        #expect(starts == starts.sorted(), "\(steps.map(\.name))")
+        let positions = ["[1/3] FROM", "[2/3] RUN", "[3/3] COPY"].compactMap { prefix in steps.firstIndex { $0.name.hasPrefix(prefix) } }
+        #expect(positions.count == 3 && positions == positions.sorted(), "\(steps.map(\.name))")
     }
 
     @Test func aCachedBuildsStepsSayCached() async throws {
