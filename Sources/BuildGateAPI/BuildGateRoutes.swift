@@ -149,14 +149,12 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     BuildsController<Context>(
         repository: dependencies.repository,
         allowedGitHosts: limits.allowedGitHosts,
-        logs: dependencies.logs,
         contexts: dependencies.contexts,
         tokens: dependencies.tokens,
         limiter: limiter,
         admission: admission,
         queueReasons: dependencies.queueReasons,
         freeDiskBytes: dependencies.freeDiskBytes,
-        observer: dependencies.observer,
         settler: settler,
         intake: intake,
         configuration: .init(

@@ -22,14 +22,12 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     let repository: any BuildRepository
     let allowedGitHosts: [String]
-    let logs: any BuildLogStore
     let contexts: any ContextStore
     let tokens: any AccessTokenRepository
     let limiter: TenantRateLimiter
     let admission: BuildAdmission
     let queueReasons: QueueReasons
     let freeDiskBytes: @Sendable () -> Int64?
-    let observer: any BuildObserver
     let settler: BuildSettler
     let intake: BuildIntake
     let configuration: Configuration

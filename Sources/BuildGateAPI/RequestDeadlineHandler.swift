@@ -92,7 +92,7 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
 
     package func read(context: ChannelHandlerContext) {
         if readRequestedAt == nil {
-            let now = NIODeadline.now()
+            let now = context.eventLoop.now
             readRequestedAt = now
             if let since = serverPausedSince { serverPaused = serverPaused + (now - since) }
             serverPausedSince = nil
@@ -101,18 +101,19 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The event loop's time: one reading per part, and a clock tests can move (EmbeddedEventLoop).
+        let now = context.eventLoop.now
         readRequestedAt = nil
-        serverPausedSince = .now()
+        serverPausedSince = now
         switch unwrapInboundIn(data) {
         case .head:
-            let now = NIODeadline.now()
             unanswered += 1
             serverPaused = .zero
             state = .receivingBody(start: now, received: 0, lastRead: now)
             armBodyTimer(context: context)
         case .body(let buffer):
             if case .receivingBody(let start, let received, _) = state {
-                state = .receivingBody(start: start, received: received + Int64(buffer.readableBytes), lastRead: .now())
+                state = .receivingBody(start: start, received: received + Int64(buffer.readableBytes), lastRead: now)
             }
         case .end:
             if case .receivingBody = state {
@@ -189,9 +190,9 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
     /// timer is not touched for every piece of a fast upload).
     private func armBodyTimer(context: ChannelHandlerContext) {
         cancelTimer()
-        guard let (idle, rate) = bodyDeadlines(now: .now()) else { return }
+        guard let (idle, rate) = bodyDeadlines(now: context.eventLoop.now) else { return }
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: min(idle, rate ?? idle)) { [self] in
-            let now = NIODeadline.now()
+            let now = context.eventLoop.now
             guard let (idle, rate) = self.bodyDeadlines(now: now) else { return }
             let message: String
             if now >= idle {

@@ -57,11 +57,8 @@ struct ShutdownGateTests {
                     return (response.status, try await response.body.collect(upTo: 1 << 16))
                 }
                 feed.yield(ByteBuffer(bytes: context.prefix(512)))
-                let deadline = ContinuousClock.now + .seconds(10)
-                while harness.directory.files(under: "tmp").isEmpty && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-                #expect(!harness.directory.files(under: "tmp").isEmpty, "the upload is in flight")
+                let inFlight = try await ChildProcess.wait(for: .seconds(10)) { !harness.directory.files(under: "tmp").isEmpty }
+                #expect(inFlight, "the upload is in flight")
 
                 let started = ContinuousClock.now
                 trigger.triggerGracefulShutdown()

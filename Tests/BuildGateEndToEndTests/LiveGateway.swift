@@ -98,16 +98,17 @@ struct GatewayClient: Sendable {
         return last
     }
 
-    /// Polls the build's log until it holds `text` (a step's own output: the step really runs), or fails the test.
-    func waitForLog(_ id: String, containing text: String, timeout: Duration = .seconds(120)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !(try await log(id)).contains(text) {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("the log of \(id) never showed '\(text)':\n\(try await log(id))")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(100))
+    /// Follows the build's log until it holds `text` (a step's own output: the step really runs), or fails the test
+    /// when the log ends without it.
+    func waitForLog(_ id: String, containing text: String) async throws {
+        let response = try await HTTPClient.shared.execute(request("/v1/builds/\(id)/logs?follow=true"), timeout: .seconds(300))
+        var received: [UInt8] = []
+        for try await chunk in response.body {
+            received += chunk.readableBytesView
+            if String(decoding: received, as: UTF8.self).contains(text) { return }
         }
+        Issue.record("the log of \(id) ended without '\(text)':\n\(String(decoding: received, as: UTF8.self))")
+        throw CancellationError()
     }
 
     func waitUntilFinished(_ id: String) async throws -> BuildJSON {

@@ -232,8 +232,8 @@ import Testing
         let task = Task { await driver.run(job, on: endpoint) { _ in } }
         // Wait until buildctl runs and waits (its SIGTERM trap set), then cancel as the dispatcher does on a user
         // cancel or a timeout.
-        for _ in 0..<600 where standIn.recorded("hanging") == nil { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(standIn.recorded("hanging") != nil, "the buildctl stand-in never started waiting")
+        let hanging = try await ChildProcess.wait(for: .seconds(30)) { standIn.recorded("hanging") != nil }
+        #expect(hanging, "the buildctl stand-in never started waiting")
         task.cancel()
         let outcome = await task.value
         #expect(outcome == .failed(.cancelled, message: "the build was stopped"))

@@ -44,13 +44,9 @@ import Testing
 
     /// Waits until `condition` holds (failing the test after 30 s, a bound for a hung run, not a timing).
     func until(_ what: Comment, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("never: \(what)")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        guard try await ChildProcess.wait(for: .seconds(30), until: condition) else {
+            Issue.record("never: \(what)")
+            throw CancellationError()
         }
     }
 
