@@ -22,6 +22,8 @@ package func buildApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     let dataDirectory = configuration.dataDirectory
+    // Configuration that can be refused is read before anything is created (the database, the admin token).
+    let kubernetes = try kubernetesCredentials(configuration)
     let database = try openDatabase(configuration)
     let store = SQLiteBuildStore(
         database: database, defaultMaxRunningPerTenant: configuration.limits.tenantDefaults.maxRunningBuilds)
@@ -63,7 +65,7 @@ package func buildApplication(
 
     let drivers: [BuilderEngine: any BuilderDriver] = [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver]
     pool.update(endpoints, from: "static")
-    services += try discoveryServices(configuration, pool: pool, logger: logger)
+    services += discoveryServices(configuration, kubernetes: kubernetes, pool: pool, logger: logger)
     // Its first round starts with the services; builds wait (saying why) until a builder answers, and the
     // dispatcher looks again as soon as one does. A dead builder never delays start-up.
     services.append(BuilderHealthMonitor(pool: pool, drivers: drivers, logger: logger))
@@ -161,32 +163,35 @@ func freeBytes(_ path: String) -> Int64? {
     return Int64(stats.f_bavail) * Int64(stats.f_frsize)
 }
 
+/// The Kubernetes API credentials for `kubernetes:` pools: the kubeconfig given, else the pod's service account;
+/// nil when no pool needs them.
+func kubernetesCredentials(_ configuration: BuildGateConfiguration) throws -> KubernetesCredentials? {
+    guard configuration.pools.contains(where: { if case .kubernetes = $0 { true } else { false } }) else { return nil }
+    if let file = configuration.kubeconfig { return try KubernetesCredentials.kubeconfig(file: file) }
+    guard let credentials = KubernetesCredentials.inCluster() else {
+        throw BuildGateError(
+            .invalidParameter,
+            "a kubernetes: pool needs the pod's service account (KUBERNETES_SERVICE_HOST) or --kubeconfig FILE")
+    }
+    return credentials
+}
+
 /// A discovery service per configured pool. DNS pools resolve once here, so their builders are probed before the
 /// first claim; Kubernetes pools list on start.
-func discoveryServices(_ configuration: BuildGateConfiguration, pool: BuilderPool, logger: Logger) throws -> [any Service] {
-    var kubernetes: KubernetesCredentials?
-    return try configuration.pools.map { spec -> any Service in
+func discoveryServices(
+    _ configuration: BuildGateConfiguration, kubernetes: KubernetesCredentials?, pool: BuilderPool, logger: Logger
+) -> [any Service] {
+    configuration.pools.compactMap { spec -> (any Service)? in
         switch spec {
         case .dns(let name, let template):
             let discovery = DNSBuilderDiscovery(name: name, template: template, pool: pool, logger: logger)
             discovery.resolveOnce()
             return discovery
         case .kubernetes(let namespace, let labelSelector, let template):
-            if kubernetes == nil {
-                if let file = configuration.kubeconfig {
-                    kubernetes = try KubernetesCredentials.kubeconfig(
-                        jsonFile: file, dataDirectory: "\(configuration.dataDirectory)/kubernetes")
-                } else {
-                    kubernetes = KubernetesCredentials.inCluster()
-                }
-            }
-            guard let credentials = kubernetes else {
-                throw BuildGateError(
-                    .invalidParameter,
-                    "a kubernetes: pool needs the pod's service account (KUBERNETES_SERVICE_HOST) or --kubeconfig FILE.json")
-            }
+            // `kubernetesCredentials` found them, or refused to start, for any kubernetes: pool.
+            guard let kubernetes else { return nil }
             return KubernetesBuilderDiscovery(
-                credentials: credentials, selection: .init(namespace: namespace, labelSelector: labelSelector),
+                credentials: kubernetes, selection: .init(namespace: namespace, labelSelector: labelSelector),
                 template: template, pool: pool, logger: logger)
         }
     }

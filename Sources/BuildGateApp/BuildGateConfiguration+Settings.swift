@@ -136,7 +136,7 @@ extension BuildGateConfiguration {
             "pools", .list(separator: " "), flag: "--pool", default: "none",
             help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,engine=E,port=P[,…], repeatable."
         ) { configuration, value in configuration.pools = try value.list("pools").map(parsePool) },
-        .init("kubeconfig", .text, default: "the pod's service account", help: "A JSON kubeconfig, for kubernetes: pools.") {
+        .init("kubeconfig", .text, default: "the pod's service account", help: "A kubeconfig (YAML or JSON, as kubectl writes it), for kubernetes: pools.") {
             configuration, value in configuration.kubeconfig = try value.text("kubeconfig")
         },
         .init("registryAuthFile", .text, default: "none", help: "Docker config.json-style file with registry credentials.") {

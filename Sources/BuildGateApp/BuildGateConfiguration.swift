@@ -20,7 +20,7 @@ package struct BuildGateConfiguration: Sendable {
     package var builders: [BuilderEndpoint] = []
     /// Discovered pools of builders (DNS names, Kubernetes pods).
     package var pools: [BuilderPoolSpec] = []
-    /// A JSON kubeconfig for Kubernetes pools outside the cluster; nil: the pod's service account.
+    /// A kubeconfig (YAML or JSON) for Kubernetes pools outside the cluster; nil: the pod's service account.
     package var kubeconfig: String?
     /// A Docker `config.json`-style file with registry credentials (`{"auths":{"host":{"auth":"base64(user:pass)"}}}`).
     package var registryAuthFile: String?

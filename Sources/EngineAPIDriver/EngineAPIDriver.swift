@@ -113,44 +113,14 @@ package struct EngineAPIDriver: BuilderDriver {
         events: @escaping @Sendable (BuildEvent) async -> Void
     ) async -> BuildOutcome {
         let request = job.request
-        var query: [(String, String)] = request.images.map { ("t", $0.description) }
-        query.append(("dockerfile", request.dockerfile))
-        if let target = request.target { query.append(("target", target)) }
-        if let platform = request.platform { query.append(("platform", platform.description)) }
-        if !request.buildArgs.isEmpty { query.append(("buildargs", Self.json(request.buildArgs))) }
-        if !request.labels.isEmpty { query.append(("labels", Self.json(request.labels))) }
-        if request.noCache { query.append(("nocache", "true")) }
-        if let network = endpoint.networkMode { query.append(("networkmode", network)) }
-        // Podman takes a cache *repository* (it tags one image per cached layer there), so the tag is left off.
-        if let cacheFrom = request.cacheFrom.first { query.append(("cachefrom", cacheFrom.name)) }
-        if let cacheTo = request.cacheTo { query.append(("cacheto", cacheTo.name)) }
-        if request.cacheFrom.count + (request.cacheTo == nil ? 0 : 1) > 0 { query.append(("layers", "true")) }
-        if endpoint.engine == .docker && endpoint.useBuildKit { query.append(("version", "2")) }
-        query.append(("rm", "true"))
-        query.append(("forcerm", "true"))
-
-        // Podman takes secret files only inside the uploaded context, and moves each one named by `secrets` out of
-        // the extracted context before building: so they travel in front of the stored archive, under names no
-        // context file can have (the build ID is unique; secret names are flat).
-        let secretFiles = job.secrets.sorted { $0.key < $1.key }.map { name, value in
-            (name: ".buildgate-secret-\(job.id)-\(name)", contents: value.bytes)
-        }
-        if !secretFiles.isEmpty {
-            let specs = zip(job.secrets.keys.sorted(), secretFiles).map { "id=\($0),src=\($1.name)" }
-            query.append(("secrets", Self.json(specs)))
-        }
-        let prefix = ByteBuffer(bytes: ArchivePrefix.entries(secretFiles, gzip: job.context.compression == .gzip))
-
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/x-tar")
-        if !job.registryCredentials.isEmpty {
-            headers.add(name: "X-Registry-Config", value: Self.registryConfig(job.registryCredentials))
-        }
+        let engineRequest = EngineBuildRequest(job, endpoint: endpoint)
+        let prefix = ByteBuffer(
+            bytes: ArchivePrefix.entries(engineRequest.secretFiles, gzip: job.context.compression == .gzip))
 
         do {
             return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(job.contextPath)) { file in
                 let response = try await engine.execute(
-                    .POST, "/v1.41/build", query: query, headers: headers,
+                    .POST, "/v1.41/build", query: engineRequest.query, headers: engineRequest.headers,
                     body: .stream(
                         PrefixedChunks(prefix: prefix, rest: file.readChunks(chunkLength: .kibibytes(256))),
                         length: .known(Int64(prefix.readableBytes) + job.context.size)),

@@ -10,15 +10,20 @@ import NIOSSL
 package struct KubernetesCredentials: Sendable, Equatable {
     /// `https://host:port` (or `http://` for a test server).
     package var server: String
-    /// The CA that signed the API server's certificate; nil: the system's roots.
+    /// The CA that signed the API server's certificate, as a file or inline PEM; neither: the system's roots.
     package var caFile: String?
+    package var caData: [UInt8]?
+    /// kubeconfig `insecure-skip-tls-verify`: the server's certificate is not checked at all.
+    package var insecureSkipTLSVerify = false
     /// A bearer token file, read on every request (projected service-account tokens rotate).
     package var tokenFile: String?
     /// A bearer token given inline (kubeconfig `token`).
     package var token: String?
-    /// Client certificate and key files (kubeconfig `client-certificate`, `client-key`).
+    /// Client certificate and key, as files (kubeconfig `client-certificate`, `client-key`) or inline PEM (`-data`).
     package var clientCertificateFile: String?
     package var clientKeyFile: String?
+    package var clientCertificateData: [UInt8]?
+    package var clientKeyData: [UInt8]?
     /// The namespace of the pod the gateway runs in, when known.
     package var namespace: String?
 
@@ -45,75 +50,6 @@ package struct KubernetesCredentials: Sendable, Equatable {
             ?? (try? String(contentsOfFile: "\(directory)/namespace", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         return credentials
     }
-
-    /// The current context of a kubeconfig in JSON (`kubectl config view --minify --flatten -o json`): server, CA,
-    /// token or client certificate. Inline `-data` fields are written to files next to it under `directory`.
-    package static func kubeconfig(jsonFile path: String, dataDirectory directory: String) throws -> KubernetesCredentials {
-        struct Config: Decodable {
-            struct Named<T: Decodable>: Decodable { var name: String; var value: T
-                enum CodingKeys: String, CodingKey { case name, cluster, user, context }
-                init(from decoder: any Decoder) throws {
-                    let container = try decoder.container(keyedBy: CodingKeys.self)
-                    name = try container.decode(String.self, forKey: .name)
-                    value = try container.decodeIfPresent(T.self, forKey: .cluster) ?? container.decodeIfPresent(T.self, forKey: .user)
-                        ?? container.decode(T.self, forKey: .context)
-                }
-            }
-            struct Cluster: Decodable {
-                var server: String
-                var certificateAuthority: String?
-                var certificateAuthorityData: String?
-                enum CodingKeys: String, CodingKey {
-                    case server, certificateAuthority = "certificate-authority", certificateAuthorityData = "certificate-authority-data"
-                }
-            }
-            struct User: Decodable {
-                var token: String?
-                var tokenFile: String?
-                var clientCertificate: String?
-                var clientCertificateData: String?
-                var clientKey: String?
-                var clientKeyData: String?
-                enum CodingKeys: String, CodingKey {
-                    case token, tokenFile = "tokenFile", clientCertificate = "client-certificate",
-                        clientCertificateData = "client-certificate-data", clientKey = "client-key", clientKeyData = "client-key-data"
-                }
-            }
-            struct Context: Decodable { var cluster: String; var user: String; var namespace: String? }
-            var clusters: [Named<Cluster>]
-            var users: [Named<User>]
-            var contexts: [Named<Context>]
-            var currentContext: String?
-            enum CodingKeys: String, CodingKey { case clusters, users, contexts, currentContext = "current-context" }
-        }
-        let config: Config
-        do {
-            config = try JSONDecoder().decode(Config.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw BuildGateError(.invalidParameter, "kubeconfig \(path) is not a JSON kubeconfig (kubectl config view --minify --flatten -o json): \(error)")
-        }
-        guard let context = config.contexts.first(where: { $0.name == config.currentContext }) ?? config.contexts.first,
-            let cluster = config.clusters.first(where: { $0.name == context.value.cluster }),
-            let user = config.users.first(where: { $0.name == context.value.user })
-        else { throw BuildGateError(.invalidParameter, "kubeconfig \(path) has no usable current context") }
-
-        func file(_ inline: String?, _ named: String?, as name: String) throws -> String? {
-            if let named { return named }
-            guard let inline, let data = Data(base64Encoded: inline) else { return nil }
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let target = "\(directory)/\(name)"
-            guard FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o600]) else {
-                throw BuildGateError(.internalError, "could not write \(target)")
-            }
-            return target
-        }
-        var credentials = KubernetesCredentials(server: cluster.value.server, tokenFile: user.value.tokenFile, token: user.value.token)
-        credentials.caFile = try file(cluster.value.certificateAuthorityData, cluster.value.certificateAuthority, as: "kube-ca.crt")
-        credentials.clientCertificateFile = try file(user.value.clientCertificateData, user.value.clientCertificate, as: "kube-client.crt")
-        credentials.clientKeyFile = try file(user.value.clientKeyData, user.value.clientKey, as: "kube-client.key")
-        credentials.namespace = context.value.namespace
-        return credentials
-    }
 }
 
 /// The few Kubernetes API calls discovery needs, over AsyncHTTPClient.
@@ -134,15 +70,7 @@ struct KubernetesAPIClient: Sendable {
         var request = HTTPClientRequest(url: credentials.server + path + URLQuery.encode(query))
         request.headers.add(name: "Accept", value: "application/json")
         if let token = try bearerToken() { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if credentials.server.hasPrefix("https://") {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            if let ca = credentials.caFile { tls.trustRoots = .file(ca) }
-            if let certificate = credentials.clientCertificateFile, let key = credentials.clientKeyFile {
-                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
-                tls.privateKey = .file(key)
-            }
-            request.tlsConfiguration = tls
-        }
+        if credentials.server.hasPrefix("https://") { request.tlsConfiguration = try tlsConfiguration() }
         let response = try await httpClient.execute(request, timeout: timeout)
         guard (200..<300).contains(response.status.code) else {
             let body = try? await response.body.collect(upTo: 1 << 20)
@@ -150,6 +78,27 @@ struct KubernetesAPIClient: Sendable {
             throw Failure(httpStatus: Int(response.status.code), status: status)
         }
         return response
+    }
+
+    /// The CA, client certificate and verification the credentials ask for.
+    func tlsConfiguration() throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if credentials.insecureSkipTLSVerify {
+            tls.certificateVerification = .none
+        } else if let ca = credentials.caFile {
+            tls.trustRoots = .file(ca)
+        } else if let ca = credentials.caData {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+        }
+        let chain = try credentials.clientCertificateFile.map { try NIOSSLCertificate.fromPEMFile($0) }
+            ?? credentials.clientCertificateData.map { try NIOSSLCertificate.fromPEMBytes($0) }
+        let key = try credentials.clientKeyFile.map { try NIOSSLPrivateKey(file: $0, format: .pem) }
+            ?? credentials.clientKeyData.map { try NIOSSLPrivateKey(bytes: $0, format: .pem) }
+        if let chain, let key {
+            tls.certificateChain = chain.map { .certificate($0) }
+            tls.privateKey = .privateKey(key)
+        }
+        return tls
     }
 
     private func bearerToken() throws -> String? {

@@ -141,6 +141,7 @@ struct RealServices {
         configuration.builders = try (builders ?? [builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman"])
             .enumerated().map { try BuildGateConfiguration.parseBuilder($1, index: $0) }
         configuration.insecureRegistries = Set([registry] + insecureRegistries)
+        if let buildctl = RealEngines.buildctl { configuration.buildctlExecutable = buildctl }
         configuration.limits.allowedGitHosts = allowedGitHosts
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning

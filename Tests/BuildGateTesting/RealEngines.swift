@@ -15,8 +15,11 @@ package enum RealEngines {
     /// dockerd's mutual-TLS listener as a builder address with its options: `tcp://…,tlscacert=…,tlscert=…,tlskey=…`.
     package static var dockerTLS: String? { environment["BUILDGATE_TEST_DOCKER_TLS"] }
     package static var gatewayBinary: String? { environment["BUILDGATE_TEST_BINARY"] }
-    /// A real buildkitd (`tcp://…` or a whole `buildkit=…` builder), where one exists; none is packaged here.
+    /// A real buildkitd (`unix://…`, `tcp://…` or a whole `buildkit=…` builder): `scripts/test-services` starts one
+    /// from `../shared/tools/buildkit` (or `BUILDGATE_TEST_BUILDKITD`) when the binaries are there.
     package static var buildKitAddress: String? { environment["BUILDGATE_TEST_BUILDKIT_ADDR"] }
+    /// The `buildctl` beside that buildkitd (Debian packages neither).
+    package static var buildctl: String? { environment["BUILDGATE_TEST_BUILDCTL"] }
 
     /// Whether the end-to-end tests should run: the services are there, or CI demands they be.
     package static var shouldRun: Bool { isCI || (registry != nil && podmanSocket != nil) }

@@ -172,24 +172,6 @@ import Testing
         #expect(KubernetesCredentials.inCluster(environment: [:], directory: directory.path) == nil)
     }
 
-    @Test func aJSONKubeconfigGivesServerCAAndToken() throws {
-        let directory = try TemporaryDirectory("kubeconfig")
-        defer { directory.remove() }
-        let config = """
-            {"apiVersion":"v1","kind":"Config","current-context":"kind",
-             "clusters":[{"name":"kind","cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"\(Data("CA PEM".utf8).base64EncodedString())"}}],
-             "users":[{"name":"kind","user":{"token":"abc"}}],
-             "contexts":[{"name":"kind","context":{"cluster":"kind","user":"kind","namespace":"builders"}}]}
-            """
-        try config.write(toFile: "\(directory.path)/config.json", atomically: true, encoding: .utf8)
-        let credentials = try KubernetesCredentials.kubeconfig(jsonFile: "\(directory.path)/config.json", dataDirectory: directory.path)
-        #expect(credentials.server == "https://127.0.0.1:6443")
-        #expect(credentials.token == "abc")
-        #expect(credentials.namespace == "builders")
-        let caFile = try #require(credentials.caFile)
-        #expect(try String(contentsOfFile: caFile, encoding: .utf8) == "CA PEM")
-    }
-
     @Test func theRealPodShapesDecode() throws {
         // A real `kubectl get pods -o json` capture: every pod in it is Running and Ready with an IP.
         let url = URL(fileURLWithPath: "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/real-kubectl-pod-list-minikube.json")
