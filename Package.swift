@@ -2,14 +2,14 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
     name: "buildgate",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "buildgate", targets: ["buildgate"]),
+        .executable(name: "buildgate", targets: ["buildgate"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

@@ -6,8 +6,10 @@ public func fuzzWebhookParser(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int3
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let forges = Forge.allCases
     let forge = forges[Int(bytes[0]) % forges.count]
-    let events = ["push", "Push Hook", "Tag Push Hook", "Merge Request Hook", "pull_request", "repo:push",
-        "pullrequest:created", "create", "ping", "delete", "tag_push"]
+    let events = [
+        "push", "Push Hook", "Tag Push Hook", "Merge Request Hook", "pull_request", "repo:push",
+        "pullrequest:created", "create", "ping", "delete", "tag_push",
+    ]
     let event = events[Int(bytes[1]) % events.count]
     let headers: [(name: String, value: String)] = [
         ("X-GitHub-Event", event), ("X-Gitlab-Event", event), ("X-Gitea-Event", event), ("X-Forgejo-Event", event),

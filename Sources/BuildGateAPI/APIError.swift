@@ -21,20 +21,21 @@ struct APIError: HTTPResponseError {
 
     /// The HTTP face of a `BuildGateError`. Unknown codes are internal errors and show nothing of their cause.
     init(_ error: BuildGateError) {
-        let status: HTTPResponse.Status = switch error.code {
-        case .invalidParameter, .corruptArchive: .badRequest
-        case .contextTooLarge: .contentTooLarge
-        case .unsupportedMediaType: .unsupportedMediaType
-        case .invalidContext, .noCapableBuilder, .noSuchSecret: .unprocessableContent
-        case .notFound: .notFound
-        case .conflict: .conflict
-        case .rangeNotSatisfiable: .rangeNotSatisfiable
-        case .unauthorized: .unauthorized
-        case .forbidden: .forbidden
-        case .tooManyRequests: .tooManyRequests
-        case .insufficientStorage: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
-        default: .internalServerError
-        }
+        let status: HTTPResponse.Status =
+            switch error.code {
+            case .invalidParameter, .corruptArchive: .badRequest
+            case .contextTooLarge: .contentTooLarge
+            case .unsupportedMediaType: .unsupportedMediaType
+            case .invalidContext, .noCapableBuilder, .noSuchSecret: .unprocessableContent
+            case .notFound: .notFound
+            case .conflict: .conflict
+            case .rangeNotSatisfiable: .rangeNotSatisfiable
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .tooManyRequests: .tooManyRequests
+            case .insufficientStorage: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
+            default: .internalServerError
+            }
         let message = status == .internalServerError ? "internal error" : error.message
         var headers: HTTPFields = [:]
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
@@ -54,34 +55,44 @@ struct APIError: HTTPResponseError {
 /// Turns every error a route throws into the API's error shape: `BuildGateError`s by their code, Hummingbird's
 /// own (unknown route, wrong method) by their status, anything else into a 500 whose cause goes to the server log.
 struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
         } catch let error as BuildGateError {
             if APIError(error).status == .internalServerError {
-                context.logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
+                context.logger.error(
+                    "request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
             }
             throw APIError(error)
         } catch let error as RequestTimeoutError {
-            throw APIError(status: .requestTimeout, code: "requestTimeout", message: error.description, headers: [.connection: "close"])
+            throw APIError(
+                status: .requestTimeout, code: "requestTimeout", message: error.description,
+                headers: [.connection: "close"])
         } catch let error as HTTPParserError {
             // The body's framing broke (a chunk size that is not hex, a body shorter than its Content-Length…).
             throw APIError(
-                status: .badRequest, code: "malformedRequest", message: "the request body is not valid HTTP/1.1 framing: \(error)",
+                status: .badRequest, code: "malformedRequest",
+                message: "the request body is not valid HTTP/1.1 framing: \(error)",
                 headers: [.connection: "close"])
         } catch let error as HTTPError {
-            let code = switch error.status {
-            case .notFound: "notFound"
-            case .methodNotAllowed: "methodNotAllowed"
-            case .contentTooLarge: "contextTooLarge"
-            case .badRequest: "invalidParameter"
-            default: "httpError"
-            }
-            throw APIError(status: error.status, code: code, message: error.body ?? error.status.reasonPhrase, headers: error.headers)
+            let code =
+                switch error.status {
+                case .notFound: "notFound"
+                case .methodNotAllowed: "methodNotAllowed"
+                case .contentTooLarge: "contextTooLarge"
+                case .badRequest: "invalidParameter"
+                default: "httpError"
+                }
+            throw APIError(
+                status: error.status, code: code, message: error.body ?? error.status.reasonPhrase,
+                headers: error.headers)
         } catch {
-            context.logger.error("request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
+            context.logger.error(
+                "request failed", metadata: ["buildgate.error": "\(error)", "http.path": "\(request.uri.path)"])
             throw APIError(status: .internalServerError, code: "internalError", message: "internal error")
         }
     }

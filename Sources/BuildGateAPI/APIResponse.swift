@@ -13,7 +13,9 @@ enum APIResponse {
     }
 
     /// A build as JSON; a 200 or 202 also says where it lives (`Location`).
-    static func build(_ build: Build, queue: BuildRepresentation.Queue? = nil, status: HTTPResponse.Status) throws -> Response {
+    static func build(_ build: Build, queue: BuildRepresentation.Queue? = nil, status: HTTPResponse.Status) throws
+        -> Response
+    {
         var response = try json(BuildRepresentation(build, queue: queue), status: status)
         if status == .accepted || status == .ok {
             response.headers[.location] = "/v1/builds/\(build.id)"

@@ -16,12 +16,14 @@ struct BuildAdmission: Sendable {
                 .noCapableBuilder,
                 missing.isEmpty
                     ? "no single builder in this gateway's pool supports \(needed.names.joined(separator: " together with "))"
-                    : "no builder in this gateway's pool supports \(missing.names.map { "'\($0)'" }.joined(separator: ", ")); see the README's engine table")
+                    : "no builder in this gateway's pool supports \(missing.names.map { "'\($0)'" }.joined(separator: ", ")); see the README's engine table"
+            )
         }
         guard !request.secrets.isEmpty else { return }
         let stored = try await secrets.secrets(tenant: tenant, names: request.secrets)
         if let missing = request.secrets.first(where: { stored[$0] == nil }) {
-            throw BuildGateError(.noSuchSecret, "secret '\(missing)' is not set; store it first with PUT /v1/secrets/\(missing)")
+            throw BuildGateError(
+                .noSuchSecret, "secret '\(missing)' is not set; store it first with PUT /v1/secrets/\(missing)")
         }
     }
 }

@@ -76,9 +76,12 @@ struct BuildDraft: Sendable, Equatable {
         }
         func all(_ name: String) -> [String] { query.filter { $0.name == name }.map(\.value) }
         // Counted before anything is collected: a query of thousands of pairs is refused at once.
-        for (name, limit) in [("image", Limits.maxImages), ("buildArg", Limits.maxBuildArgs), ("label", Limits.maxLabels),
-            ("secret", Limits.maxSecrets)] where all(name).count > limit {
-            throw BuildGateError(.invalidParameter, "at most \(limit) '\(name)' parameters are allowed, got \(all(name).count)")
+        for (name, limit) in [
+            ("image", Limits.maxImages), ("buildArg", Limits.maxBuildArgs), ("label", Limits.maxLabels),
+            ("secret", Limits.maxSecrets),
+        ] where all(name).count > limit {
+            throw BuildGateError(
+                .invalidParameter, "at most \(limit) '\(name)' parameters are allowed, got \(all(name).count)")
         }
         func single(_ name: String) throws -> String? {
             let values = all(name)
@@ -92,7 +95,9 @@ struct BuildDraft: Sendable, Equatable {
                     throw BuildGateError(.invalidParameter, "'\(name)' must be KEY=VALUE, got '\(item)'")
                 }
                 let key = String(item[..<equals])
-                guard result[key] == nil else { throw BuildGateError(.invalidParameter, "'\(name)' sets '\(key)' twice") }
+                guard result[key] == nil else {
+                    throw BuildGateError(.invalidParameter, "'\(name)' sets '\(key)' twice")
+                }
                 result[key] = String(item[item.index(after: equals)...])
             }
             return result
@@ -144,17 +149,21 @@ struct BuildDraft: Sendable, Equatable {
             throw BuildGateError(
                 .invalidParameter, "'dockerfile' must be a relative path inside the context, got '\(dockerfileText)'")
         }
-        if let target, target.isEmpty || !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+        if let target,
+            target.isEmpty || !target.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) })
+        {
             throw BuildGateError(.invalidParameter, "'target' must be a stage name, got '\(target)'")
         }
         let platform = try platform.map { text throws(BuildGateError) in try Platform(parsing: text) }
         let timeout = timeout ?? bounds.defaultTimeout
         guard (1...bounds.maxTimeout).contains(timeout) else {
-            throw BuildGateError(.invalidParameter, "'timeout' must be whole seconds from 1 to \(bounds.maxTimeout), got \(timeout)")
+            throw BuildGateError(
+                .invalidParameter, "'timeout' must be whole seconds from 1 to \(bounds.maxTimeout), got \(timeout)")
         }
         if let bad = secrets.first(where: { !BuildSecretName.isValid($0) }) {
             throw BuildGateError(
-                .invalidParameter, "'secret' must name a stored secret (letters, digits, _ - .; up to 64), got '\(bad)'")
+                .invalidParameter, "'secret' must name a stored secret (letters, digits, _ - .; up to 64), got '\(bad)'"
+            )
         }
         guard Set(secrets).count == secrets.count else {
             throw BuildGateError(.invalidParameter, "'secret' names the same secret twice")
@@ -174,11 +183,13 @@ struct BuildDraft: Sendable, Equatable {
         var scheduling = Scheduling(queueTTL: queueTTL ?? bounds.defaultQueueTTL)
         guard (1...bounds.maxQueueTTL).contains(scheduling.queueTTL) else {
             throw BuildGateError(
-                .invalidParameter, "'queueTTL' must be whole seconds from 1 to \(bounds.maxQueueTTL), got \(scheduling.queueTTL)")
+                .invalidParameter,
+                "'queueTTL' must be whole seconds from 1 to \(bounds.maxQueueTTL), got \(scheduling.queueTTL)")
         }
         if let text = runPolicy {
             guard let policy = RunPolicy(rawValue: text) else {
-                throw BuildGateError(.invalidParameter, "'runPolicy' must be parallel, serial or latestOnly, got '\(text)'")
+                throw BuildGateError(
+                    .invalidParameter, "'runPolicy' must be parallel, serial or latestOnly, got '\(text)'")
             }
             scheduling.runPolicy = policy
         }
@@ -193,8 +204,10 @@ struct BuildDraft: Sendable, Equatable {
 
     /// The counts and sizes of `Limits`.
     private func checkSizes() throws {
-        for (name, count, limit) in [("image", images.count, Limits.maxImages), ("buildArg", buildArgs.count, Limits.maxBuildArgs),
-            ("label", labels.count, Limits.maxLabels), ("secret", secrets.count, Limits.maxSecrets)] where count > limit {
+        for (name, count, limit) in [
+            ("image", images.count, Limits.maxImages), ("buildArg", buildArgs.count, Limits.maxBuildArgs),
+            ("label", labels.count, Limits.maxLabels), ("secret", secrets.count, Limits.maxSecrets),
+        ] where count > limit {
             throw BuildGateError(.invalidParameter, "at most \(limit) '\(name)' parameters are allowed, got \(count)")
         }
         for (name, pairs) in [("buildArg", buildArgs), ("label", labels)] {
@@ -202,14 +215,17 @@ struct BuildDraft: Sendable, Equatable {
             let bytes = pairs.reduce(0) { $0 + $1.key.utf8.count + 1 + $1.value.utf8.count }
             guard bytes <= Limits.maxPairBytes else {
                 throw BuildGateError(
-                    .invalidParameter, "the '\(name)' parameters may hold \(Limits.maxPairBytes) bytes together, got \(bytes)")
+                    .invalidParameter,
+                    "the '\(name)' parameters may hold \(Limits.maxPairBytes) bytes together, got \(bytes)")
             }
         }
         let single: [(String, String?)] = [
             ("dockerfile", dockerfile), ("target", target), ("platform", platform), ("cacheFrom", cacheFrom),
             ("cacheTo", cacheTo), ("runPolicy", runPolicy), ("runKey", runKey),
         ]
-        for (name, value) in single.map({ ($0.0, [$0.1].compactMap { $0 }) }) + [("image", images), ("secret", secrets)] {
+        for (name, value) in single.map({ ($0.0, [$0.1].compactMap { $0 }) }) + [
+            ("image", images), ("secret", secrets),
+        ] {
             if value.contains(where: { $0.utf8.count > Limits.maxValueBytes }) {
                 throw BuildGateError(.invalidParameter, "'\(name)' is longer than \(Limits.maxValueBytes) bytes")
             }

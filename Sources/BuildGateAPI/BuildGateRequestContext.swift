@@ -38,7 +38,9 @@ extension AuthenticatedRequestContext {
 struct TokenAuthenticationMiddleware<Context: AuthenticatedRequestContext>: RouterMiddleware {
     let tokens: any AccessTokenRepository
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var context = context
         if let token = bearerToken(request) {
             guard let principal = try await tokens.authenticate(token, at: .now) else {
@@ -47,7 +49,8 @@ struct TokenAuthenticationMiddleware<Context: AuthenticatedRequestContext>: Rout
             context.principal = principal
         } else if request.method == .get, let token = request.uri.queryParameters["access_token"] {
             // Only build-bound log-read tokens may travel in a URL (browsers' EventSource cannot set headers).
-            guard let principal = try await tokens.authenticate(String(token), at: .now), principal.buildID != nil else {
+            guard let principal = try await tokens.authenticate(String(token), at: .now), principal.buildID != nil
+            else {
                 throw BuildGateError(.unauthorized, "access_token must be a valid log-read token")
             }
             context.principal = principal

@@ -124,9 +124,12 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     router.get("readyz") { [readiness = dependencies.readiness] _, _ -> Response in
         let failing = await readiness()
         guard failing.isEmpty else {
-            throw APIError(status: .serviceUnavailable, code: "notReady", message: "not ready: " + failing.joined(separator: "; "))
+            throw APIError(
+                status: .serviceUnavailable, code: "notReady", message: "not ready: " + failing.joined(separator: "; "))
         }
-        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
     }
     router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
     let limiter = TenantRateLimiter(
@@ -139,9 +142,12 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     upload.archive.maxEntries = limits.maxContextEntries
     upload.archive.maxHeaderSize = limits.maxArchiveHeaderSize
     upload.archive.maxExpandedSize = limits.maxExpandedContextSize
-    let admission = BuildAdmission(builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
-    let settler = dependencies.settler ?? BuildSettler(
-        store: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, logger: logger)
+    let admission = BuildAdmission(
+        builderFeatures: { [pool = dependencies.pool] in pool.offeredFeatures }, secrets: dependencies.secrets)
+    let settler =
+        dependencies.settler
+        ?? BuildSettler(
+            store: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, logger: logger)
     let intake = BuildIntake(
         repository: dependencies.repository, logs: dependencies.logs, observer: dependencies.observer, settler: settler,
         onQueued: dependencies.onQueued)
@@ -165,7 +171,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits, admission: admission)
         .addRoutes(to: router.group("v1/triggers"))
-    RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(to: router.group("v1/registries"))
+    RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(
+        to: router.group("v1/registries"))
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
     WebhooksController<Context>(

@@ -88,7 +88,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     /// Long-poll: returns once the log grows past `offset`, the build ends, or `seconds` pass.
-    private func waitForBytes(of id: BuildID, beyond offset: Int64, seconds: Int) async -> (BuildStatus, BuildLogSnapshot) {
+    private func waitForBytes(of id: BuildID, beyond offset: Int64, seconds: Int) async -> (
+        BuildStatus, BuildLogSnapshot
+    ) {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while true {
             let status = (try? await repository.build(id))?.status ?? .failed
@@ -106,7 +108,8 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         // A build already over has its whole log now (its status was read before this snapshot): the headers say so
         // and name the final offset; a running one's say where the body starts.
         let ended = build.status.isTerminal ? await logs.snapshot(build.id).length : nil
-        var headers = Self.headers(status: build.status, complete: ended != nil, nextOffset: ended.map { max($0, start) } ?? start)
+        var headers = Self.headers(
+            status: build.status, complete: ended != nil, nextOffset: ended.map { max($0, start) } ?? start)
         headers[.cacheControl] = "no-store"
         // The server closes the connection once a followed response ends (it watches the connection for the client
         // going away); said up front, so clients do not try to reuse it.

@@ -116,11 +116,14 @@ struct BuildRepresentation: Encodable {
         }
         let request = build.request
         parameters = Parameters(
-            dockerfile: request.dockerfile, target: request.target, buildArgs: request.buildArgs, labels: request.labels,
+            dockerfile: request.dockerfile, target: request.target, buildArgs: request.buildArgs,
+            labels: request.labels,
             platform: request.platform?.description, noCache: request.noCache, timeout: request.timeoutSeconds,
-            secrets: request.secrets, cacheFrom: request.cacheFrom.map(\.description), cacheTo: request.cacheTo?.description)
+            secrets: request.secrets, cacheFrom: request.cacheFrom.map(\.description),
+            cacheTo: request.cacheTo?.description)
         steps = build.steps.map {
-            Step(name: $0.name, startedAt: $0.startedAt, completedAt: $0.completedAt, cached: $0.cached, error: $0.error)
+            Step(
+                name: $0.name, startedAt: $0.startedAt, completedAt: $0.completedAt, cached: $0.cached, error: $0.error)
         }
         let path = "/v1/builds/\(build.id)"
         links = Links(self: path, logs: "\(path)/logs", cancel: "\(path)/cancel")

@@ -31,7 +31,8 @@ struct BuildersController<Context: AuthenticatedRequestContext>: Sendable {
         _ = try context.require(.buildsRead)
         let builders = pool.members.map { member in
             BuilderRepresentation(
-                name: member.endpoint.name, engine: member.endpoint.engine.rawValue + (member.endpoint.useBuildKit ? "+buildkit" : ""),
+                name: member.endpoint.name,
+                engine: member.endpoint.engine.rawValue + (member.endpoint.useBuildKit ? "+buildkit" : ""),
                 address: "\(member.endpoint.address)", tls: member.endpoint.tls != nil, source: member.source,
                 health: member.health.rawValue, version: member.version, platforms: member.platforms.map(\.description),
                 capacity: member.endpoint.capacity, running: member.running.count,

@@ -16,7 +16,9 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         var minFreeDiskBytes: Int64 = 1 << 30
 
         var bounds: BuildDraft.Bounds {
-            .init(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultQueueTTL: defaultQueueTTL, maxQueueTTL: maxQueueTTL)
+            .init(
+                defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultQueueTTL: defaultQueueTTL,
+                maxQueueTTL: maxQueueTTL)
         }
     }
 
@@ -59,13 +61,17 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
                 .invalidParameter,
                 "the query string is \(raw.utf8.count) bytes, over the limit of \(BuildDraft.Limits.maxQueryBytes)")
         }
-        let draft = try BuildDraft(query: request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) })
+        let draft = try BuildDraft(
+            query: request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) })
         let (buildRequest, scheduling) = try draft.validated(configuration.bounds)
         try await admission.check(buildRequest, tenant: principal.tenant)
-        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.upload.maxContextSize {
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }),
+            length > configuration.upload.maxContextSize
+        {
             throw BuildGateError(
                 .contextTooLarge,
-                "the context (\(length) bytes) is larger than the limit of \(configuration.upload.maxContextSize) bytes")
+                "the context (\(length) bytes) is larger than the limit of \(configuration.upload.maxContextSize) bytes"
+            )
         }
 
         // Refused before a byte is read: the upload would need the room, and a full disk fails every build.
@@ -73,7 +79,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         if let free = freeDiskBytes(), free - incoming < configuration.minFreeDiskBytes {
             throw BuildGateError(
                 .insufficientStorage,
-                "the gateway's data directory is short of space (\(free >> 20) MiB free, \(configuration.minFreeDiskBytes >> 20) MiB kept free); retry later")
+                "the gateway's data directory is short of space (\(free >> 20) MiB free, \(configuration.minFreeDiskBytes >> 20) MiB kept free); retry later"
+            )
         }
         let upload = ContextIntake(store: contexts, limits: configuration.upload)
         BuildGateMetrics.activeUploads.increment()
@@ -84,7 +91,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         let build = Build(
             id: .generate(), tenant: principal.tenant, request: buildRequest, context: buildContext, createdAt: now,
             idempotencyKey: idempotencyKey, queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
-            runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy)
+            runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest),
+            runPolicy: scheduling.runPolicy)
         return try await store(build)
     }
 
@@ -99,13 +107,17 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
 
     /// `POST /v1/builds` with `Content-Type: application/json`: a build from a git commit, fetched by the
     /// dispatcher. The fields mirror the upload's query parameters.
-    private func createFromGit(_ request: Request, principal: Principal, idempotencyKey: String?) async throws -> Response {
+    private func createFromGit(_ request: Request, principal: Principal, idempotencyKey: String?) async throws
+        -> Response
+    {
         let bytes = try await request.body.collect(upTo: 64 * 1024)
         let body: GitBuildBody
         do {
             body = try JSONDecoder().decode(GitBuildBody.self, from: Data(bytes.readableBytesView))
         } catch {
-            throw BuildGateError(.invalidParameter, "the JSON body must be {\"source\":{\"git\":{\"url\",\"ref\",\"commit\"}},\"images\":[…],…}")
+            throw BuildGateError(
+                .invalidParameter,
+                "the JSON body must be {\"source\":{\"git\":{\"url\",\"ref\",\"commit\"}},\"images\":[…],…}")
         }
         // The same checks as the upload's query parameters.
         let (buildRequest, scheduling) = try body.draft.validated(configuration.bounds)
@@ -116,10 +128,13 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             throw BuildGateError(.invalidParameter, "git host of \(GitSource.redacted(source.url)) is not allowed here")
         }
         let now = Date()
-        return try await store(Build(
-            id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,
-            createdAt: now, idempotencyKey: idempotencyKey, queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
-            runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest), runPolicy: scheduling.runPolicy))
+        return try await store(
+            Build(
+                id: .generate(), tenant: principal.tenant, request: buildRequest, context: nil, gitSource: source,
+                createdAt: now, idempotencyKey: idempotencyKey,
+                queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
+                runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest),
+                runPolicy: scheduling.runPolicy))
     }
 
     private static func idempotencyKey(_ headers: HTTPFields) throws -> String? {
@@ -163,10 +178,13 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         }
         var cursor: BuildID?
         if let text = parameters["cursor"] {
-            guard let id = BuildID(String(text)) else { throw BuildGateError(.invalidParameter, "'cursor' is not valid") }
+            guard let id = BuildID(String(text)) else {
+                throw BuildGateError(.invalidParameter, "'cursor' is not valid")
+            }
             cursor = id
         }
-        let builds = try await repository.list(tenant: principal.tenant, status: status, limit: limit + 1, after: cursor)
+        let builds = try await repository.list(
+            tenant: principal.tenant, status: status, limit: limit + 1, after: cursor)
         let page = BuildPage(
             builds: builds.prefix(limit).map { BuildRepresentation($0) },
             nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
@@ -185,7 +203,9 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             throw BuildGateError(.notFound, "no build \(build.id)")
         }
         if after.status == .cancelled { return try APIResponse.build(after, status: .ok) }
-        if after.status.isTerminal { throw BuildGateError(.conflict, "build \(after.id) already ended (\(after.status.rawValue))") }
+        if after.status.isTerminal {
+            throw BuildGateError(.conflict, "build \(after.id) already ended (\(after.status.rawValue))")
+        }
         return try APIResponse.build(after, status: .accepted)
     }
 
@@ -199,7 +219,9 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     @Sendable func createLogToken(_ request: Request, context: Context) async throws -> Response {
         let build = try await context.build(in: repository, scope: .buildsRead)
         guard let minter = context.principal, minter.mayMintLogTokens, let minterID = minter.tokenID else {
-            throw BuildGateError(.forbidden, "log-read tokens are minted with an API token that has 'builds:read', not with a log-read token")
+            throw BuildGateError(
+                .forbidden,
+                "log-read tokens are minted with an API token that has 'builds:read', not with a log-read token")
         }
         var ttl = 3600
         if let text = request.uri.queryParameters["ttl"] {
@@ -219,7 +241,9 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     private func queueInfo(_ build: Build) async throws -> BuildRepresentation.Queue? {
-        guard build.status == .queued, let position = try await repository.queuePosition(of: build.id) else { return nil }
+        guard build.status == .queued, let position = try await repository.queuePosition(of: build.id) else {
+            return nil
+        }
         return .init(position: position, reason: queueReasons.reason(for: build.id))
     }
 }

@@ -26,7 +26,9 @@ struct ContextIntake: Sendable {
     func receive(_ body: RequestBody, dockerfile: String) async throws -> BuildContext {
         let upload = try store.makeUploadFile()
         do {
-            let context = try await endingWithinShutdownGrace { try await write(body, to: upload, dockerfile: dockerfile) }
+            let context = try await endingWithinShutdownGrace {
+                try await write(body, to: upload, dockerfile: dockerfile)
+            }
             try store.commit(upload: upload, as: context)
             return context
         } catch {
@@ -36,7 +38,9 @@ struct ContextIntake: Sendable {
     }
 
     /// Runs `operation` (the upload), cancelling it `shutdownGrace` after graceful shutdown begins.
-    private func endingWithinShutdownGrace<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    private func endingWithinShutdownGrace<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T)
+        async throws -> T
+    {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await operation() }
             group.addTask { [grace = limits.shutdownGrace] in
@@ -48,7 +52,8 @@ struct ContextIntake: Sendable {
             guard let value = try await group.next()! else {
                 throw APIError(
                     status: .serviceUnavailable, code: "shuttingDown",
-                    message: "the gateway shut down before the upload finished; send it again", headers: [.retryAfter: "30"])
+                    message: "the gateway shut down before the upload finished; send it again",
+                    headers: [.retryAfter: "30"])
             }
             return value
         }
@@ -62,7 +67,8 @@ struct ContextIntake: Sendable {
             var writer = file.bufferedWriter(capacity: .kibibytes(512))
             for try await buffer in body {
                 guard digester.size + Int64(buffer.readableBytes) <= limits.maxContextSize else {
-                    throw BuildGateError(.contextTooLarge, "the context is larger than the limit of \(limits.maxContextSize) bytes")
+                    throw BuildGateError(
+                        .contextTooLarge, "the context is larger than the limit of \(limits.maxContextSize) bytes")
                 }
                 try buffer.withUnsafeReadableBytes { bytes in
                     try Self.mapArchiveErrors { try digester.consume(bytes) }
@@ -83,12 +89,13 @@ struct ContextIntake: Sendable {
         do {
             return try body()
         } catch let error as ContextArchiveError {
-            let code: BuildGateError.Code = switch error.kind {
-            case .notAnArchive: .unsupportedMediaType
-            case .corrupt: .corruptArchive
-            case .tooLarge: .contextTooLarge
-            case .forbiddenEntry, .missingDockerfile: .invalidContext
-            }
+            let code: BuildGateError.Code =
+                switch error.kind {
+                case .notAnArchive: .unsupportedMediaType
+                case .corrupt: .corruptArchive
+                case .tooLarge: .contextTooLarge
+                case .forbiddenEntry, .missingDockerfile: .invalidContext
+                }
             throw BuildGateError(code, error.message)
         }
     }

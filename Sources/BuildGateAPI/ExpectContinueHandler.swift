@@ -1,6 +1,6 @@
 import HTTPTypes
-import NIOCore
 import HummingbirdCore
+import NIOCore
 import NIOHTTPTypes
 
 /// Answers `Expect: 100-continue` with an interim `100 Continue`, so clients that ask (curl does for `-T` uploads)

@@ -152,7 +152,9 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
             return
         }
         // No request exists to answer through the router: refuse here, in the API's shape.
-        refuse(context: context, status: .badRequest, code: "malformedRequest", message: "the request is not valid HTTP/1.1: \(error)")
+        refuse(
+            context: context, status: .badRequest, code: "malformedRequest",
+            message: "the request is not valid HTTP/1.1: \(error)")
     }
 
     // MARK: - Timers
@@ -180,7 +182,9 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
         guard case .receivingBody(let start, let received, let lastRead) = state else { return nil }
         let notReading = serverPaused + (serverPausedSince.map { now - $0 } ?? .zero)
         // Silence counts from when the server last asked for bytes after the last ones came.
-        let idle = readRequestedAt.map { max($0, lastRead) + TimeAmount(timeouts.bodyIdle) } ?? now + TimeAmount(timeouts.bodyIdle)
+        let idle =
+            readRequestedAt.map { max($0, lastRead) + TimeAmount(timeouts.bodyIdle) } ?? now
+            + TimeAmount(timeouts.bodyIdle)
         guard timeouts.bodyMinRate > 0 else { return (idle, nil) }
         let earned = TimeAmount.nanoseconds(Int64(min(Double(received) / Double(timeouts.bodyMinRate), 1e9) * 1e9))
         return (idle, start + TimeAmount(timeouts.bodyIdle) + earned + notReading)
@@ -220,7 +224,9 @@ package final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChann
             headerFields: [.contentType: "application/json", .contentLength: "\(body.count)", .connection: "close"])
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(ByteBuffer(bytes: body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 }
 

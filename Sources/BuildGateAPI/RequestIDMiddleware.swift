@@ -5,7 +5,9 @@ import Hummingbird
 /// here. It is in every log line of the request (`buildgate.request.id`) and in the response's `X-Request-Id`,
 /// error responses included, so a user's report can be found in the server log.
 struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let given = request.headers[.requestID].flatMap { id in
             (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (0x21...0x7e).contains($0) } ? id : nil
         }

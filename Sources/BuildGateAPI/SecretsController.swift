@@ -21,12 +21,14 @@ struct SecretsController<Context: AuthenticatedRequestContext>: Sendable {
         do {
             bytes = try await request.body.collect(upTo: BuildSecretName.maxValueSize)
         } catch is NIOTooManyBytesError {
-            throw BuildGateError(.contextTooLarge, "a secret value may be at most \(BuildSecretName.maxValueSize) bytes")
+            throw BuildGateError(
+                .contextTooLarge, "a secret value may be at most \(BuildSecretName.maxValueSize) bytes")
         }
         guard bytes.readableBytes > 0 else {
             throw BuildGateError(.invalidParameter, "the body is the secret's value and must not be empty")
         }
-        try await secrets.setSecret(SecretValue(Array(bytes.readableBytesView)), tenant: principal.tenant, name: name, at: Date())
+        try await secrets.setSecret(
+            SecretValue(Array(bytes.readableBytesView)), tenant: principal.tenant, name: name, at: Date())
         return Response(status: .noContent)
     }
 

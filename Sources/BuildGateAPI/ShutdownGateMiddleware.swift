@@ -6,7 +6,9 @@ import ServiceLifecycle
 /// `Retry-After` (the client or forge retries, against the next instance); requests already in flight finish, and
 /// reads keep working until the server closes.
 struct ShutdownGateMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         if Task.isShuttingDownGracefully, request.method == .post,
             request.uri.path == "/v1/builds" || request.uri.path.hasPrefix("/v1/webhooks/")
         {

@@ -64,7 +64,9 @@ final class TenantRateLimiter: Sendable {
 struct TenantRateLimitMiddleware<Context: AuthenticatedRequestContext>: RouterMiddleware {
     let limiter: TenantRateLimiter
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         if let tenant = context.principal?.tenant, let limit = try await limiter.limits(of: tenant).requestsPerMinute,
             let retryAfter = limiter.admit(tenant, limit: limit)
         {

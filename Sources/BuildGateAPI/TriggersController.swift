@@ -1,7 +1,7 @@
 import BuildGateCore
 import ContextArchive
-import Foundation
 import ForgeWebhooks
+import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -26,16 +26,19 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         do {
             body = try JSONDecoder().decode(TriggerBody.self, from: Data(bytes.readableBytesView))
         } catch {
-            throw BuildGateError(.invalidParameter, "the body must be a trigger: {\"forge\",\"repository\",\"secret\",\"images\",…}")
+            throw BuildGateError(
+                .invalidParameter, "the body must be a trigger: {\"forge\",\"repository\",\"secret\",\"images\",…}")
         }
         guard Forge(rawValue: body.forge) != nil else {
-            throw BuildGateError(.invalidParameter, "'forge' must be one of \(Forge.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw BuildGateError(
+                .invalidParameter, "'forge' must be one of \(Forge.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard !body.repository.isEmpty, body.repository.count <= 255 else {
             throw BuildGateError(.invalidParameter, "'repository' is the repository's full name, e.g. owner/name")
         }
         guard body.secret.utf8.count >= 12 else {
-            throw BuildGateError(.invalidParameter, "'secret' must be at least 12 characters (the forge signs deliveries with it)")
+            throw BuildGateError(
+                .invalidParameter, "'secret' must be at least 12 characters (the forge signs deliveries with it)")
         }
         guard !body.images.isEmpty else { throw BuildGateError(.invalidParameter, "give at least one image template") }
         var settings = TriggerSettings(images: body.images)
@@ -72,17 +75,23 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
         settings.callbackURL = body.callbackURL
         settings.statusAPIURL = body.statusAPIURL
         if body.forge == "gitea" && body.statusToken != nil && body.statusAPIURL == nil {
-            throw BuildGateError(.invalidParameter, "a Gitea trigger with a statusToken needs statusAPIURL (your Gitea's URL)")
+            throw BuildGateError(
+                .invalidParameter, "a Gitea trigger with a statusToken needs statusAPIURL (your Gitea's URL)")
         }
         try validate(settings)
         try await admission.check(try sampleRequest(settings), tenant: principal.tenant)
 
-        let credential: GitCredential? = switch (body.cloneCredentials?.username, body.cloneCredentials?.password, body.cloneCredentials?.sshPrivateKey) {
-        case (let username?, let password?, nil): .basic(username: username, password: password)
-        case (nil, nil, let key?): .sshKey(privateKey: key)
-        case (nil, nil, nil): nil
-        default: throw BuildGateError(.invalidParameter, "'cloneCredentials' is {\"username\",\"password\"} or {\"sshPrivateKey\"}")
-        }
+        let credential: GitCredential? =
+            switch (
+                body.cloneCredentials?.username, body.cloneCredentials?.password, body.cloneCredentials?.sshPrivateKey
+            ) {
+            case (let username?, let password?, nil): .basic(username: username, password: password)
+            case (nil, nil, let key?): .sshKey(privateKey: key)
+            case (nil, nil, nil): nil
+            default:
+                throw BuildGateError(
+                    .invalidParameter, "'cloneCredentials' is {\"username\",\"password\"} or {\"sshPrivateKey\"}")
+            }
         let trigger = Trigger(
             id: Trigger.generateID(), tenant: principal.tenant, forge: body.forge, repository: body.repository,
             settings: settings, createdAt: Date())
@@ -107,8 +116,10 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
 
     /// Checks the templates and filters with sample values, so a bad trigger fails now, not at the first push.
     private func validate(_ settings: TriggerSettings) throws {
-        let sample = ["branch": "main", "tag": "v1.0.0", "sha": String(repeating: "a", count: 40), "shortSha": "aaaaaaa",
-            "buildId": BuildID.generate().rawValue, "pr": "1"]
+        let sample = [
+            "branch": "main", "tag": "v1.0.0", "sha": String(repeating: "a", count: 40), "shortSha": "aaaaaaa",
+            "buildId": BuildID.generate().rawValue, "pr": "1",
+        ]
         for template in settings.images {
             _ = try ImageReference(parsing: TriggerPlanner.render(template, sample))
         }

@@ -1,7 +1,7 @@
 import BuildGateCore
 import Crypto
-import Foundation
 import ForgeWebhooks
+import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -38,11 +38,14 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             throw BuildGateError(.contextTooLarge, "webhook bodies are limited to \(limits.maxWebhookBody) bytes")
         }
         let delivery = WebhookDelivery(
-            headers: request.headers.map { (name: $0.name.rawName, value: $0.value) }, body: Array(body.readableBytesView))
+            headers: request.headers.map { (name: $0.name.rawName, value: $0.value) },
+            body: Array(body.readableBytesView))
 
         let candidates: [(trigger: Trigger, secret: String)]
         if let id = context.parameters.get("trigger") {
-            candidates = try await triggers.triggerWithSecret(id).map { [$0] }?.filter { $0.trigger.forge == forge.rawValue } ?? []
+            candidates =
+                try await triggers.triggerWithSecret(id).map { [$0] }?.filter { $0.trigger.forge == forge.rawValue }
+                ?? []
         } else {
             candidates = try await triggers.triggersWithSecrets(forge: forge.rawValue)
         }
@@ -75,7 +78,8 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     /// One trigger's part of a delivery: what it builds (or why nothing), recorded once per delivery id.
-    private func receive(_ event: ForgeEvent, for trigger: Trigger, deliveryID: String) async throws -> RecordedDelivery {
+    private func receive(_ event: ForgeEvent, for trigger: Trigger, deliveryID: String) async throws -> RecordedDelivery
+    {
         let buildID = BuildID.generate()
         var build: Build?
         var skipped: String?
@@ -91,21 +95,24 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
                 id: buildID, tenant: trigger.tenant, request: buildRequest, context: nil, gitSource: source,
                 triggerID: trigger.id, createdAt: now,
                 queueExpiresAt: now.addingTimeInterval(TimeInterval(limits.defaultQueueTTL)),
-                runKey: TriggerPlanner.runKey(of: trigger, ref: source.ref), runPolicy: trigger.settings.runPolicy ?? .parallel)
+                runKey: TriggerPlanner.runKey(of: trigger, ref: source.ref),
+                runPolicy: trigger.settings.runPolicy ?? .parallel)
         }
         let stored = try await triggers.recordDelivery(
             triggerID: trigger.id, deliveryID: deliveryID, build: build, at: Date()
         ) { [skipped] outcome in
-            let answer = switch outcome {
-            case .queued(let build):
-                WebhookAnswer(status: "queued", reason: nil, buildId: build.id.rawValue, trigger: trigger.id)
-            case .alreadyActive(let build):
-                WebhookAnswer(
-                    status: "alreadyQueued", reason: "build \(build.id) of this trigger already builds this ref and commit",
-                    buildId: build.id.rawValue, trigger: trigger.id)
-            case .nothing:
-                WebhookAnswer(status: "ignored", reason: skipped, buildId: nil, trigger: trigger.id)
-            }
+            let answer =
+                switch outcome {
+                case .queued(let build):
+                    WebhookAnswer(status: "queued", reason: nil, buildId: build.id.rawValue, trigger: trigger.id)
+                case .alreadyActive(let build):
+                    WebhookAnswer(
+                        status: "alreadyQueued",
+                        reason: "build \(build.id) of this trigger already builds this ref and commit",
+                        buildId: build.id.rawValue, trigger: trigger.id)
+                case .nothing:
+                    WebhookAnswer(status: "ignored", reason: skipped, buildId: nil, trigger: trigger.id)
+                }
             let statusCode = if case .queued = outcome { 202 } else { 200 }
             return (statusCode, String(decoding: try BuildRepresentation.encoder.encode(answer), as: UTF8.self))
         }
@@ -113,7 +120,8 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             try await intake.announce(build, origin: "trigger \(trigger.id), delivery \(deliveryID)")
         }
         BuildGateMetrics.webhookDelivery(
-            forge: trigger.forge, outcome: stored.isRedelivery ? "redelivery" : stored.queued == nil ? "ignored" : "queued")
+            forge: trigger.forge,
+            outcome: stored.isRedelivery ? "redelivery" : stored.queued == nil ? "ignored" : "queued")
         return stored
     }
 
@@ -131,7 +139,8 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
             }
             combined["results"] = answers
             body = String(
-                decoding: try JSONSerialization.data(withJSONObject: combined, options: [.sortedKeys, .withoutEscapingSlashes]),
+                decoding: try JSONSerialization.data(
+                    withJSONObject: combined, options: [.sortedKeys, .withoutEscapingSlashes]),
                 as: UTF8.self)
         }
         return Response(
@@ -155,7 +164,8 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
                 commit: push.commit, headCommitMessage: push.headCommitMessage)
         case .pullRequest(let pull):
             source = SourceEvent(
-                kind: .pullRequest(number: pull.number, sourceBranch: pull.sourceBranch), repository: pull.repository.fullName,
+                kind: .pullRequest(number: pull.number, sourceBranch: pull.sourceBranch),
+                repository: pull.repository.fullName,
                 cloneURL: pull.repository.cloneURL, ref: pull.ref, commit: pull.commit, headCommitMessage: nil)
         }
         return TriggerPlanner.plan(source, for: trigger, buildID: buildID, defaultTimeout: defaultTimeout)

@@ -63,7 +63,9 @@ package func buildApplication(
     let buildKitDriver = BuildKitDriver(configuration: buildKitConfiguration, logger: logger)
     buildKitDriver.removeLeftoverWorkspaces()
 
-    let drivers: [BuilderEngine: any BuilderDriver] = [.podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver]
+    let drivers: [BuilderEngine: any BuilderDriver] = [
+        .podman: engineDriver, .docker: engineDriver, .buildkit: buildKitDriver,
+    ]
     pool.update(endpoints, from: "static")
     services += discoveryServices(configuration, kubernetes: kubernetes, pool: pool, logger: logger)
     // Its first round starts with the services; builds wait (saying why) until a builder answers, and the
@@ -97,7 +99,8 @@ package func buildApplication(
         },
         observer: notifier, settler: settler,
         configuration: dispatcherConfiguration, logger: logger)
-    let sweeper = RetentionSweeper(store: store, contexts: contexts, logs: logs, policy: configuration.retention, logger: logger)
+    let sweeper = RetentionSweeper(
+        store: store, contexts: contexts, logs: logs, policy: configuration.retention, logger: logger)
     services.append(sweeper)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, queueReasons: dispatcher.queueReasons,
@@ -132,7 +135,11 @@ package func buildApplication(
         logger: logger)
 
     for endpoint in endpoints {
-        logger.info("builder", metadata: ["buildgate.builder.endpoint": "\(endpoint)", "buildgate.builder.capacity": "\(endpoint.capacity)"])
+        logger.info(
+            "builder",
+            metadata: [
+                "buildgate.builder.endpoint": "\(endpoint)", "buildgate.builder.capacity": "\(endpoint.capacity)",
+            ])
     }
     return Application(
         router: router,
@@ -212,11 +219,13 @@ func bootstrapAdminToken(_ tokens: any AccessTokenRepository, dataDirectory: Str
     guard write(descriptor, bytes, bytes.count) == bytes.count else {
         throw BuildGateError(.internalError, "cannot write \(path)")
     }
-    FileHandle.standardOutput.write(Data("""
-        Created the first admin token (tenant 'default'); it is shown only now and kept in \(path):
-        \(token)
+    FileHandle.standardOutput.write(
+        Data(
+            """
+            Created the first admin token (tenant 'default'); it is shown only now and kept in \(path):
+            \(token)
 
-        """.utf8))
+            """.utf8))
 }
 
 /// The data directory (created 0700 if missing) and its database, migrated.
@@ -257,12 +266,16 @@ func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox 
     if configuration.secretKeyFile == nil && !FileManager.default.fileExists(atPath: path) {
         var generator = SystemRandomNumberGenerator()
         let key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64EncodedString()
-        guard FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw BuildGateError(.internalError, "cannot create \(path)")
         }
     }
     guard let text = try? String(contentsOfFile: path, encoding: .utf8), let box = SecretBox(base64Key: text) else {
-        throw BuildGateError(.invalidParameter, "\(path) must hold the base64 of 32 random bytes (openssl rand -base64 32)")
+        throw BuildGateError(
+            .invalidParameter, "\(path) must hold the base64 of 32 random bytes (openssl rand -base64 32)")
     }
     return box
 }

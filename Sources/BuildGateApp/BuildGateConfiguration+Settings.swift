@@ -64,7 +64,8 @@ package struct BuildGateSetting: Sendable {
             }
             return .number(number)
         case .list(let separator):
-            return .list(text.split(separator: separator).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            return .list(
+                text.split(separator: separator).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
     }
 }
@@ -92,7 +93,9 @@ extension BuildGateSetting.Value {
         switch self {
         case .number(let value): number = value
         case .text(let text):
-            guard let value = Int64(text) else { throw BuildGateError(.invalidParameter, "\(key) must be a number, got '\(text)'") }
+            guard let value = Int64(text) else {
+                throw BuildGateError(.invalidParameter, "\(key) must be a number, got '\(text)'")
+            }
             number = value
         case .list: throw BuildGateError(.invalidParameter, "\(key) takes one number")
         }
@@ -120,7 +123,8 @@ extension BuildGateConfiguration {
         },
         .init(
             "dataDirectory", .text, environment: "BUILDGATE_DATA_DIR", flag: "--data-dir",
-            default: "`$XDG_DATA_HOME/buildgate`, else `~/.local/share/buildgate`", help: "Data directory: database, contexts, logs."
+            default: "`$XDG_DATA_HOME/buildgate`, else `~/.local/share/buildgate`",
+            help: "Data directory: database, contexts, logs."
         ) { configuration, value in configuration.dataDirectory = try value.text("dataDirectory") },
         .init(
             "builders", .list(separator: " "), flag: "--builder",
@@ -136,10 +140,15 @@ extension BuildGateConfiguration {
             "pools", .list(separator: " "), flag: "--pool", default: "none",
             help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,engine=E,port=P[,…], repeatable."
         ) { configuration, value in configuration.pools = try value.list("pools").map(parsePool) },
-        .init("kubeconfig", .text, default: "the pod's service account", help: "A kubeconfig (YAML or JSON, as kubectl writes it), for kubernetes: pools.") {
+        .init(
+            "kubeconfig", .text, default: "the pod's service account",
+            help: "A kubeconfig (YAML or JSON, as kubectl writes it), for kubernetes: pools."
+        ) {
             configuration, value in configuration.kubeconfig = try value.text("kubeconfig")
         },
-        .init("registryAuthFile", .text, default: "none", help: "Docker config.json-style file with registry credentials.") {
+        .init(
+            "registryAuthFile", .text, default: "none", help: "Docker config.json-style file with registry credentials."
+        ) {
             configuration, value in configuration.registryAuthFile = try value.text("registryAuthFile")
         },
         .init(
@@ -155,21 +164,32 @@ extension BuildGateConfiguration {
         .init(
             "maxExpandedContextSize", .number, default: "twice `maxContextSize` (4 GiB)",
             help: "Most bytes a context may expand to, decompressed."
-        ) { configuration, value in configuration.limits.maxExpandedContextSize = try value.positive("maxExpandedContextSize") },
-        .init("maxContextEntries", .number, default: "100000", help: "Most entries in a context archive.") { configuration, value in
+        ) { configuration, value in
+            configuration.limits.maxExpandedContextSize = try value.positive("maxExpandedContextSize")
+        },
+        .init("maxContextEntries", .number, default: "100000", help: "Most entries in a context archive.") {
+            configuration, value in
             configuration.limits.maxContextEntries = Int(try value.positive("maxContextEntries"))
         },
-        .init("requestHeadTimeout", .number, default: "30 seconds", help: "Seconds a client may take to send a request head.") {
-            configuration, value in configuration.requestTimeouts.head = try value.seconds("requestHeadTimeout", atLeast: 1)
+        .init(
+            "requestHeadTimeout", .number, default: "30 seconds",
+            help: "Seconds a client may take to send a request head."
+        ) {
+            configuration, value in
+            configuration.requestTimeouts.head = try value.seconds("requestHeadTimeout", atLeast: 1)
         },
         .init("requestBodyTimeout", .number, default: "60 seconds", help: "Seconds a request body may stall.") {
-            configuration, value in configuration.requestTimeouts.bodyIdle = try value.seconds("requestBodyTimeout", atLeast: 1)
+            configuration, value in
+            configuration.requestTimeouts.bodyIdle = try value.seconds("requestBodyTimeout", atLeast: 1)
         },
         .init(
             "requestBodyMinRate", .number, default: "1024 bytes/s (0: none)",
             help: "Slowest average request body rate in bytes/s, after the body timeout."
-        ) { configuration, value in configuration.requestTimeouts.bodyMinRate = Int(try value.notNegative("requestBodyMinRate")) },
-        .init("buildTimeout", .number, default: "3600 seconds", help: "Default build timeout in seconds.") { configuration, value in
+        ) { configuration, value in
+            configuration.requestTimeouts.bodyMinRate = Int(try value.notNegative("requestBodyMinRate"))
+        },
+        .init("buildTimeout", .number, default: "3600 seconds", help: "Default build timeout in seconds.") {
+            configuration, value in
             let timeout = Int(try value.positive("buildTimeout"))
             configuration.limits.defaultBuildTimeout = timeout
             configuration.limits.maxBuildTimeout = max(configuration.limits.maxBuildTimeout, timeout)
@@ -194,13 +214,17 @@ extension BuildGateConfiguration {
             "minFreeDisk", .number, default: "1073741824 bytes",
             help: "Bytes kept free in the data directory: uploads get 507 below it."
         ) { configuration, value in configuration.limits.minFreeDiskBytes = try value.notNegative("minFreeDisk") },
-        .init("contextRetentionDays", .number, default: "0", help: "Days a context is kept after its last build ended.") {
-            configuration, value in configuration.retention.contexts = .seconds(try value.notNegative("contextRetentionDays") * 86_400)
+        .init("contextRetentionDays", .number, default: "0", help: "Days a context is kept after its last build ended.")
+        {
+            configuration, value in
+            configuration.retention.contexts = .seconds(try value.notNegative("contextRetentionDays") * 86_400)
         },
         .init("logRetentionDays", .number, default: "30", help: "Days a build log is kept after the build ended.") {
-            configuration, value in configuration.retention.logs = .seconds(try value.notNegative("logRetentionDays") * 86_400)
+            configuration, value in
+            configuration.retention.logs = .seconds(try value.notNegative("logRetentionDays") * 86_400)
         },
-        .init("buildRetentionDays", .number, default: "90", help: "Days a build is kept after it ended.") { configuration, value in
+        .init("buildRetentionDays", .number, default: "90", help: "Days a build is kept after it ended.") {
+            configuration, value in
             configuration.retention.builds = .seconds(try value.notNegative("buildRetentionDays") * 86_400)
         },
         .init("leaseSeconds", .number, default: "15", help: "Dispatcher lease in seconds.") { configuration, value in
@@ -215,14 +239,18 @@ extension BuildGateConfiguration {
             help: "Global podman arguments for the embedded builder (one string: --podman-args='--root …')."
         ) { configuration, value in
             // Given as one string, the flag too: the arguments are words of it.
-            configuration.podmanArguments = try value.list("podmanArguments").flatMap { $0.split(separator: " ").map(String.init) }
+            configuration.podmanArguments = try value.list("podmanArguments").flatMap {
+                $0.split(separator: " ").map(String.init)
+            }
         },
-        .init("buildctl", .text, default: "`buildctl` on `PATH`", help: "buildctl executable, for buildkit= builders.") {
+        .init("buildctl", .text, default: "`buildctl` on `PATH`", help: "buildctl executable, for buildkit= builders.")
+        {
             configuration, value in configuration.buildctlExecutable = try value.text("buildctl")
         },
         .init(
             "migrationsDirectory", .text, environment: "BUILDGATE_MIGRATIONS", flag: "--migrations",
-            default: "`./migrations`, else `/usr/share/buildgate/migrations`", help: "Directory of the numbered .sql migrations."
+            default: "`./migrations`, else `/usr/share/buildgate/migrations`",
+            help: "Directory of the numbered .sql migrations."
         ) { configuration, value in configuration.migrationsDirectory = try value.text("migrationsDirectory") },
         .init(
             "secretKeyFile", .text, default: "`<data>/secret.key`, created on first start",
@@ -234,16 +262,19 @@ extension BuildGateConfiguration {
         ) { configuration, value in configuration.limits.allowedGitHosts = try value.list("allowedGitHosts") },
         .init(
             "publicURL", .text, environment: "BUILDGATE_PUBLIC_URL", flag: "--public-url",
-            default: "none (links in commit statuses need it)", help: "The gateway's external URL, for links in commit statuses."
+            default: "none (links in commit statuses need it)",
+            help: "The gateway's external URL, for links in commit statuses."
         ) { configuration, value in
             let url = try value.text("publicURL")
             configuration.publicURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         },
         .init("tenantMaxRunningBuilds", .number, default: "no limit", help: "Default running builds per tenant.") {
-            configuration, value in configuration.limits.tenantDefaults.maxRunningBuilds = Int(try value.positive("tenantMaxRunningBuilds"))
+            configuration, value in
+            configuration.limits.tenantDefaults.maxRunningBuilds = Int(try value.positive("tenantMaxRunningBuilds"))
         },
         .init("tenantMaxQueuedBuilds", .number, default: "1000", help: "Default queued builds per tenant.") {
-            configuration, value in configuration.limits.tenantDefaults.maxQueuedBuilds = Int(try value.positive("tenantMaxQueuedBuilds"))
+            configuration, value in
+            configuration.limits.tenantDefaults.maxQueuedBuilds = Int(try value.positive("tenantMaxQueuedBuilds"))
         },
         .init("tenantRequestsPerMinute", .number, default: "600", help: "Default API requests per minute per tenant.") {
             configuration, value in
@@ -272,7 +303,9 @@ extension BuildGateConfiguration {
             let object: [String: Any]
             do {
                 let parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
-                guard let dictionary = parsed as? [String: Any] else { throw BuildGateError(.invalidParameter, "not a JSON object") }
+                guard let dictionary = parsed as? [String: Any] else {
+                    throw BuildGateError(.invalidParameter, "not a JSON object")
+                }
                 object = dictionary
             } catch {
                 throw BuildGateError(.invalidParameter, "cannot read config file \(path): \(error)")
@@ -281,12 +314,15 @@ extension BuildGateConfiguration {
             for (key, raw) in object {
                 guard let setting = known[key] else {
                     throw BuildGateError(
-                        .invalidParameter, "config file \(path): unknown key '\(key)'; known: \(known.keys.sorted().joined(separator: ", "))")
+                        .invalidParameter,
+                        "config file \(path): unknown key '\(key)'; known: \(known.keys.sorted().joined(separator: ", "))"
+                    )
                 }
                 switch (setting.kind, raw) {
                 case (.list, let array as [Any]):
                     guard let strings = array as? [String] else {
-                        throw BuildGateError(.invalidParameter, "config file \(path): '\(key)' must be an array of strings")
+                        throw BuildGateError(
+                            .invalidParameter, "config file \(path): '\(key)' must be an array of strings")
                     }
                     values[key] = .list(strings)
                 case (.number, let number as NSNumber) where !(raw is Bool):
@@ -304,9 +340,10 @@ extension BuildGateConfiguration {
             let byFlag = Dictionary(uniqueKeysWithValues: BuildGateConfiguration.settings.map { ($0.flag, $0) })
             var remaining = arguments[...]
             while let argument = remaining.popFirst() {
-                let (flag, inline) = argument.firstIndex(of: "=").map {
-                    (String(argument[..<$0]), String(argument[argument.index(after: $0)...]) as String?)
-                } ?? (argument, nil)
+                let (flag, inline) =
+                    argument.firstIndex(of: "=").map {
+                        (String(argument[..<$0]), String(argument[argument.index(after: $0)...]) as String?)
+                    } ?? (argument, nil)
                 guard let setting = byFlag[flag] else {
                     throw BuildGateError(.invalidParameter, "unknown option '\(argument)'; see buildgate serve --help")
                 }
@@ -357,7 +394,9 @@ extension BuildGateConfiguration {
 
     /// The settings for `buildgate serve --help`.
     package static var settingsHelp: String {
-        settings.map { "  \($0.flag) VALUE\n      \($0.help) Default: \($0.defaultText.replacingOccurrences(of: "`", with: "")). Also \($0.environment)." }
-            .joined(separator: "\n")
+        settings.map {
+            "  \($0.flag) VALUE\n      \($0.help) Default: \($0.defaultText.replacingOccurrences(of: "`", with: "")). Also \($0.environment)."
+        }
+        .joined(separator: "\n")
     }
 }

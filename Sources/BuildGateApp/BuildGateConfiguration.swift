@@ -106,8 +106,12 @@ package struct BuildGateConfiguration: Sendable {
         }
         if head.hasPrefix("kubernetes:") {
             let target = head.dropFirst("kubernetes:".count)
-            guard let slash = target.firstIndex(of: "/"), slash > target.startIndex, target.index(after: slash) < target.endIndex
-            else { throw BuildGateError(.invalidParameter, "pool '\(text)': expected kubernetes:NAMESPACE/LABEL=VALUE[+LABEL=VALUE]") }
+            guard let slash = target.firstIndex(of: "/"), slash > target.startIndex,
+                target.index(after: slash) < target.endIndex
+            else {
+                throw BuildGateError(
+                    .invalidParameter, "pool '\(text)': expected kubernetes:NAMESPACE/LABEL=VALUE[+LABEL=VALUE]")
+            }
             if case .number(0) = template.port {
                 throw BuildGateError(.invalidParameter, "pool '\(text)': give port=NUMBER or port=CONTAINER-PORT-NAME")
             }
@@ -127,7 +131,8 @@ package struct BuildGateConfiguration: Sendable {
                 throw BuildGateError(.invalidParameter, "'\(text)': capacity must be 1 or more")
             }
             template.capacity = capacity
-        case ("network", 2) where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
+        case ("network", 2)
+        where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
             template.networkMode = parts[1]
         case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
             template.useBuildKit = parts[1] == "true"
@@ -147,18 +152,23 @@ package struct BuildGateConfiguration: Sendable {
 
     /// Checks the TLS options gathered from a builder or pool: a tcp:// address, a CA, a certificate with its key,
     /// files that can be read.
-    private static func finishTLS(_ template: inout BuilderTemplate, text: String, address: BuilderEndpoint.Address) throws {
+    private static func finishTLS(_ template: inout BuilderTemplate, text: String, address: BuilderEndpoint.Address)
+        throws
+    {
         guard let files = template.tls else { return }
         guard case .tcp = address else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': TLS options need a tcp:// address")
         }
         guard !files.caCertificate.isEmpty else {
-            throw BuildGateError(.invalidParameter, "builder '\(text)': TLS needs tlscacert=FILE (the CA of the engine's certificate)")
+            throw BuildGateError(
+                .invalidParameter, "builder '\(text)': TLS needs tlscacert=FILE (the CA of the engine's certificate)")
         }
         guard (files.clientCertificate == nil) == (files.clientKey == nil) else {
             throw BuildGateError(.invalidParameter, "builder '\(text)': tlscert and tlskey go together")
         }
-        for (key, file) in [("tlscacert", files.caCertificate), ("tlscert", files.clientCertificate), ("tlskey", files.clientKey)] {
+        for (key, file) in [
+            ("tlscacert", files.caCertificate), ("tlscert", files.clientCertificate), ("tlskey", files.clientKey),
+        ] {
             if let file, !FileManager.default.isReadableFile(atPath: file) {
                 throw BuildGateError(.invalidParameter, "builder '\(text)': \(key) file '\(file)' cannot be read")
             }

@@ -111,7 +111,9 @@ package final class PodmanServiceSupervisor: Service {
         }
         logger.info(
             "started podman system service",
-            metadata: ["buildgate.podman.pid": "\(child.processIdentifier)", "buildgate.podman.socket": "\(socketPath)"])
+            metadata: [
+                "buildgate.podman.pid": "\(child.processIdentifier)", "buildgate.podman.socket": "\(socketPath)",
+            ])
     }
 
     /// Starts the watcher that stops `pid` when this process's end of its pipe closes (replacing the previous one).
@@ -166,8 +168,10 @@ package final class PodmanServiceSupervisor: Service {
                     if Task.isShuttingDownGracefully || Task.isCancelled { return -1 }
                 }
                 return child.terminationStatus
-            } onGracefulShutdown: {}
-        } onCancel: {}
+            } onGracefulShutdown: {
+            }
+        } onCancel: {
+        }
     }
 
     /// A service whose pid file survived a killed gateway would hold the socket: stop it.
@@ -188,7 +192,8 @@ package final class PodmanServiceSupervisor: Service {
             let candidate = "\(directory)/\(executable)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        throw SupervisorError(message: "'\(executable)' is not installed (or not on PATH): install podman, or give --builder")
+        throw SupervisorError(
+            message: "'\(executable)' is not installed (or not on PATH): install podman, or give --builder")
     }
 
     struct SupervisorError: Error, CustomStringConvertible {

@@ -97,7 +97,9 @@ package struct BuildStep: Sendable, Equatable, Codable {
     package var cached: Bool
     package var error: String?
 
-    package init(name: String, startedAt: Date? = nil, completedAt: Date? = nil, cached: Bool = false, error: String? = nil) {
+    package init(
+        name: String, startedAt: Date? = nil, completedAt: Date? = nil, cached: Bool = false, error: String? = nil
+    ) {
         self.name = name
         self.startedAt = startedAt
         self.completedAt = completedAt

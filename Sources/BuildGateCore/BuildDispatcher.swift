@@ -163,7 +163,8 @@ package final class BuildDispatcher: Service {
             do {
                 let now = clock.now
                 claimed = try await queue.claim(
-                    build.id, builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration, now: now)
+                    build.id, builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration,
+                    now: now)
             } catch {
                 logger.error("claiming a build failed", metadata: ["buildgate.error": "\(error)"])
                 claimed = nil
@@ -174,7 +175,8 @@ package final class BuildDispatcher: Service {
                 continue
             }
             if let key = claimed.runKey { activeKeys.insert(key) }
-            BuildGateMetrics.queueWait((claimed.startedAt ?? clock.now).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
+            BuildGateMetrics.queueWait(
+                (claimed.startedAt ?? clock.now).timeIntervalSince(claimed.createdAt), engine: endpoint.engine)
             let signal = register(claimed)
             await observer.buildChanged(claimed)
             group.addTask {
@@ -228,14 +230,18 @@ package final class BuildDispatcher: Service {
         }
         for build in running {
             do {
-                _ = try await settler.settle(build, on: .shutdownInterrupt, expecting: .lease(owner: owner), at: clock.now)
+                _ = try await settler.settle(
+                    build, on: .shutdownInterrupt, expecting: .lease(owner: owner), at: clock.now)
             } catch {
                 logger.error(
-                    "settling an interrupted build failed", metadata: ["buildgate.build.id": "\(build.id)", "buildgate.error": "\(error)"])
+                    "settling an interrupted build failed",
+                    metadata: ["buildgate.build.id": "\(build.id)", "buildgate.error": "\(error)"])
             }
         }
         if !running.isEmpty {
-            logger.warning("shut down with builds still running; settled as interrupted", metadata: ["buildgate.builds": "\(running.count)"])
+            logger.warning(
+                "shut down with builds still running; settled as interrupted",
+                metadata: ["buildgate.builds": "\(running.count)"])
         }
     }
 
@@ -253,11 +259,13 @@ package final class BuildDispatcher: Service {
             }
         }
         let claimed = BuildLifecycle.transition(
-            from: .queued, on: .claimed(builder: "\(endpoint)", attempt: build.attempt, maxAttempts: configuration.maxAttempts))
+            from: .queued,
+            on: .claimed(builder: "\(endpoint)", attempt: build.attempt, maxAttempts: configuration.maxAttempts))
         if let line = claimed?.logLine { await log(line) }
 
         guard let driver = drivers[endpoint.engine] else {
-            let outcome = BuildOutcome.failed(.builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
+            let outcome = BuildOutcome.failed(
+                .builderUnavailable, message: "no driver for engine \(endpoint.engine.rawValue)")
             await settle(build, on: endpoint, outcome: outcome, timedOut: false, logger: logger)
             return
         }
@@ -279,7 +287,9 @@ package final class BuildDispatcher: Service {
             // The claim already matched features; a pool changed under a queued build is caught here.
             let unsupported = prepared.request.requiredFeatures.subtracting(endpoint.supportedFeatures)
             guard unsupported.isEmpty else {
-                return .failed(.buildFailed, message: "builder \(endpoint.name) does not support \(unsupported.names.joined(separator: ", "))")
+                return .failed(
+                    .buildFailed,
+                    message: "builder \(endpoint.name) does not support \(unsupported.names.joined(separator: ", "))")
             }
             let secrets: [String: SecretValue]
             do {
@@ -316,16 +326,19 @@ package final class BuildDispatcher: Service {
     /// Puts a build whose builder vanished back in the queue for another builder. False when it cannot be (the
     /// lease moved on, or a cancel was asked for): then it is settled as it ended.
     private func retry(
-        _ build: Build, on endpoint: BuilderEndpoint, message: String, log: @Sendable (String) async -> Void, logger: Logger
+        _ build: Build, on endpoint: BuilderEndpoint, message: String, log: @Sendable (String) async -> Void,
+        logger: Logger
     ) async -> Bool {
         do {
-            guard let requeued = try await queue.requeueForRetry(
-                build.id, owner: owner, queueExpiresAt: clock.now + configuration.retryQueueTTL)
+            guard
+                let requeued = try await queue.requeueForRetry(
+                    build.id, owner: owner, queueExpiresAt: clock.now + configuration.retryQueueTTL)
             else { return false }
             let retry = BuildLifecycle.transition(
                 from: build.status,
                 on: .infrastructureRetry(
-                    attempt: build.attempt, maxAttempts: configuration.maxAttempts, builder: endpoint.name, message: message))
+                    attempt: build.attempt, maxAttempts: configuration.maxAttempts, builder: endpoint.name,
+                    message: message))
             if let line = retry?.logLine { await log(line) }
             await observer.buildChanged(requeued)
             wake()
@@ -367,14 +380,18 @@ package final class BuildDispatcher: Service {
                     source, dockerfile: build.request.dockerfile, credential: credential, log: log)
                 var resolved = source
                 resolved.commit = commit
-                guard try await queue.attachContext(build.id, owner: owner, context: context, gitSource: resolved) else {
-                    return .failed(.failed(.sourceFailed, message: "the build's lease was lost while fetching its source"))
+                guard try await queue.attachContext(build.id, owner: owner, context: context, gitSource: resolved)
+                else {
+                    return .failed(
+                        .failed(.sourceFailed, message: "the build's lease was lost while fetching its source"))
                 }
                 build.context = context
                 build.gitSource = resolved
                 await log("fetched commit \(commit): context \(context.digest) (\(context.size) bytes)")
             } catch {
-                if Task.isCancelled { return .failed(.failed(.cancelled, message: "stopped while fetching the source")) }
+                if Task.isCancelled {
+                    return .failed(.failed(.cancelled, message: "stopped while fetching the source"))
+                }
                 let message = (error as? BuildGateError)?.message ?? "\(error)"
                 await log("ERROR: fetching the source failed: \(message)")
                 return .failed(.failed(.sourceFailed, message: "fetching the source failed: \(message)"))
@@ -438,7 +455,8 @@ package final class BuildDispatcher: Service {
     }
 
     private func handle(
-        _ event: BuildEvent, of id: BuildID, redactor: SecretRedactor, log: @Sendable (String) async -> Void, logger: Logger
+        _ event: BuildEvent, of id: BuildID, redactor: SecretRedactor, log: @Sendable (String) async -> Void,
+        logger: Logger
     ) async {
         switch event {
         case .accepted(let engine):
@@ -494,7 +512,8 @@ package final class BuildDispatcher: Service {
                 pushedImages: pushed, at: clock.now)
             if let stored {
                 BuildGateMetrics.buildDuration(
-                    (stored.finishedAt ?? clock.now).timeIntervalSince(stored.startedAt ?? clock.now), engine: endpoint.engine,
+                    (stored.finishedAt ?? clock.now).timeIntervalSince(stored.startedAt ?? clock.now),
+                    engine: endpoint.engine,
                     result: stored.status)
             } else {
                 logger.warning("the build's lease was lost before its result could be stored")

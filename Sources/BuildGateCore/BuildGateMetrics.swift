@@ -12,8 +12,11 @@ package enum BuildGateMetrics {
 
     /// Time from claimed to settled, by engine and result status.
     package static func buildDuration(_ seconds: TimeInterval, engine: BuilderEngine, result: BuildStatus) {
-        Metrics.Timer(label: "buildgate_build_duration_seconds", dimensions: [("engine", engine.rawValue), ("result", result.rawValue)])
-            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+        Metrics.Timer(
+            label: "buildgate_build_duration_seconds",
+            dimensions: [("engine", engine.rawValue), ("result", result.rawValue)]
+        )
+        .recordNanoseconds(Int64(max(0, seconds) * 1e9))
     }
 
     /// Builds per active status, as the dispatcher last counted them.
@@ -36,6 +39,7 @@ package enum BuildGateMetrics {
 
     /// A webhook delivery by forge and outcome (`queued`, `ignored`, `redelivery`, `rejected`).
     package static func webhookDelivery(forge: String, outcome: String) {
-        Counter(label: "buildgate_webhook_deliveries_total", dimensions: [("forge", forge), ("outcome", outcome)]).increment()
+        Counter(label: "buildgate_webhook_deliveries_total", dimensions: [("forge", forge), ("outcome", outcome)])
+            .increment()
     }
 }

@@ -80,7 +80,8 @@ package enum BuildLifecycle {
             return Transition(status: .starting, logLine: "dispatched to builder \(builder)\(of)")
         case (.starting, .engineAccepted(let engine)):
             return Transition(status: .running, logLine: "engine: \(engine)")
-        case (.starting, .engineFinished(let outcome, let timedOut)), (.running, .engineFinished(let outcome, let timedOut)):
+        case (.starting, .engineFinished(let outcome, let timedOut)),
+            (.running, .engineFinished(let outcome, let timedOut)):
             return result(of: outcome, timedOut: timedOut)
         case (.queued, .cancelRequested):
             return settled(.cancelled, .cancelled, "cancelled before it started")
@@ -103,8 +104,10 @@ package enum BuildLifecycle {
             (.running, .infrastructureRetry(let attempt, let maxAttempts, let builder, let message)):
             return Transition(
                 status: .queued,
-                logLine: "attempt \(attempt) of \(maxAttempts) ended without a result: builder \(builder) is unavailable "
-                    + "(\(message.trimmingCharacters(in: .whitespacesAndNewlines))); back in the queue for another builder")
+                logLine:
+                    "attempt \(attempt) of \(maxAttempts) ended without a result: builder \(builder) is unavailable "
+                    + "(\(message.trimmingCharacters(in: .whitespacesAndNewlines))); back in the queue for another builder"
+            )
         case (.queued, .queueTTLExpired(let waitReason)):
             var message = "waited in the queue past its TTL without a builder"
             if let waitReason { message += " (\(waitReason))" }
@@ -112,7 +115,8 @@ package enum BuildLifecycle {
         case (.queued, .superseded(let newer)):
             return Transition(
                 status: .cancelled, reason: .superseded, message: "superseded by the newer build \(newer)",
-                logLine: "superseded by the newer build \(newer) (run policy latestOnly); result: cancelled (superseded)")
+                logLine:
+                    "superseded by the newer build \(newer) (run policy latestOnly); result: cancelled (superseded)")
         case (.starting, .shutdownInterrupt), (.running, .shutdownInterrupt):
             return settled(.failed, .interrupted, "the gateway shut down before the build finished")
         default:
@@ -122,18 +126,20 @@ package enum BuildLifecycle {
 
     /// A terminal transition decided by the gateway: "<message>; result: <status> (<reason>)".
     private static func settled(_ status: BuildStatus, _ reason: BuildFailureReason, _ message: String) -> Transition {
-        Transition(status: status, reason: reason, message: message, logLine: "\(message); \(resultText(status, reason))")
+        Transition(
+            status: status, reason: reason, message: message, logLine: "\(message); \(resultText(status, reason))")
     }
 
     /// A terminal transition decided by the engine: "result: <status> (<reason>): <message>".
     private static func result(of outcome: BuildOutcome, timedOut: Bool) -> Transition {
-        let (status, reason, message): (BuildStatus, BuildFailureReason?, String?) = switch outcome {
-        case .succeeded: (.succeeded, nil, nil)
-        case .failed(_, let message) where timedOut: (.timedOut, .timedOut, message)
-        case .failed(.cancelled, let message): (.cancelled, .cancelled, message)
-        case .failed(.timedOut, let message): (.timedOut, .timedOut, message)
-        case .failed(let reason, let message): (.failed, reason, message)
-        }
+        let (status, reason, message): (BuildStatus, BuildFailureReason?, String?) =
+            switch outcome {
+            case .succeeded: (.succeeded, nil, nil)
+            case .failed(_, let message) where timedOut: (.timedOut, .timedOut, message)
+            case .failed(.cancelled, let message): (.cancelled, .cancelled, message)
+            case .failed(.timedOut, let message): (.timedOut, .timedOut, message)
+            case .failed(let reason, let message): (.failed, reason, message)
+            }
         var line = resultText(status, reason)
         if let message, !message.isEmpty { line += ": \(message.trimmingCharacters(in: .whitespacesAndNewlines))" }
         return Transition(status: status, reason: reason, message: message, logLine: line)

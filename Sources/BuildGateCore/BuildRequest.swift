@@ -48,7 +48,8 @@ package struct BuildRequest: Hashable, Sendable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case images, dockerfile, target, buildArgs, labels, platform, noCache, timeoutSeconds, secrets, cacheFrom, cacheTo
+        case images, dockerfile, target, buildArgs, labels, platform, noCache, timeoutSeconds, secrets, cacheFrom,
+            cacheTo
     }
 
     /// Rows stored before secrets and caches existed decode with none.

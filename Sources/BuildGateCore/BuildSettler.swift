@@ -11,7 +11,8 @@ package protocol BuildSettlementStore: Sendable {
     /// was still starting also counts one more interrupted dispatch. Returns the stored build, or nil when the guard
     /// no longer held (another settled or moved it first); then nothing was written.
     func settle(
-        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition, pushedImages: [PushedImage],
+        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition,
+        pushedImages: [PushedImage],
         at date: Date
     ) async throws -> Build?
 
@@ -47,7 +48,8 @@ package final class BuildSettler: Sendable {
     private let logger: Logger
     private let locks = BuildLocks()
 
-    package init(store: any BuildSettlementStore, logs: any BuildLogStore, observer: any BuildObserver, logger: Logger) {
+    package init(store: any BuildSettlementStore, logs: any BuildLogStore, observer: any BuildObserver, logger: Logger)
+    {
         self.store = store
         self.logs = logs
         self.observer = observer
@@ -73,8 +75,9 @@ package final class BuildSettler: Sendable {
                         metadata: ["buildgate.build.id": "\(build.id)", "buildgate.error": "\(error)"])
                 }
             }
-            guard let stored = try await store.settle(
-                build.id, expecting: expected, to: transition, pushedImages: pushedImages, at: date)
+            guard
+                let stored = try await store.settle(
+                    build.id, expecting: expected, to: transition, pushedImages: pushedImages, at: date)
             else {
                 try? await logs.appendGatewayLine("(that did not take: the build changed meanwhile)", to: build.id)
                 return nil
@@ -88,7 +91,9 @@ package final class BuildSettler: Sendable {
     /// A user's cancel: a queued build ends `cancelled` now; a starting or running one (also one claimed meanwhile)
     /// is marked so its dispatcher stops it. Returns the build afterwards; nil when there is no such build.
     package func cancel(_ build: Build, in repository: any BuildRepository, at date: Date) async throws -> Build? {
-        if let cancelled = try await settle(build, on: .cancelRequested, expecting: .queued, at: date) { return cancelled }
+        if let cancelled = try await settle(build, on: .cancelRequested, expecting: .queued, at: date) {
+            return cancelled
+        }
         if let marked = try await repository.markCancelRequested(build.id) { return marked }
         return try await repository.build(build.id)  // it ended in the meantime
     }

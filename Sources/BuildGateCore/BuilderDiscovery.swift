@@ -3,9 +3,9 @@ import Logging
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// How the builders of one discovered pool are reached: everything but their addresses, which discovery finds.
@@ -29,9 +29,12 @@ package struct BuilderTemplate: Sendable, Equatable {
     }
 
     /// The endpoint for one discovered builder.
-    package func endpoint(name: String, host: String, port: Int, engine: BuilderEngine? = nil, capacity: Int? = nil) -> BuilderEndpoint {
+    package func endpoint(name: String, host: String, port: Int, engine: BuilderEngine? = nil, capacity: Int? = nil)
+        -> BuilderEndpoint
+    {
         var endpoint = BuilderEndpoint(
-            name: name, engine: engine ?? self.engine, address: .tcp(host: host, port: port), capacity: capacity ?? self.capacity,
+            name: name, engine: engine ?? self.engine, address: .tcp(host: host, port: port),
+            capacity: capacity ?? self.capacity,
             networkMode: networkMode)
         endpoint.useBuildKit = useBuildKit
         endpoint.tls = tls
@@ -48,7 +51,9 @@ package struct DNSBuilderDiscovery: Service {
     private let interval: Duration
     private let logger: Logger
 
-    package init(name: String, template: BuilderTemplate, pool: BuilderPool, interval: Duration = .seconds(10), logger: Logger) {
+    package init(
+        name: String, template: BuilderTemplate, pool: BuilderPool, interval: Duration = .seconds(10), logger: Logger
+    ) {
         self.name = name
         self.template = template
         self.pool = pool
@@ -75,7 +80,9 @@ package struct DNSBuilderDiscovery: Service {
             pool.update(
                 addresses.map { template.endpoint(name: "\(name)/\($0)", host: $0, port: port) }, from: source)
         } catch {
-            logger.warning("resolving builders failed; keeping the last answer", metadata: ["buildgate.dns.name": "\(name)", "buildgate.error": "\(error)"])
+            logger.warning(
+                "resolving builders failed; keeping the last answer",
+                metadata: ["buildgate.dns.name": "\(name)", "buildgate.error": "\(error)"])
         }
     }
 
@@ -84,9 +91,9 @@ package struct DNSBuilderDiscovery: Service {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         #else
-        hints.ai_socktype = SOCK_STREAM
+            hints.ai_socktype = SOCK_STREAM
         #endif
         var result: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(name, nil, &hints, &result)
@@ -98,7 +105,10 @@ package struct DNSBuilderDiscovery: Service {
         var cursor = result
         while let info = cursor {
             var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
+            if getnameinfo(
+                info.pointee.ai_addr, info.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST)
+                == 0
+            {
                 addresses.insert(String(cString: host))
             }
             cursor = info.pointee.ai_next

@@ -1,4 +1,5 @@
 import Foundation
+
 /// Runs builds on one kind of engine. One driver value serves every endpoint of its engine.
 ///
 /// Call order: the dispatcher calls `run` once per claimed build, possibly many at once on the same endpoint (up to

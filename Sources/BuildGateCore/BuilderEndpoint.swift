@@ -28,7 +28,8 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
                 self = .unix(path: path)
             } else if text.hasPrefix("tcp://") {
                 let hostPort = text.dropFirst("tcp://".count)
-                guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]),
+                guard let colon = hostPort.lastIndex(of: ":"),
+                    let port = Int(hostPort[hostPort.index(after: colon)...]),
                     (1...65535).contains(port), colon > hostPort.startIndex
                 else { throw BuildGateError(.invalidParameter, "'\(text)': expected tcp://host:port") }
                 self = .tcp(host: String(hostPort[..<colon]), port: port)
@@ -62,7 +63,9 @@ package struct BuilderEndpoint: Hashable, Sendable, CustomStringConvertible {
         /// The name to expect in the server certificate, when it differs from the address's host.
         package var serverName: String?
 
-        package init(caCertificate: String, clientCertificate: String? = nil, clientKey: String? = nil, serverName: String? = nil) {
+        package init(
+            caCertificate: String, clientCertificate: String? = nil, clientKey: String? = nil, serverName: String? = nil
+        ) {
             self.caCertificate = caCertificate
             self.clientCertificate = clientCertificate
             self.clientKey = clientKey

@@ -60,13 +60,25 @@ package struct BuilderHealthMonitor: Service {
         switch result {
         case .success(let probe)?:
             pool.record(endpoint.name, health: .healthy, version: probe.version, platforms: probe.platforms)
-            if before != .healthy { logger.info("builder is healthy", metadata: ["buildgate.builder.endpoint": "\(endpoint)", "buildgate.builder.version": "\(probe.version)"]) }
+            if before != .healthy {
+                logger.info(
+                    "builder is healthy",
+                    metadata: [
+                        "buildgate.builder.endpoint": "\(endpoint)", "buildgate.builder.version": "\(probe.version)",
+                    ])
+            }
         case .failure(let error)?:
             pool.record(endpoint.name, health: .unhealthy, error: "\(error)")
-            if before != .unhealthy { logger.warning("builder is unhealthy", metadata: ["buildgate.builder.endpoint": "\(endpoint)", "buildgate.error": "\(error)"]) }
+            if before != .unhealthy {
+                logger.warning(
+                    "builder is unhealthy",
+                    metadata: ["buildgate.builder.endpoint": "\(endpoint)", "buildgate.error": "\(error)"])
+            }
         case nil:
             pool.record(endpoint.name, health: .unhealthy, error: "no answer within \(timeout)")
-            if before != .unhealthy { logger.warning("builder does not answer", metadata: ["buildgate.builder.endpoint": "\(endpoint)"]) }
+            if before != .unhealthy {
+                logger.warning("builder does not answer", metadata: ["buildgate.builder.endpoint": "\(endpoint)"])
+            }
         }
     }
 }

@@ -87,7 +87,9 @@ package final class BuilderPool: Sendable {
     }
 
     /// Records a probe result (or a build's finding that the builder is unreachable).
-    package func record(_ name: String, health: Health, version: String? = nil, platforms: [Platform]? = nil, error: String? = nil) {
+    package func record(
+        _ name: String, health: Health, version: String? = nil, platforms: [Platform]? = nil, error: String? = nil
+    ) {
         defer { publishMetrics(name) }
         let recovered = state.withLock { state -> Bool in
             guard var member = state.members[name] else { return false }
@@ -151,12 +153,14 @@ package final class BuilderPool: Sendable {
             let ranked = capable.sorted { Self.score(key, $0.endpoint.name) > Self.score(key, $1.endpoint.name) }
             for member in ranked where member.freeSlots > 0 {
                 // The member's fair share of the load after this build, stretched by the load factor.
-                let bound = (loadFactor * Double(totalRunning + 1) * Double(member.endpoint.capacity) / Double(totalCapacity))
+                let bound =
+                    (loadFactor * Double(totalRunning + 1) * Double(member.endpoint.capacity) / Double(totalCapacity))
                     .rounded(.up)
                 if Double(member.running.count + 1) <= max(1, bound) { return .endpoint(member.endpoint) }
             }
             let leastLoaded = withRoom.min { lhs, rhs in
-                Double(lhs.running.count) / Double(lhs.endpoint.capacity) < Double(rhs.running.count) / Double(rhs.endpoint.capacity)
+                Double(lhs.running.count) / Double(lhs.endpoint.capacity) < Double(rhs.running.count)
+                    / Double(rhs.endpoint.capacity)
             }!
             return .endpoint(leastLoaded.endpoint)
         }
@@ -194,8 +198,11 @@ package final class BuilderPool: Sendable {
     package static func cacheKey(of build: Build) -> String {
         let source = build.gitSource.map { GitSource.redacted($0.url) } ?? build.request.images.first?.name ?? ""
         let request = build.request
-        return [build.tenant.rawValue, source, request.dockerfile, request.target ?? "", request.platform?.description ?? ""]
-            .joined(separator: "\u{0}")
+        return [
+            build.tenant.rawValue, source, request.dockerfile, request.target ?? "",
+            request.platform?.description ?? "",
+        ]
+        .joined(separator: "\u{0}")
     }
 
     /// Rendezvous (highest random weight) score of `key` on builder `name`.

@@ -12,7 +12,9 @@ package struct GitSource: Hashable, Sendable, Codable {
 
     package init(url: String, ref: String?, commit: String?) throws(BuildGateError) {
         guard let host = Self.host(of: url) else {
-            throw BuildGateError(.invalidParameter, "git url '\(Self.redacted(url))' must be https://, ssh:// or git:// (or user@host:path)")
+            throw BuildGateError(
+                .invalidParameter,
+                "git url '\(Self.redacted(url))' must be https://, ssh:// or git:// (or user@host:path)")
         }
         guard !host.isEmpty, !url.contains(" "), !url.hasPrefix("-") else {
             throw BuildGateError(.invalidParameter, "git url '\(Self.redacted(url))' is not valid")
@@ -60,7 +62,9 @@ package struct GitSource: Hashable, Sendable, Codable {
 
     /// The URL without anything that looks like credentials, for messages.
     package static func redacted(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].firstIndex(of: "@") else { return url }
+        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].firstIndex(of: "@") else {
+            return url
+        }
         return String(url[..<schemeEnd.upperBound]) + "***" + String(url[at...])
     }
 }

@@ -59,10 +59,14 @@ package struct LeaseReaper: Service {
                 interruptedDispatches: build.interruptedDispatches, cancelRequested: build.cancelRequested)
             guard let transition = BuildLifecycle.transition(from: build.status, on: event) else { continue }
             if transition.isTerminal {
-                if let settled = try await settler.settle(build, on: event, expecting: .expiredLease(now: now), at: now) {
+                if let settled = try await settler.settle(build, on: event, expecting: .expiredLease(now: now), at: now)
+                {
                     logger.notice(
                         "settled a build whose dispatcher is gone",
-                        metadata: ["buildgate.build.id": "\(build.id)", "buildgate.build.reason": "\(settled.reason?.rawValue ?? "")"])
+                        metadata: [
+                            "buildgate.build.id": "\(build.id)",
+                            "buildgate.build.reason": "\(settled.reason?.rawValue ?? "")",
+                        ])
                 }
             } else if let requeued = try await queue.requeueExpiredLease(build.id, now: now) {
                 if let line = transition.logLine { try await logs.appendGatewayLine(line, to: build.id) }

@@ -6,10 +6,14 @@ package struct Platform: Hashable, Sendable, CustomStringConvertible {
 
     package init(parsing text: String) throws(BuildGateError) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let valid = (2...3).contains(parts.count)
-            && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") } }
+        let valid =
+            (2...3).contains(parts.count)
+            && parts.allSatisfy {
+                !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }
+            }
         guard valid else {
-            throw BuildGateError(.invalidParameter, "platform '\(text)' must look like os/architecture[/variant], e.g. linux/amd64")
+            throw BuildGateError(
+                .invalidParameter, "platform '\(text)' must look like os/architecture[/variant], e.g. linux/amd64")
         }
         self.os = parts[0]
         self.architecture = parts[1]

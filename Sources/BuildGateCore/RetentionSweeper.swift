@@ -82,7 +82,11 @@ package struct RetentionSweeper: Service {
         for id in oldBuilds { await logs.remove(id) }
         if removedContexts + oldBuilds.count > 0 {
             logger.info(
-                "retention sweep", metadata: ["buildgate.contexts.removed": "\(removedContexts)", "buildgate.builds.removed": "\(oldBuilds.count)"])
+                "retention sweep",
+                metadata: [
+                    "buildgate.contexts.removed": "\(removedContexts)",
+                    "buildgate.builds.removed": "\(oldBuilds.count)",
+                ])
         }
         return (removedContexts, oldLogs.count, oldBuilds.count)
     }

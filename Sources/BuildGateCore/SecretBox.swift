@@ -14,7 +14,8 @@ package struct SecretBox: Sendable {
 
     /// A 256-bit key from 32 bytes of base64, or nil.
     package init?(base64Key: String) {
-        guard let data = Data(base64Encoded: base64Key.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32
+        guard let data = Data(base64Encoded: base64Key.trimmingCharacters(in: .whitespacesAndNewlines)),
+            data.count == 32
         else { return nil }
         key = SymmetricKey(data: data)
     }

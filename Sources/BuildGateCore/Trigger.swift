@@ -11,7 +11,9 @@ package struct Trigger: Sendable, Equatable {
     package var settings: TriggerSettings
     package var createdAt: Date
 
-    package init(id: String, tenant: TenantID, forge: String, repository: String, settings: TriggerSettings, createdAt: Date) {
+    package init(
+        id: String, tenant: TenantID, forge: String, repository: String, settings: TriggerSettings, createdAt: Date
+    ) {
         self.id = id
         self.tenant = tenant
         self.forge = forge
@@ -80,7 +82,9 @@ package struct SourceEvent: Sendable, Equatable {
     package var commit: String
     package var headCommitMessage: String?
 
-    package init(kind: Kind, repository: String, cloneURL: String?, ref: String, commit: String, headCommitMessage: String?) {
+    package init(
+        kind: Kind, repository: String, cloneURL: String?, ref: String, commit: String, headCommitMessage: String?
+    ) {
         self.kind = kind
         self.repository = repository
         self.cloneURL = cloneURL
@@ -119,7 +123,9 @@ package enum TriggerPlanner {
             }
             values["tag"] = tag
         case .pullRequest(let number, let sourceBranch):
-            guard settings.events.contains(.pullRequest) else { return .skip(reason: "pull request events are not enabled") }
+            guard settings.events.contains(.pullRequest) else {
+                return .skip(reason: "pull request events are not enabled")
+            }
             values["pr"] = String(number)
             values["branch"] = sourceBranch
         }
@@ -180,7 +186,8 @@ package enum TriggerPlanner {
 /// Triggers and webhook deliveries. Every call is one durable transaction.
 package protocol TriggerRepository: Sendable {
     /// Stores a trigger with its webhook secret, optional clone credentials and forge status token (sealed).
-    func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?, statusToken: String?) async throws
+    func createTrigger(_ trigger: Trigger, secret: String, cloneCredential: GitCredential?, statusToken: String?)
+        async throws
     /// The forge API token for commit statuses, if the trigger has one.
     func statusToken(forTrigger id: String) async throws -> String?
     func trigger(_ id: String) async throws -> Trigger?

@@ -4,7 +4,8 @@ import Foundation
 package enum URLQuery {
     /// RFC 3986 unreserved characters, ASCII only (Foundation's `.alphanumerics` also lets through letters such as
     /// `é`, which a URL cannot carry raw).
-    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    private static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
     /// `text` with everything but unreserved characters percent-encoded: for one query value or path segment.
     package static func percentEncoded(_ text: String) -> String {

@@ -7,7 +7,9 @@ struct BuildRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "build"
     /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
     /// both those and the text dates of rows written before.
-    static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
+    static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy {
+        .timeIntervalSince1970
+    }
 
     var id: String
     var tenantId: String

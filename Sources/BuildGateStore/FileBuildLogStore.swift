@@ -114,7 +114,9 @@ package final class FileBuildLogStore: BuildLogStore {
             defer { state.open[id] = log }
             var written = 0
             while written < bytes.count {
-                let result = bytes.withUnsafeBytes { write(log.file.descriptor, $0.baseAddress! + written, bytes.count - written) }
+                let result = bytes.withUnsafeBytes {
+                    write(log.file.descriptor, $0.baseAddress! + written, bytes.count - written)
+                }
                 guard result > 0 else {
                     if result < 0 && errno == EINTR { continue }
                     throw BuildGateError(.internalError, "cannot write the log of \(id)")
@@ -138,7 +140,9 @@ package final class FileBuildLogStore: BuildLogStore {
         }
         let file = LogFile(descriptor)
         var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
+        guard fstat(descriptor, &info) == 0 else {
+            throw BuildGateError(.internalError, "cannot open the log of \(id)")
+        }
         // Root opens a read-only file for writing all the same.
         guard info.st_mode & S_IWUSR != 0 else { throw Self.complete(id) }
         return OpenLog(file: file, length: Int64(info.st_size))
@@ -215,11 +219,14 @@ package final class FileBuildLogStore: BuildLogStore {
         }
     }
 
-    private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws -> ArraySlice<UInt8> {
+    private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws
+        -> ArraySlice<UInt8>
+    {
         var failure: Int32 = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
             while filled < count {
-                let read = pread(descriptor, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+                let read = pread(
+                    descriptor, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
                 if read < 0 && errno == EINTR { continue }
                 if read < 0 { failure = errno }
                 guard read > 0 else { return }  // an error, or the file is shorter: removed meanwhile

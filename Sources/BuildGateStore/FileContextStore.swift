@@ -22,7 +22,9 @@ package struct FileContextStore: ContextStore {
         let path = "\(uploadsDirectory)/upload-\(UUID().uuidString.lowercased())"
         let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw BuildGateError(.internalError, "cannot create an upload file", cause: POSIXErrorCode(rawValue: errno).map { POSIXError($0) })
+            throw BuildGateError(
+                .internalError, "cannot create an upload file",
+                cause: POSIXErrorCode(rawValue: errno).map { POSIXError($0) })
         }
         close(descriptor)
         return path
@@ -38,7 +40,9 @@ package struct FileContextStore: ContextStore {
             return
         }
         guard rename(path, destination) == 0 else {
-            throw BuildGateError(.internalError, "cannot store the context", cause: POSIXErrorCode(rawValue: errno).map { POSIXError($0) })
+            throw BuildGateError(
+                .internalError, "cannot store the context",
+                cause: POSIXErrorCode(rawValue: errno).map { POSIXError($0) })
         }
         try fsync(path: contextsDirectory, flags: O_RDONLY | O_DIRECTORY)
     }

@@ -15,7 +15,9 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
         static let databaseTableName = "accessToken"
         /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
         /// both those and the text dates of rows written before.
-        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
+        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy {
+            .timeIntervalSince1970
+        }
         var id: String
         var tenantId: String
         var name: String
@@ -28,11 +30,14 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
         var parentId: String?
 
         func token() throws -> AccessToken {
-            guard let tenant = TenantID(tenantId) else { throw BuildGateError(.internalError, "token \(id) has a bad tenant") }
+            guard let tenant = TenantID(tenantId) else {
+                throw BuildGateError(.internalError, "token \(id) has a bad tenant")
+            }
             let names = try JSONDecoder().decode([String].self, from: Data(scopes.utf8))
             return AccessToken(
                 id: id, tenant: tenant, name: name, scopes: Set(names.compactMap(Scope.init(rawValue:))),
-                buildID: buildId.flatMap(BuildID.init), createdAt: createdAt, expiresAt: expiresAt, revokedAt: revokedAt,
+                buildID: buildId.flatMap(BuildID.init), createdAt: createdAt, expiresAt: expiresAt,
+                revokedAt: revokedAt,
                 parentID: parentId)
         }
     }
@@ -72,7 +77,8 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
             expiresAt = [expiresAt, parent.expiresAt].compactMap { $0 }.min()
         }
         return Principal(
-            tenant: stored.tenant, scopes: stored.scopes, buildID: stored.buildID, tokenID: stored.id, expiresAt: expiresAt)
+            tenant: stored.tenant, scopes: stored.scopes, buildID: stored.buildID, tokenID: stored.id,
+            expiresAt: expiresAt)
     }
 
     package func tokens(of tenant: TenantID?) async throws -> [AccessToken] {

@@ -34,7 +34,8 @@ package struct SQLiteBuildSecretStore: BuildSecretRepository {
         let rows = try await database.writer.read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT name, sealedValue FROM buildSecret WHERE tenantId = ? AND name IN (SELECT value FROM json_each(?))",
+                sql:
+                    "SELECT name, sealedValue FROM buildSecret WHERE tenantId = ? AND name IN (SELECT value FROM json_each(?))",
                 arguments: [tenant.rawValue, String(decoding: try JSONEncoder().encode(names), as: UTF8.self)])
         }
         var values: [String: SecretValue] = [:]
@@ -56,7 +57,8 @@ package struct SQLiteBuildSecretStore: BuildSecretRepository {
 
     package func deleteSecret(tenant: TenantID, name: String) async throws -> Bool {
         try await database.writer.write { db in
-            try db.execute(sql: "DELETE FROM buildSecret WHERE tenantId = ? AND name = ?", arguments: [tenant.rawValue, name])
+            try db.execute(
+                sql: "DELETE FROM buildSecret WHERE tenantId = ? AND name = ?", arguments: [tenant.rawValue, name])
             return db.changesCount == 1
         }
     }

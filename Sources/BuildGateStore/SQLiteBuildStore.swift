@@ -46,7 +46,8 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
 
     package func list(tenant: TenantID, status: BuildStatus?, limit: Int, after: BuildID?) async throws -> [Build] {
         try await database.writer.read { db in
-            var request = BuildRecord.filter(Column("tenantId") == tenant.rawValue).order(Column("id").desc).limit(limit)
+            var request = BuildRecord.filter(Column("tenantId") == tenant.rawValue).order(Column("id").desc).limit(
+                limit)
             if let status { request = request.filter(Column("status") == status.rawValue) }
             if let after { request = request.filter(Column("id") < after.rawValue) }
             return try request.fetchAll(db).map { try $0.build() }
@@ -57,7 +58,8 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
-                sql: "UPDATE build SET cancelRequested = 1 WHERE id = ? AND status IN \(BuildStatus.leased.sqlList) RETURNING *",
+                sql:
+                    "UPDATE build SET cancelRequested = 1 WHERE id = ? AND status IN \(BuildStatus.leased.sqlList) RETURNING *",
                 arguments: [id.rawValue]
             )?.build()
         }
@@ -79,7 +81,8 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
     }
 
     package func settle(
-        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition, pushedImages: [PushedImage],
+        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition,
+        pushedImages: [PushedImage],
         at date: Date
     ) async throws -> Build? {
         guard transition.isTerminal else {
@@ -89,10 +92,11 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         let (condition, conditionArguments) = Self.condition(expecting)
         // Under an expired lease, a build still starting was being dispatched when its gateway died.
         let dispatchCount = if case .expiredLease = expecting { "(status = 'starting')" } else { "0" }
-        let arguments: StatementArguments = [
-            transition.status.rawValue, transition.reason?.rawValue, transition.message, images,
-            date.timeIntervalSince1970, id.rawValue,
-        ] + conditionArguments
+        let arguments: StatementArguments =
+            [
+                transition.status.rawValue, transition.reason?.rawValue, transition.message, images,
+                date.timeIntervalSince1970, id.rawValue,
+            ] + conditionArguments
         return try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
@@ -127,7 +131,10 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         case .queued:
             ("status = 'queued'", [])
         case .expiredLease(let now):
-            ("leaseOwner IS NOT NULL AND leaseExpiresAt < ? AND status IN \(BuildStatus.leased.sqlList)", [now.timeIntervalSince1970])
+            (
+                "leaseOwner IS NOT NULL AND leaseExpiresAt < ? AND status IN \(BuildStatus.leased.sqlList)",
+                [now.timeIntervalSince1970]
+            )
         }
     }
 
@@ -144,8 +151,10 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         try await database.writer.read { db in
             var counts: [BuildStatus: Int] = [:]
             for row in try Row.fetchAll(
-                db, sql: "SELECT status, count(*) AS n FROM build WHERE status IN \(BuildStatus.active.sqlList) GROUP BY status")
-            {
+                db,
+                sql:
+                    "SELECT status, count(*) AS n FROM build WHERE status IN \(BuildStatus.active.sqlList) GROUP BY status"
+            ) {
                 if let status = BuildStatus(rawValue: row["status"]) { counts[status] = row["n"] }
             }
             return counts
@@ -154,8 +163,12 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
 
     package func activeRunKeys() async throws -> Set<String> {
         try await database.writer.read { db in
-            Set(try String.fetchAll(
-                db, sql: "SELECT DISTINCT runKey FROM build WHERE runKey IS NOT NULL AND status IN \(BuildStatus.leased.sqlList)"))
+            Set(
+                try String.fetchAll(
+                    db,
+                    sql:
+                        "SELECT DISTINCT runKey FROM build WHERE runKey IS NOT NULL AND status IN \(BuildStatus.leased.sqlList)"
+                ))
         }
     }
 
@@ -210,7 +223,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
+    package func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws
+        -> Build?
+    {
         try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
@@ -236,13 +251,16 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         let json = String(decoding: try JSONEncoder.sorted.encode(steps), as: UTF8.self)
         return try await database.writer.write { db in
             try db.execute(
-                sql: "UPDATE build SET steps = ? WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)",
+                sql:
+                    "UPDATE build SET steps = ? WHERE id = ? AND leaseOwner = ? AND status IN \(BuildStatus.leased.sqlList)",
                 arguments: [json, id.rawValue, owner])
             return db.changesCount == 1
         }
     }
 
-    package func attachContext(_ id: BuildID, owner: String, context: BuildContext, gitSource: GitSource) async throws -> Bool {
+    package func attachContext(_ id: BuildID, owner: String, context: BuildContext, gitSource: GitSource) async throws
+        -> Bool
+    {
         let source = String(decoding: try JSONEncoder.sorted.encode(gitSource), as: UTF8.self)
         return try await database.writer.write { db in
             try db.execute(
@@ -332,7 +350,8 @@ extension SQLiteBuildStore: BuildRetentionStore {
 
     package func markContextRemoved(_ digest: ContextDigest) async throws {
         try await database.writer.write { db in
-            try db.execute(sql: "UPDATE build SET contextRemoved = 1 WHERE contextDigest = ?", arguments: [digest.description])
+            try db.execute(
+                sql: "UPDATE build SET contextRemoved = 1 WHERE contextDigest = ?", arguments: [digest.description])
         }
     }
 
@@ -349,7 +368,8 @@ extension SQLiteBuildStore: BuildRetentionStore {
         guard !ids.isEmpty else { return }
         let list = String(decoding: try JSONEncoder().encode(ids.map(\.rawValue)), as: UTF8.self)
         try await database.writer.write { db in
-            try db.execute(sql: "UPDATE build SET logRemoved = 1 WHERE id IN (SELECT value FROM json_each(?))", arguments: [list])
+            try db.execute(
+                sql: "UPDATE build SET logRemoved = 1 WHERE id IN (SELECT value FROM json_each(?))", arguments: [list])
         }
     }
 

@@ -19,7 +19,9 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
 
     private static func context(_ tenant: TenantID, _ host: String) -> String { "registry:\(tenant)/\(host)" }
 
-    package func setCredential(_ credential: RegistryCredential, tenant: TenantID, host: String, at date: Date) async throws {
+    package func setCredential(_ credential: RegistryCredential, tenant: TenantID, host: String, at date: Date)
+        async throws
+    {
         let sealed = try box.seal(
             try JSONEncoder().encode(Sealed(username: credential.username, password: credential.password)),
             context: Self.context(tenant, host))
@@ -36,12 +38,15 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
     }
 
     package func credential(tenant: TenantID, host: String) async throws -> RegistryCredential? {
-        guard let sealed = try await database.writer.read({ db in
-            try Data.fetchOne(
-                db, sql: "SELECT sealedCredential FROM registryCredential WHERE tenantId = ? AND host = ?",
-                arguments: [tenant.rawValue, host])
-        }) else { return nil }
-        let value = try JSONDecoder().decode(Sealed.self, from: try box.open(sealed, context: Self.context(tenant, host)))
+        guard
+            let sealed = try await database.writer.read({ db in
+                try Data.fetchOne(
+                    db, sql: "SELECT sealedCredential FROM registryCredential WHERE tenantId = ? AND host = ?",
+                    arguments: [tenant.rawValue, host])
+            })
+        else { return nil }
+        let value = try JSONDecoder().decode(
+            Sealed.self, from: try box.open(sealed, context: Self.context(tenant, host)))
         return RegistryCredential(username: value.username, password: value.password)
     }
 
@@ -57,7 +62,8 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
     package func deleteCredential(tenant: TenantID, host: String) async throws -> Bool {
         try await database.writer.write { db in
             try db.execute(
-                sql: "DELETE FROM registryCredential WHERE tenantId = ? AND host = ?", arguments: [tenant.rawValue, host])
+                sql: "DELETE FROM registryCredential WHERE tenantId = ? AND host = ?",
+                arguments: [tenant.rawValue, host])
             return db.changesCount == 1
         }
     }

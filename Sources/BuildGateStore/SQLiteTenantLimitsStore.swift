@@ -12,9 +12,10 @@ package struct SQLiteTenantLimitsStore: TenantLimitsRepository {
 
     package func limits(of tenant: TenantID) async throws -> TenantLimits {
         try await database.writer.read { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT maxRunningBuilds, maxQueuedBuilds, requestsPerMinute FROM tenant WHERE id = ?",
-                arguments: [tenant.rawValue])
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT maxRunningBuilds, maxQueuedBuilds, requestsPerMinute FROM tenant WHERE id = ?",
+                    arguments: [tenant.rawValue])
             else { return TenantLimits() }
             return TenantLimits(
                 maxRunningBuilds: row["maxRunningBuilds"], maxQueuedBuilds: row["maxQueuedBuilds"],
@@ -41,7 +42,8 @@ package struct SQLiteTenantLimitsStore: TenantLimitsRepository {
     package func queuedBuildCount(of tenant: TenantID) async throws -> Int {
         try await database.writer.read { db in
             try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM build WHERE tenantId = ? AND status = 'queued'", arguments: [tenant.rawValue]
+                db, sql: "SELECT count(*) FROM build WHERE tenantId = ? AND status = 'queued'",
+                arguments: [tenant.rawValue]
             ) ?? 0
         }
     }

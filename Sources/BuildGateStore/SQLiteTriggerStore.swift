@@ -17,7 +17,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
         static let databaseTableName = "trigger"
         /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
         /// both those and the text dates of rows written before.
-        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
+        static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy {
+            .timeIntervalSince1970
+        }
         var id: String
         var tenantId: String
         var forge: String
@@ -29,10 +31,13 @@ package struct SQLiteTriggerStore: TriggerRepository {
         var createdAt: Date
 
         func trigger() throws -> Trigger {
-            guard let tenant = TenantID(tenantId) else { throw BuildGateError(.internalError, "trigger \(id) has a bad tenant") }
+            guard let tenant = TenantID(tenantId) else {
+                throw BuildGateError(.internalError, "trigger \(id) has a bad tenant")
+            }
             return Trigger(
                 id: id, tenant: tenant, forge: forge, repository: repository,
-                settings: try JSONDecoder().decode(TriggerSettings.self, from: Data(settings.utf8)), createdAt: createdAt)
+                settings: try JSONDecoder().decode(TriggerSettings.self, from: Data(settings.utf8)),
+                createdAt: createdAt)
         }
     }
 
@@ -46,7 +51,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
             sealedCloneCredentials: try cloneCredential.map {
                 try box.seal(try JSONEncoder().encode($0), context: "trigger-clone:\(trigger.id)")
             },
-            sealedStatusToken: try statusToken.map { try box.seal(Data($0.utf8), context: "trigger-status:\(trigger.id)") },
+            sealedStatusToken: try statusToken.map {
+                try box.seal(Data($0.utf8), context: "trigger-status:\(trigger.id)")
+            },
             createdAt: trigger.createdAt)
         try await database.writer.write { db in
             try db.ensureTenant(trigger.tenant, at: trigger.createdAt)
@@ -60,7 +67,9 @@ package struct SQLiteTriggerStore: TriggerRepository {
 
     package func triggers(of tenant: TenantID) async throws -> [Trigger] {
         try await database.writer.read { db in
-            try Row.filter(Column("tenantId") == tenant.rawValue).order(Column("id")).fetchAll(db).map { try $0.trigger() }
+            try Row.filter(Column("tenantId") == tenant.rawValue).order(Column("id")).fetchAll(db).map {
+                try $0.trigger()
+            }
         }
     }
 
@@ -82,7 +91,8 @@ package struct SQLiteTriggerStore: TriggerRepository {
     }
 
     package func cloneCredential(forTrigger id: String) async throws -> GitCredential? {
-        guard let sealed = try await database.writer.read({ db in try Row.fetchOne(db, key: id)?.sealedCloneCredentials })
+        guard
+            let sealed = try await database.writer.read({ db in try Row.fetchOne(db, key: id)?.sealedCloneCredentials })
         else { return nil }
         return try JSONDecoder().decode(GitCredential.self, from: try box.open(sealed, context: "trigger-clone:\(id)"))
     }
@@ -107,7 +117,8 @@ package struct SQLiteTriggerStore: TriggerRepository {
                 db, sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?",
                 arguments: [triggerID, deliveryID])
             {
-                return RecordedDelivery(statusCode: stored.statusCode, response: stored.response, isRedelivery: true, queued: nil)
+                return RecordedDelivery(
+                    statusCode: stored.statusCode, response: stored.response, isRedelivery: true, queued: nil)
             }
             var outcome = DeliveryOutcome.nothing
             if let build, let record {

@@ -5,9 +5,9 @@ import Logging
 import Subprocess
 
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// Runs builds on buildkitd by running BuildKit's own client, `buildctl`.
@@ -86,7 +86,8 @@ package struct BuildKitDriver: BuilderDriver {
         await events(.accepted(engine: description))
         // BuildKit pushes as the last step of the solve (its "exporting to image" lines); `.pushed` follows success.
 
-        let arguments = Self.buildArguments(job, endpoint: endpoint, workspace: workspace, insecure: configuration.insecureRegistries)
+        let arguments = Self.buildArguments(
+            job, endpoint: endpoint, workspace: workspace, insecure: configuration.insecureRegistries)
         let finished: BuildctlRun
         do {
             finished = try await runBuildctl(arguments, dockerConfig: workspace.dockerConfigDirectory, events: events)
@@ -112,7 +113,9 @@ package struct BuildKitDriver: BuilderDriver {
             executable, arguments: Arguments(Self.connectionArguments(endpoint) + ["debug", "workers"]),
             platformOptions: platformOptions, output: .string(limit: 64 << 10), error: .string(limit: 64 << 10))
         guard result.terminationStatus.isSuccess else {
-            throw BuildGateError(.internalError, "buildctl debug workers: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw BuildGateError(
+                .internalError,
+                "buildctl debug workers: \(result.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return BuilderProbe(version: version, platforms: Self.platforms(fromDebugWorkers: result.standardOutput))
     }
@@ -124,7 +127,9 @@ package struct BuildKitDriver: BuilderDriver {
             let columns = line.split(whereSeparator: \.isWhitespace)
             guard columns.count >= 2 else { continue }
             for item in columns[1].split(separator: ",") {
-                if let platform = try? Platform(parsing: String(item)), !seen.contains(platform) { seen.append(platform) }
+                if let platform = try? Platform(parsing: String(item)), !seen.contains(platform) {
+                    seen.append(platform)
+                }
             }
         }
         return seen
@@ -156,7 +161,9 @@ package struct BuildKitDriver: BuilderDriver {
         case "none": arguments += ["--opt", "force-network-mode=none"]
         default: break
         }
-        func isInsecure(_ image: ImageReference) -> Bool { insecure.contains(image.registry) || image.isLoopbackRegistry }
+        func isInsecure(_ image: ImageReference) -> Bool {
+            insecure.contains(image.registry) || image.isLoopbackRegistry
+        }
         func insecureFlag(_ image: ImageReference) -> String { isInsecure(image) ? ",registry.insecure=true" : "" }
         for source in request.cacheFrom {
             arguments += ["--import-cache", "type=registry,ref=\(source)\(insecureFlag(source))"]

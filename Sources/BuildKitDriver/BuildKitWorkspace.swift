@@ -11,9 +11,11 @@ struct BuildKitWorkspace: Sendable {
         let files = FileManager.default
         try files.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         root = "\(workDirectory)/buildkit-\(job.id)-\(UUID().uuidString.prefix(8))"
-        try files.createDirectory(atPath: root, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        try files.createDirectory(
+            atPath: root, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         for directory in [contextDirectory, dockerConfigDirectory, secretsDirectory] {
-            try files.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            try files.createDirectory(
+                atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         }
     }
 
@@ -37,7 +39,10 @@ struct BuildKitWorkspace: Sendable {
     func extractContext(from archive: String) async throws {
         let result = try await Subprocess.run(
             .name("tar"),
-            arguments: ["--extract", "--file", archive, "--directory", contextDirectory, "--no-same-owner", "--delay-directory-restore"],
+            arguments: [
+                "--extract", "--file", archive, "--directory", contextDirectory, "--no-same-owner",
+                "--delay-directory-restore",
+            ],
             output: .discarded, error: .string(limit: 16 << 10))
         guard result.terminationStatus.isSuccess else {
             throw BuildGateError(.internalError, "tar \(result.terminationStatus): \(result.standardError)")
@@ -50,9 +55,10 @@ struct BuildKitWorkspace: Sendable {
             struct Auth: Encodable { var auth: String }
             var auths: [String: Auth]
         }
-        let config = Config(auths: credentials.mapValues {
-            Config.Auth(auth: Data("\($0.username):\($0.password)".utf8).base64EncodedString())
-        })
+        let config = Config(
+            auths: credentials.mapValues {
+                Config.Auth(auth: Data("\($0.username):\($0.password)".utf8).base64EncodedString())
+            })
         try writePrivate(try JSONEncoder().encode(config), to: "\(dockerConfigDirectory)/config.json")
     }
 
@@ -84,7 +90,8 @@ struct BuildKitWorkspace: Sendable {
     }
 
     private func writePrivate(_ data: Data, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+        else {
             throw BuildGateError(.internalError, "could not write \(path)")
         }
     }

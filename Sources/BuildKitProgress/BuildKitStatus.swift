@@ -232,11 +232,14 @@ package struct BuildKitPlainRenderer {
             names[vertex.digest] = vertex.name
             if let start = vertex.started, started[vertex.digest] == nil { started[vertex.digest] = start }
             if vertex.started != nil || vertex.cached || vertex.completed != nil { out += announce(vertex.digest) }
-            guard !settled.contains(vertex.digest), !pending.contains(where: { $0.digest == vertex.digest }) else { continue }
+            guard !settled.contains(vertex.digest), !pending.contains(where: { $0.digest == vertex.digest }) else {
+                continue
+            }
             let error = vertex.error.flatMap { $0.isEmpty ? nil : $0 }
             if vertex.completed != nil || vertex.cached || error != nil {
                 let seconds = zip(vertex.completed, started[vertex.digest]).map { $0.timeIntervalSince($1) } ?? 0
-                pending.append(Ending(digest: vertex.digest, cached: vertex.cached, error: error, seconds: max(0, seconds)))
+                pending.append(
+                    Ending(digest: vertex.digest, cached: vertex.cached, error: error, seconds: max(0, seconds)))
             }
         }
         for item in status.statuses where item.completed != nil && !finishedStatuses.contains(item.vertex + item.id) {
@@ -247,7 +250,10 @@ package struct BuildKitPlainRenderer {
         for log in status.logs {
             out += announce(log.vertex)
             let prefix = "#\(number(log.vertex))"
-            let elapsed = zip(log.timestamp, started[log.vertex]).map { String(format: " %.3f", max(0, $0.timeIntervalSince($1))) } ?? ""
+            let elapsed =
+                zip(log.timestamp, started[log.vertex]).map {
+                    String(format: " %.3f", max(0, $0.timeIntervalSince($1)))
+                } ?? ""
             for line in String(decoding: log.message, as: UTF8.self).split(separator: "\n") where !line.isEmpty {
                 out += "\(prefix)\(elapsed) \(line)\n"
             }
@@ -321,19 +327,24 @@ extension BuildKitStatus {
             wire.vertexes != nil || wire.statuses != nil || wire.logs != nil || wire.warnings != nil
         else { return nil }
         vertexes = (wire.vertexes ?? []).map {
-            Vertex(digest: $0.digest, name: $0.name ?? "", cached: $0.cached ?? false,
+            Vertex(
+                digest: $0.digest, name: $0.name ?? "", cached: $0.cached ?? false,
                 started: $0.started.flatMap(Self.date), completed: $0.completed.flatMap(Self.date), error: $0.error)
         }
         statuses = (wire.statuses ?? []).map {
-            Status(id: $0.id, vertex: $0.vertex, name: $0.name ?? "", current: $0.current ?? 0, total: $0.total ?? 0,
+            Status(
+                id: $0.id, vertex: $0.vertex, name: $0.name ?? "", current: $0.current ?? 0, total: $0.total ?? 0,
                 completed: $0.completed.flatMap(Self.date))
         }
         logs = (wire.logs ?? []).map {
-            Log(vertex: $0.vertex, timestamp: $0.timestamp.flatMap(Self.date),
+            Log(
+                vertex: $0.vertex, timestamp: $0.timestamp.flatMap(Self.date),
                 message: Array(Data(base64Encoded: $0.data ?? "") ?? Data()))
         }
         warnings = (wire.warnings ?? []).map {
-            Warning(vertex: $0.vertex, short: String(decoding: Data(base64Encoded: $0.short ?? "") ?? Data(), as: UTF8.self))
+            Warning(
+                vertex: $0.vertex, short: String(decoding: Data(base64Encoded: $0.short ?? "") ?? Data(), as: UTF8.self)
+            )
         }
     }
 
@@ -344,7 +355,9 @@ extension BuildKitStatus {
         guard parts.count == 2 else { return formatter.date(from: text) }
         let fraction = parts[1].prefix { $0.isNumber }
         let zone = parts[1].dropFirst(fraction.count)
-        guard let whole = formatter.date(from: "\(parts[0])\(zone)"), let value = Double("0.\(fraction)") else { return nil }
+        guard let whole = formatter.date(from: "\(parts[0])\(zone)"), let value = Double("0.\(fraction)") else {
+            return nil
+        }
         return whole.addingTimeInterval(value)
     }
 }

@@ -27,11 +27,13 @@ package struct BuildKitSteps {
     package mutating func record(_ status: BuildKitStatus) -> Bool {
         var changed = false
         for vertex in status.vertexes {
-            var step = byDigest[vertex.digest] ?? {
-                order.append(vertex.digest)
-                changed = true
-                return BuildStep(name: vertex.name)
-            }()
+            var step =
+                byDigest[vertex.digest]
+                ?? {
+                    order.append(vertex.digest)
+                    changed = true
+                    return BuildStep(name: vertex.name)
+                }()
             let before = step
             if !vertex.name.isEmpty { step.name = vertex.name }
             step.startedAt = step.startedAt ?? vertex.started

@@ -55,7 +55,9 @@ package final class BuildStatusNotifier: BuildObserver, Service {
         else { return }
         let targetURL = publicURL.map { "\($0)/v1/builds/\(build.id)" }
         if let callback = trigger.settings.callbackURL {
-            await send("callback", to: callback) { try Self.callbackRequest(build, trigger: trigger, secret: secret, url: callback) }
+            await send("callback", to: callback) {
+                try Self.callbackRequest(build, trigger: trigger, secret: secret, url: callback)
+            }
         }
         if let token = try? await triggers.statusToken(forTrigger: triggerID), let commit = build.gitSource?.commit,
             let request = ForgeCommitStatus.request(
@@ -67,7 +69,9 @@ package final class BuildStatusNotifier: BuildObserver, Service {
     }
 
     /// The callback: the build as JSON, signed with the trigger's secret.
-    static func callbackRequest(_ build: Build, trigger: Trigger, secret: String, url: String) throws -> HTTPClientRequest {
+    static func callbackRequest(_ build: Build, trigger: Trigger, secret: String, url: String) throws
+        -> HTTPClientRequest
+    {
         let event = CallbackEvent(
             event: "build.status", trigger: trigger.id, repository: trigger.repository, build: .init(build),
             sentAt: Date())
@@ -97,7 +101,8 @@ package final class BuildStatusNotifier: BuildObserver, Service {
                 let code = response.status.code
                 if code < 300 { return }
                 if code < 500 && code != 429 {
-                    logger.warning("\(what) refused", metadata: ["http.status": "\(code)", "buildgate.url": "\(Self.origin(url))"])
+                    logger.warning(
+                        "\(what) refused", metadata: ["http.status": "\(code)", "buildgate.url": "\(Self.origin(url))"])
                     return
                 }
             } catch {
@@ -134,7 +139,8 @@ struct CallbackEvent: Encodable {
             commit = build.gitSource?.commit
             ref = build.gitSource?.ref
             images = build.request.images.map(\.description)
-            digests = Dictionary(build.pushedImages.map { ($0.reference.description, $0.digest) }, uniquingKeysWith: { a, _ in a })
+            digests = Dictionary(
+                build.pushedImages.map { ($0.reference.description, $0.digest) }, uniquingKeysWith: { a, _ in a })
         }
     }
     var event: String

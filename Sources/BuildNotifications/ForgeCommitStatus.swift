@@ -26,23 +26,27 @@ package enum ForgeCommitStatus {
             // Gitea's statuses API takes GitHub's body; the path and the token scheme differ.
             let isGitHub = forge == "github"
             guard let base = apiURL ?? (isGitHub ? "https://api.github.com" : nil) else { return nil }
-            let path = isGitHub ? "/repos/\(repository)/statuses/\(commit)" : "/api/v1/repos/\(repository)/statuses/\(commit)"
+            let path =
+                isGitHub ? "/repos/\(repository)/statuses/\(commit)" : "/api/v1/repos/\(repository)/statuses/\(commit)"
             var request = HTTPClientRequest(url: base + path)
             request.method = .POST
             request.headers.add(name: "Authorization", value: isGitHub ? "Bearer \(token)" : "token \(token)")
             if isGitHub { request.headers.add(name: "Accept", value: "application/vnd.github+json") }
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: json([
-                "state": githubState(build.status), "description": description, "context": context,
-                "target_url": targetURL,
-            ])))
+            request.body = .bytes(
+                ByteBuffer(
+                    bytes: json([
+                        "state": githubState(build.status), "description": description, "context": context,
+                        "target_url": targetURL,
+                    ])))
             return request
         case "gitlab":
             let base = apiURL ?? "https://gitlab.com"
             let project = URLQuery.percentEncoded(repository)
             var items = [("state", gitlabState(build.status)), ("name", context), ("description", description)]
             if let targetURL { items.append(("target_url", targetURL)) }
-            var request = HTTPClientRequest(url: "\(base)/api/v4/projects/\(project)/statuses/\(commit)\(URLQuery.encode(items))")
+            var request = HTTPClientRequest(
+                url: "\(base)/api/v4/projects/\(project)/statuses/\(commit)\(URLQuery.encode(items))")
             request.method = .POST
             request.headers.add(name: "PRIVATE-TOKEN", value: token)
             return request
@@ -71,16 +75,17 @@ package enum ForgeCommitStatus {
     }
 
     static func describe(_ build: Build) -> String {
-        let text = switch build.status {
-        case .queued: "queued"
-        case .starting: "starting on \(build.builder ?? "a builder")"
-        case .running: "building"
-        case .succeeded: "built and pushed"
-        case .failed: "failed (\(build.reason?.rawValue ?? "error"))"
-        case .cancelled: "cancelled"
-        case .timedOut: "timed out"
-        case .expired: "expired in the queue"
-        }
+        let text =
+            switch build.status {
+            case .queued: "queued"
+            case .starting: "starting on \(build.builder ?? "a builder")"
+            case .running: "building"
+            case .succeeded: "built and pushed"
+            case .failed: "failed (\(build.reason?.rawValue ?? "error"))"
+            case .cancelled: "cancelled"
+            case .timedOut: "timed out"
+            case .expired: "expired in the queue"
+            }
         return String(text.prefix(140))
     }
 

@@ -50,8 +50,10 @@ package enum ArchivePrefix {
     static func gzipMember(_ bytes: [UInt8]) -> [UInt8] {
         var stream = z_stream()
         // windowBits 15 + 16: write a gzip header and trailer.
-        guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-            ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        guard
+            deflateInit2_(
+                &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
         else { preconditionFailure("zlib cannot start deflate") }
         defer { deflateEnd(&stream) }
         var input = bytes

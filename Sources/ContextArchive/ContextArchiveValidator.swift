@@ -104,7 +104,8 @@ public struct ContextArchiveValidator {
     public mutating func finish() throws -> Summary {
         if case .undetermined = format {
             guard !magic.isEmpty else {
-                throw ContextArchiveError(.notAnArchive, "the body is empty: expected a tar or gzip-compressed tar archive")
+                throw ContextArchiveError(
+                    .notAnArchive, "the body is empty: expected a tar or gzip-compressed tar archive")
             }
             try determineFormat()
             let held = magic
@@ -138,11 +139,13 @@ public struct ContextArchiveValidator {
         if magic.starts(with: [0x1f, 0x8b]) {
             format = .gzip(try GzipInflater())
         } else if magic.starts(with: Array("BZh".utf8)) {
-            throw ContextArchiveError(.notAnArchive, "bzip2 contexts are not supported: send tar or gzip-compressed tar")
+            throw ContextArchiveError(
+                .notAnArchive, "bzip2 contexts are not supported: send tar or gzip-compressed tar")
         } else if magic.starts(with: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) {
             throw ContextArchiveError(.notAnArchive, "xz contexts are not supported: send tar or gzip-compressed tar")
         } else if magic.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) {
-            throw ContextArchiveError(.notAnArchive, "zstd contexts are not supported yet: send tar or gzip-compressed tar")
+            throw ContextArchiveError(
+                .notAnArchive, "zstd contexts are not supported yet: send tar or gzip-compressed tar")
         } else {
             format = .tar
         }
@@ -213,17 +216,21 @@ public struct ContextArchiveValidator {
         switch header.typeflag {
         case UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
             guard size <= limits.maxHeaderSize else {
-                let kind = header.typeflag == UInt8(ascii: "x") || header.typeflag == UInt8(ascii: "g") ? "PAX" : "GNU long name"
+                let kind =
+                    header.typeflag == UInt8(ascii: "x") || header.typeflag == UInt8(ascii: "g")
+                    ? "PAX" : "GNU long name"
                 throw ContextArchiveError(
                     .forbiddenEntry(path: nextPath ?? header.name),
-                    "a \(kind) header of \(size) bytes exceeds the limit of \(limits.maxHeaderSize) bytes (entry '\(nextPath ?? header.name)')")
+                    "a \(kind) header of \(size) bytes exceeds the limit of \(limits.maxHeaderSize) bytes (entry '\(nextPath ?? header.name)')"
+                )
             }
-            capture = switch header.typeflag {
-            case UInt8(ascii: "x"): .pax(global: false)
-            case UInt8(ascii: "g"): .pax(global: true)
-            case UInt8(ascii: "L"): .gnuLongName
-            default: .gnuLongLink
-            }
+            capture =
+                switch header.typeflag {
+                case UInt8(ascii: "x"): .pax(global: false)
+                case UInt8(ascii: "g"): .pax(global: true)
+                case UInt8(ascii: "L"): .gnuLongName
+                default: .gnuLongLink
+                }
             captured.removeAll(keepingCapacity: true)
             phase = .data(remaining: size, padding: padding)
             if size == 0 {
@@ -324,12 +331,14 @@ public struct ContextArchiveValidator {
 
     /// Names and link targets no file system here would take are refused before they reach one.
     private func checkLength(of text: String, entry: String, what: String) throws {
-        let tooLong = text.utf8.count > Self.maxPathBytes
+        let tooLong =
+            text.utf8.count > Self.maxPathBytes
             || text.split(separator: "/").contains { $0.utf8.count > Self.maxNameBytes }
         guard !tooLong else {
             throw ContextArchiveError(
                 .forbiddenEntry(path: String(entry.prefix(200))),
-                "entry '\(entry.prefix(200))…' has a \(what) longer than a file system allows (\(Self.maxPathBytes) bytes, \(Self.maxNameBytes) per name)")
+                "entry '\(entry.prefix(200))…' has a \(what) longer than a file system allows (\(Self.maxPathBytes) bytes, \(Self.maxNameBytes) per name)"
+            )
         }
     }
 

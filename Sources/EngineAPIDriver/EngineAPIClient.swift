@@ -62,7 +62,8 @@ struct EngineAPIClient: Sendable {
         let target = path + URLQuery.encode(query)
         if body != nil {
             // Request line, headers as "name: value\r\n", Host, and room for what AsyncHTTPClient adds (length, …).
-            let bytes = target.utf8.count + headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + 256
+            let bytes =
+                target.utf8.count + headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + 256
             guard bytes <= Self.maxHeadBeforeBody else { throw RequestHeadTooLarge(bytes: bytes) }
         }
         var request = HTTPClientRequest(url: baseURL + target)
@@ -83,15 +84,19 @@ struct EngineAPIClient: Sendable {
     func ping() async throws -> String {
         let ping = try await execute(.GET, "/_ping", body: nil, timeout: .seconds(10))
         _ = try await ping.body.collect(upTo: 1 << 10)
-        guard ping.status == .ok else { throw BuildGateError(.internalError, "GET /_ping answered \(ping.status.code)") }
-        // `Server: Libpod/4.3.1 (linux)` or `Server: Docker/20.10.24+dfsg1 (linux)`.
-        let server = ping.headers.first(name: "Server")?.split(separator: " ").first?.split(separator: "/", maxSplits: 1)
-        let name = switch server?.first {
-        case "Libpod": "Podman Engine"
-        case "Docker": "Docker Engine"
-        case let other?: String(other)
-        case nil: "Engine"
+        guard ping.status == .ok else {
+            throw BuildGateError(.internalError, "GET /_ping answered \(ping.status.code)")
         }
+        // `Server: Libpod/4.3.1 (linux)` or `Server: Docker/20.10.24+dfsg1 (linux)`.
+        let server = ping.headers.first(name: "Server")?.split(separator: " ").first?.split(
+            separator: "/", maxSplits: 1)
+        let name =
+            switch server?.first {
+            case "Libpod": "Podman Engine"
+            case "Docker": "Docker Engine"
+            case let other?: String(other)
+            case nil: "Engine"
+            }
         let version = server.flatMap { $0.count == 2 ? String($0[1]) : nil } ?? "?"
         let api = ping.headers.first(name: "Api-Version") ?? "?"
         return "\(name) \(version) (API \(api)) at \(endpoint.address)"
@@ -100,8 +105,12 @@ struct EngineAPIClient: Sendable {
     /// The engine's own platform, from `/version` (the slow call: see `ping`).
     func platforms() async throws -> [Platform] {
         struct Version: Decodable {
-            var Os: String?
-            var Arch: String?
+            enum CodingKeys: String, CodingKey {
+                case os = "Os"
+                case arch = "Arch"
+            }
+            var os: String?
+            var arch: String?
         }
         let response = try await execute(.GET, "/version", body: nil, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
@@ -109,13 +118,16 @@ struct EngineAPIClient: Sendable {
             throw BuildGateError(.internalError, "GET /version answered \(response.status.code)")
         }
         let version = try JSONDecoder().decode(Version.self, from: Data(body.readableBytesView))
-        let platform = version.Os.flatMap { os in version.Arch.flatMap { try? Platform(parsing: "\(os)/\($0)") } }
+        let platform = version.os.flatMap { os in version.arch.flatMap { try? Platform(parsing: "\(os)/\($0)") } }
         return platform.map { [$0] } ?? []
     }
 
     /// Podman's build (working) containers, which `podman ps --external` lists.
     func buildContainers() async throws -> Set<String> {
-        struct Container: Decodable { var Id: String }
+        struct Container: Decodable {
+            enum CodingKeys: String, CodingKey { case id = "Id" }
+            var id: String
+        }
         let response = try await execute(
             .GET, "/v4.0.0/libpod/containers/json", query: [("all", "true"), ("external", "true")], body: nil,
             timeout: .seconds(10))
@@ -123,7 +135,7 @@ struct EngineAPIClient: Sendable {
         guard response.status == .ok else {
             throw BuildGateError(.internalError, "listing containers answered \(response.status.code)")
         }
-        return Set(try JSONDecoder().decode([Container].self, from: Data(body.readableBytesView)).map(\.Id))
+        return Set(try JSONDecoder().decode([Container].self, from: Data(body.readableBytesView)).map(\.id))
     }
 
     /// The `message` (or `cause`) of an engine's JSON error body, or the body's text.
@@ -131,7 +143,9 @@ struct EngineAPIClient: Sendable {
         struct ErrorBody: Decodable { var message: String?; var cause: String? }
         let body = try await response.body.collect(upTo: 1 << 20)
         let data = Data(body.readableBytesView)
-        if let decoded = try? JSONDecoder().decode(ErrorBody.self, from: data), let message = decoded.message ?? decoded.cause {
+        if let decoded = try? JSONDecoder().decode(ErrorBody.self, from: data),
+            let message = decoded.message ?? decoded.cause
+        {
             return message
         }
         return String(decoding: data.prefix(1000), as: UTF8.self)

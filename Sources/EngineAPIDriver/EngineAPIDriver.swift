@@ -58,13 +58,17 @@ package struct EngineAPIDriver: BuilderDriver {
             containersBefore = endpoint.engine == .podman ? try await engine.buildContainers() : []
         } catch {
             if Task.isCancelled { return .failed(.cancelled, message: "cancelled before the engine was reached") }
-            return .failed(.builderUnavailable, message: "builder \(endpoint.name) is unreachable: \(EngineAPIClient.explain(error))")
+            return .failed(
+                .builderUnavailable,
+                message: "builder \(endpoint.name) is unreachable: \(EngineAPIClient.explain(error))")
         }
 
         let built = await build(job, endpoint: endpoint, engine: engine, description: description, events: events)
         if Task.isCancelled {
             if endpoint.engine == .podman {
-                await events(.output("[buildgate] waiting for Podman to stop the build (it keeps building after a disconnect)\n"))
+                await events(
+                    .output("[buildgate] waiting for Podman to stop the build (it keeps building after a disconnect)\n")
+                )
                 await waitForPodmanToStop(engine, ignoring: containersBefore)
             }
             return .failed(.cancelled, message: "the build was stopped")
@@ -127,7 +131,8 @@ package struct EngineAPIDriver: BuilderDriver {
                     timeout: .seconds(Int64(request.timeoutSeconds) + 60))
                 guard response.status == .ok else {
                     let message = try await EngineAPIClient.errorMessage(of: response)
-                    return .failed(.buildFailed, message: "the engine refused the build (\(response.status.code)): \(message)")
+                    return .failed(
+                        .buildFailed, message: "the engine refused the build (\(response.status.code)): \(message)")
                 }
                 await events(.accepted(engine: description))
                 var decoder = EngineStreamDecoder()
@@ -154,7 +159,8 @@ package struct EngineAPIDriver: BuilderDriver {
             return .failed(.buildFailed, message: error.description)
         } catch {
             if Task.isCancelled { return .failed(.cancelled, message: "the build was stopped") }
-            return .failed(.builderUnavailable, message: "lost the builder during the build: \(EngineAPIClient.explain(error))")
+            return .failed(
+                .builderUnavailable, message: "lost the builder during the build: \(EngineAPIClient.explain(error))")
         }
     }
 
@@ -209,14 +215,17 @@ package struct EngineAPIDriver: BuilderDriver {
             query.append(("tlsVerify", "false"))
         }
         var headers = HTTPHeaders()
-        headers.add(name: "X-Registry-Auth", value: Self.registryAuth(job.registryCredentials[image.registry], for: image.registry))
+        headers.add(
+            name: "X-Registry-Auth",
+            value: Self.registryAuth(job.registryCredentials[image.registry], for: image.registry))
         do {
             let response = try await engine.execute(
                 .POST, "/v1.41/images/\(image.name)/push", query: query, headers: headers, body: nil,
                 timeout: .seconds(3600))
             guard response.status == .ok else {
                 let message = try await EngineAPIClient.errorMessage(of: response)
-                return .failed(.failed(.pushFailed, message: "pushing \(image) failed (\(response.status.code)): \(message)"))
+                return .failed(
+                    .failed(.pushFailed, message: "pushing \(image) failed (\(response.status.code)): \(message)"))
             }
             var decoder = EngineStreamDecoder()
             var digest: String?
@@ -236,7 +245,8 @@ package struct EngineAPIDriver: BuilderDriver {
                 return .failed(.failed(.pushFailed, message: "pushing \(image) failed: \(failure)"))
             }
             guard let digest else {
-                return .failed(.failed(.pushFailed, message: "pushing \(image): the engine reported no manifest digest"))
+                return .failed(
+                    .failed(.pushFailed, message: "pushing \(image): the engine reported no manifest digest"))
             }
             return .pushed(digest: digest)
         } catch {
@@ -288,9 +298,10 @@ package struct EngineAPIDriver: BuilderDriver {
     /// `X-Registry-Auth`: base64url of one auth config. dockerd insists on the header, so an empty config is sent
     /// when there are no credentials.
     static func registryAuth(_ credential: RegistryCredential?, for registry: String) -> String {
-        let config = credential.map {
-            AuthConfig(username: $0.username, password: $0.password, serveraddress: registry)
-        } ?? AuthConfig()
+        let config =
+            credential.map {
+                AuthConfig(username: $0.username, password: $0.password, serveraddress: registry)
+            } ?? AuthConfig()
         return base64URL((try? JSONEncoder().encode(config)) ?? Data("{}".utf8))
     }
 

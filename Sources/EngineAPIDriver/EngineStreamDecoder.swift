@@ -50,7 +50,10 @@ package struct EngineStreamDecoder {
 
     private struct Wire: Decodable {
         struct ErrorDetail: Decodable { var message: String? }
-        struct Aux: Decodable { var ID: String? }
+        struct Aux: Decodable {
+            enum CodingKeys: String, CodingKey { case id = "ID" }
+            var id: String?
+        }
         struct ProgressDetail: Decodable { var current: Int64? }
         var stream: String?
         var progress: String?
@@ -77,7 +80,7 @@ package struct EngineStreamDecoder {
         if let status = wire.status {
             return .status(status, id: wire.id, isProgress: wire.progress != nil || wire.progressDetail?.current != nil)
         }
-        if let id = wire.aux?.ID { return .imageID(id) }
+        if let id = wire.aux?.id { return .imageID(id) }
         return .other
     }
 

@@ -80,7 +80,9 @@ public struct PullRequestEvent: Sendable, Equatable {
     public var sourceBranch: String
     public var title: String?
 
-    public init(repository: ForgeRepository, number: Int, ref: String, commit: String, sourceBranch: String, title: String?) {
+    public init(
+        repository: ForgeRepository, number: Int, ref: String, commit: String, sourceBranch: String, title: String?
+    ) {
         self.repository = repository
         self.number = number
         self.ref = ref

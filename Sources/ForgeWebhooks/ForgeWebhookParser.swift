@@ -25,9 +25,9 @@ public enum ForgeWebhookParser {
     // MARK: - GitHub
 
     private struct GitHubRepository: Decodable {
-        var full_name: String
-        var clone_url: String?
-        var repository: ForgeRepository { ForgeRepository(fullName: full_name, cloneURL: clone_url) }
+        var fullName: String
+        var cloneUrl: String?
+        var repository: ForgeRepository { ForgeRepository(fullName: fullName, cloneURL: cloneUrl) }
     }
 
     private struct GitHubPush: Decodable {
@@ -35,7 +35,7 @@ public enum ForgeWebhookParser {
         var ref: String
         var after: String
         var deleted: Bool?
-        var head_commit: Commit?
+        var headCommit: Commit?
         var repository: GitHubRepository
     }
 
@@ -47,7 +47,7 @@ public enum ForgeWebhookParser {
             var head: Head
         }
         var action: String
-        var pull_request: PullRequest
+        var pullRequest: PullRequest
         var repository: GitHubRepository
     }
 
@@ -74,18 +74,24 @@ public enum ForgeWebhookParser {
             return Parsed(deliveryID: id, event: .ignored(reason: "ping"))
         case "push":
             let push = try decode(GitHubPush.self, delivery.body)
-            return Parsed(deliveryID: id, event: pushEvent(
-                repository: push.repository.repository, ref: push.ref, commit: push.after,
-                deleted: push.deleted == true, message: push.head_commit?.message))
+            return Parsed(
+                deliveryID: id,
+                event: pushEvent(
+                    repository: push.repository.repository, ref: push.ref, commit: push.after,
+                    deleted: push.deleted == true, message: push.headCommit?.message))
         case "pull_request":
             let event = try decode(GitHubPullRequest.self, delivery.body)
             guard ["opened", pullRequestUpdate, "reopened"].contains(event.action) else {
                 return Parsed(deliveryID: id, event: .ignored(reason: "pull request \(event.action)"))
             }
-            let pull = event.pull_request
-            return Parsed(deliveryID: id, event: .pullRequest(PullRequestEvent(
-                repository: event.repository.repository, number: pull.number, ref: "refs/pull/\(pull.number)/head",
-                commit: pull.head.sha, sourceBranch: pull.head.ref, title: pull.title)))
+            let pull = event.pullRequest
+            return Parsed(
+                deliveryID: id,
+                event: .pullRequest(
+                    PullRequestEvent(
+                        repository: event.repository.repository, number: pull.number,
+                        ref: "refs/pull/\(pull.number)/head",
+                        commit: pull.head.sha, sourceBranch: pull.head.ref, title: pull.title)))
         case let other:
             return Parsed(deliveryID: id, event: .ignored(reason: "event '\(other ?? "none")' is not built"))
         }
@@ -94,16 +100,16 @@ public enum ForgeWebhookParser {
     // MARK: - GitLab
 
     private struct GitLabProject: Decodable {
-        var path_with_namespace: String
-        var git_http_url: String?
-        var repository: ForgeRepository { ForgeRepository(fullName: path_with_namespace, cloneURL: git_http_url) }
+        var pathWithNamespace: String
+        var gitHttpUrl: String?
+        var repository: ForgeRepository { ForgeRepository(fullName: pathWithNamespace, cloneURL: gitHttpUrl) }
     }
 
     private struct GitLabPush: Decodable {
         struct Commit: Decodable { var id: String; var message: String? }
         var ref: String
         var after: String
-        var checkout_sha: String?
+        var checkoutSha: String?
         var commits: [Commit]?
         var project: GitLabProject
     }
@@ -113,11 +119,11 @@ public enum ForgeWebhookParser {
             struct Commit: Decodable { var id: String }
             var iid: Int
             var title: String?
-            var source_branch: String
+            var sourceBranch: String
             var action: String?
-            var last_commit: Commit
+            var lastCommit: Commit
         }
-        var object_attributes: Attributes
+        var objectAttributes: Attributes
         var project: GitLabProject
     }
 
@@ -126,21 +132,27 @@ public enum ForgeWebhookParser {
         switch delivery["X-Gitlab-Event"] {
         case "Push Hook", "Tag Push Hook":
             let push = try decode(GitLabPush.self, delivery.body)
-            let commit = push.checkout_sha ?? push.after
+            let commit = push.checkoutSha ?? push.after
             let message = push.commits?.first { $0.id == commit }?.message
-            return Parsed(deliveryID: id, event: pushEvent(
-                repository: push.project.repository, ref: push.ref, commit: push.after == zeroCommit ? zeroCommit : commit,
-                deleted: push.after == zeroCommit, message: message))
+            return Parsed(
+                deliveryID: id,
+                event: pushEvent(
+                    repository: push.project.repository, ref: push.ref,
+                    commit: push.after == zeroCommit ? zeroCommit : commit,
+                    deleted: push.after == zeroCommit, message: message))
         case "Merge Request Hook":
             let event = try decode(GitLabMergeRequest.self, delivery.body)
-            let attributes = event.object_attributes
+            let attributes = event.objectAttributes
             guard ["open", "reopen", "update"].contains(attributes.action ?? "") else {
                 return Parsed(deliveryID: id, event: .ignored(reason: "merge request \(attributes.action ?? "event")"))
             }
-            return Parsed(deliveryID: id, event: .pullRequest(PullRequestEvent(
-                repository: event.project.repository, number: attributes.iid,
-                ref: "refs/merge-requests/\(attributes.iid)/head", commit: attributes.last_commit.id,
-                sourceBranch: attributes.source_branch, title: attributes.title)))
+            return Parsed(
+                deliveryID: id,
+                event: .pullRequest(
+                    PullRequestEvent(
+                        repository: event.project.repository, number: attributes.iid,
+                        ref: "refs/merge-requests/\(attributes.iid)/head", commit: attributes.lastCommit.id,
+                        sourceBranch: attributes.sourceBranch, title: attributes.title)))
         case let other:
             return Parsed(deliveryID: id, event: .ignored(reason: "event '\(other ?? "none")' is not built"))
         }
@@ -151,7 +163,7 @@ public enum ForgeWebhookParser {
     private struct BitbucketPush: Decodable {
         struct Repository: Decodable {
             struct Links: Decodable { struct Link: Decodable { var href: String }; var html: Link? }
-            var full_name: String
+            var fullName: String
             var links: Links?
         }
         struct Push: Decodable {
@@ -176,14 +188,17 @@ public enum ForgeWebhookParser {
         case "repo:push":
             let push = try decode(BitbucketPush.self, delivery.body)
             let repository = ForgeRepository(
-                fullName: push.repository.full_name, cloneURL: "https://bitbucket.org/\(push.repository.full_name).git")
+                fullName: push.repository.fullName, cloneURL: "https://bitbucket.org/\(push.repository.fullName).git")
             // One delivery may carry several ref changes; the last change with a new state is built.
             guard let state = push.push.changes.last(where: { $0.new != nil })?.new else {
                 return Parsed(deliveryID: id, event: .ignored(reason: "branch or tag deleted"))
             }
             let ref = state.type == "tag" ? "refs/tags/\(state.name)" : "refs/heads/\(state.name)"
-            return Parsed(deliveryID: id, event: pushEvent(
-                repository: repository, ref: ref, commit: state.target.hash, deleted: false, message: state.target.message))
+            return Parsed(
+                deliveryID: id,
+                event: pushEvent(
+                    repository: repository, ref: ref, commit: state.target.hash, deleted: false,
+                    message: state.target.message))
         case let other:
             return Parsed(deliveryID: id, event: .ignored(reason: "event '\(other ?? "none")' is not built"))
         }
@@ -203,7 +218,9 @@ public enum ForgeWebhookParser {
 
     private static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws(WebhookError) -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(body))
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode(T.self, from: Data(body))
         } catch {
             throw .malformed("the payload is not the JSON this event carries")
         }

@@ -21,7 +21,8 @@ public enum WebhookSignature {
             valid = hexHMACMatches(delivery["X-Hub-Signature-256"], prefix: "sha256=", body: delivery.body, key: key)
         case .gitea:
             valid = hexHMACMatches(
-                delivery["X-Gitea-Signature"] ?? delivery["X-Forgejo-Signature"], prefix: "", body: delivery.body, key: key)
+                delivery["X-Gitea-Signature"] ?? delivery["X-Forgejo-Signature"], prefix: "", body: delivery.body,
+                key: key)
         case .bitbucket:
             valid = hexHMACMatches(delivery["X-Hub-Signature"], prefix: "sha256=", body: delivery.body, key: key)
         case .gitlab:
@@ -36,7 +37,8 @@ public enum WebhookSignature {
 
     /// `prefix + lowercase hex` of HMAC-SHA256(body), checked with `isValidAuthenticationCode` (constant time).
     static func hexHMACMatches(_ header: String?, prefix: String, body: [UInt8], key: SymmetricKey) -> Bool {
-        guard let header, header.hasPrefix(prefix), let mac = bytes(hex: header.dropFirst(prefix.count)), mac.count == 32
+        guard let header, header.hasPrefix(prefix), let mac = bytes(hex: header.dropFirst(prefix.count)),
+            mac.count == 32
         else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: key)
     }

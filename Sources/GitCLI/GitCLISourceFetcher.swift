@@ -52,18 +52,24 @@ package struct GitCLISourceFetcher: SourceFetcher {
         // Fetch exactly the commit when one is given (shallow if the server allows fetching by id), else the ref.
         let wanted = source.commit ?? source.ref!
         do {
-            try await run(["-C", repository, "fetch", "--quiet", "--depth=1", "--no-tags", "--", source.url, wanted], environment: environment)
-        } catch where source.commit != nil && source.ref != nil {
+            try await run(
+                ["-C", repository, "fetch", "--quiet", "--depth=1", "--no-tags", "--", source.url, wanted],
+                environment: environment)
+        } catch  where source.commit != nil && source.ref != nil {
             await log("the server does not serve commits by id; fetching \(source.ref!) instead")
-            try await run(["-C", repository, "fetch", "--quiet", "--no-tags", "--", source.url, source.ref!], environment: environment)
+            try await run(
+                ["-C", repository, "fetch", "--quiet", "--no-tags", "--", source.url, source.ref!],
+                environment: environment)
         }
         // The wanted commit must be there (a ref fetch may have brought others); without one, the ref's commit.
         let commit = try await output(
-            ["-C", repository, "rev-parse", "--verify", "\(source.commit ?? "FETCH_HEAD")^{commit}"], environment: environment)
+            ["-C", repository, "rev-parse", "--verify", "\(source.commit ?? "FETCH_HEAD")^{commit}"],
+            environment: environment)
 
         let upload = try contexts.makeUploadFile()
         do {
-            try await run(["-C", repository, "archive", "--format=tar", "--output=\(upload)", commit], environment: environment)
+            try await run(
+                ["-C", repository, "archive", "--format=tar", "--output=\(upload)", commit], environment: environment)
             let context = try Self.validate(upload, dockerfile: dockerfile, limits: configuration.archiveLimits)
             try contexts.commit(upload: upload, as: context)
             return (context, commit)
@@ -74,7 +80,9 @@ package struct GitCLISourceFetcher: SourceFetcher {
     }
 
     /// Hashes and validates an archive file like an upload.
-    static func validate(_ path: String, dockerfile: String, limits: ContextArchiveValidator.Limits) throws -> BuildContext {
+    static func validate(_ path: String, dockerfile: String, limits: ContextArchiveValidator.Limits) throws
+        -> BuildContext
+    {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw BuildGateError(.internalError, "cannot read the archive git wrote")
         }
@@ -102,17 +110,23 @@ package struct GitCLISourceFetcher: SourceFetcher {
             "GIT_ASKPASS": "/bin/false",
             "SSH_ASKPASS": "/bin/false",
             "GIT_PROTOCOL_FROM_USER": "0",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=\(directory)/known_hosts",
+            "GIT_SSH_COMMAND":
+                "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=\(directory)/known_hosts",
         ]
-        var config: [(String, String)] = [("protocol.allow", "never"), ("protocol.https.allow", "always"),
-            ("protocol.ssh.allow", "always"), ("protocol.git.allow", "always")]
+        var config: [(String, String)] = [
+            ("protocol.allow", "never"), ("protocol.https.allow", "always"),
+            ("protocol.ssh.allow", "always"), ("protocol.git.allow", "always"),
+        ]
         switch credential {
         case .basic(let username, let password)?:
             let basic = Data("\(username):\(password)".utf8).base64EncodedString()
             config.append(("http.extraHeader", "Authorization: Basic \(basic)"))
         case .sshKey(let privateKey)?:
             let keyFile = "\(directory)/identity"
-            guard FileManager.default.createFile(atPath: keyFile, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600]) else {
+            guard
+                FileManager.default.createFile(
+                    atPath: keyFile, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600])
+            else {
                 throw BuildGateError(.internalError, "cannot write the ssh key file")
             }
             environment["GIT_SSH_COMMAND"]! += " -o IdentitiesOnly=yes -i \(keyFile)"
@@ -158,7 +172,9 @@ package struct GitCLISourceFetcher: SourceFetcher {
         process.standardError = standardError
         process.standardInput = FileHandle.nullDevice
         let exited = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { exited.continuation.yield($0.terminationStatus); exited.continuation.finish() }
+        process.terminationHandler = {
+            exited.continuation.yield($0.terminationStatus); exited.continuation.finish()
+        }
         try process.run()
         let status = await withTaskCancellationHandler {
             var iterator = exited.stream.makeAsyncIterator()
@@ -192,4 +208,3 @@ package struct GitCLISourceFetcher: SourceFetcher {
             .replacingOccurrences(of: #"://[^/\s@]+@"#, with: "://***@", options: .regularExpression)
     }
 }
-

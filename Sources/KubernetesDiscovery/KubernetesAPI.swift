@@ -46,8 +46,10 @@ package struct KubernetesCredentials: Sendable, Equatable {
         var credentials = KubernetesCredentials(
             server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)", tokenFile: "\(directory)/token")
         if FileManager.default.fileExists(atPath: "\(directory)/ca.crt") { credentials.caFile = "\(directory)/ca.crt" }
-        credentials.namespace = environment["POD_NAMESPACE"]
-            ?? (try? String(contentsOfFile: "\(directory)/namespace", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        credentials.namespace =
+            environment["POD_NAMESPACE"]
+            ?? (try? String(contentsOfFile: "\(directory)/namespace", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines)
         return credentials
     }
 }
@@ -74,7 +76,9 @@ struct KubernetesAPIClient: Sendable {
         let response = try await httpClient.execute(request, timeout: timeout)
         guard (200..<300).contains(response.status.code) else {
             let body = try? await response.body.collect(upTo: 1 << 20)
-            let status = body.flatMap { try? JSONDecoder().decode(KubernetesStatus.self, from: Data($0.readableBytesView)) }
+            let status = body.flatMap {
+                try? JSONDecoder().decode(KubernetesStatus.self, from: Data($0.readableBytesView))
+            }
             throw Failure(httpStatus: Int(response.status.code), status: status)
         }
         return response
@@ -90,9 +94,11 @@ struct KubernetesAPIClient: Sendable {
         } else if let ca = credentials.caData {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
         }
-        let chain = try credentials.clientCertificateFile.map { try NIOSSLCertificate.fromPEMFile($0) }
+        let chain =
+            try credentials.clientCertificateFile.map { try NIOSSLCertificate.fromPEMFile($0) }
             ?? credentials.clientCertificateData.map { try NIOSSLCertificate.fromPEMBytes($0) }
-        let key = try credentials.clientKeyFile.map { try NIOSSLPrivateKey(file: $0, format: .pem) }
+        let key =
+            try credentials.clientKeyFile.map { try NIOSSLPrivateKey(file: $0, format: .pem) }
             ?? credentials.clientKeyData.map { try NIOSSLPrivateKey(bytes: $0, format: .pem) }
         if let chain, let key {
             tls.certificateChain = chain.map { .certificate($0) }
@@ -177,9 +183,12 @@ struct KubernetesWatchEvent: Decodable {
             } else {
                 pod = try? KubernetesPod(from: decoder)
             }
-            resourceVersion = pod?.metadata.resourceVersion
-                ?? (try? decoder.container(keyedBy: KindKey.self).nestedContainer(keyedBy: KindKey.self, forKey: .metadata)
-                    .decodeIfPresent(String.self, forKey: .resourceVersion)) ?? nil
+            resourceVersion =
+                pod?.metadata.resourceVersion
+                ?? (try? decoder.container(keyedBy: KindKey.self).nestedContainer(
+                    keyedBy: KindKey.self, forKey: .metadata
+                )
+                .decodeIfPresent(String.self, forKey: .resourceVersion)) ?? nil
         }
 
         enum KindKey: String, CodingKey { case kind, metadata, resourceVersion }

@@ -89,7 +89,8 @@ package struct KubernetesBuilderDiscovery: Service {
             let resourceVersion: String
             do {
                 let list = try await list()
-                pods = Dictionary(list.items.compactMap { pod in pod.metadata.name.map { ($0, pod) } }, uniquingKeysWith: { $1 })
+                pods = Dictionary(
+                    list.items.compactMap { pod in pod.metadata.name.map { ($0, pod) } }, uniquingKeysWith: { $1 })
                 publish(pods)
                 resourceVersion = list.metadata.resourceVersion ?? ""
                 seenVersion.withLock { $0 = resourceVersion }
@@ -109,7 +110,9 @@ package struct KubernetesBuilderDiscovery: Service {
                         current = last
                         delay = backoff.initial
                     case .gone:
-                        logger.info("the watch's history is gone (410); listing builder pods again", metadata: ["buildgate.kubernetes.source": "\(source)"])
+                        logger.info(
+                            "the watch's history is gone (410); listing builder pods again",
+                            metadata: ["buildgate.kubernetes.source": "\(source)"])
                         break watching
                     }
                 } catch let failure as KubernetesAPIClient.Failure where failure.httpStatus == 410 {
@@ -125,7 +128,8 @@ package struct KubernetesBuilderDiscovery: Service {
     }
 
     private func list() async throws -> KubernetesPodList {
-        let response = try await client.get(podsPath, query: [("labelSelector", selection.labelSelector)], timeout: .seconds(30))
+        let response = try await client.get(
+            podsPath, query: [("labelSelector", selection.labelSelector)], timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 64 << 20)
         return try JSONDecoder().decode(KubernetesPodList.self, from: Data(body.readableBytesView))
     }
@@ -169,7 +173,8 @@ package struct KubernetesBuilderDiscovery: Service {
                     break
                 case "ERROR":
                     if event.object.status?.code == 410 { return .gone }
-                    throw KubernetesAPIClient.Failure(httpStatus: event.object.status?.code ?? 500, status: event.object.status)
+                    throw KubernetesAPIClient.Failure(
+                        httpStatus: event.object.status?.code ?? 500, status: event.object.status)
                 default:
                     continue
                 }
@@ -201,11 +206,14 @@ package struct KubernetesBuilderDiscovery: Service {
             switch template.port {
             case .number(let number): port = number
             case .named(let portName):
-                port = pod.spec?.containers.lazy.compactMap { $0.ports?.first { $0.name == portName }?.containerPort }.first
+                port =
+                    pod.spec?.containers.lazy.compactMap { $0.ports?.first { $0.name == portName }?.containerPort }
+                    .first
             }
         }
         guard let port else {
-            logger.warning("a builder pod has no port to reach it on", metadata: ["buildgate.kubernetes.pod": "\(name)"])
+            logger.warning(
+                "a builder pod has no port to reach it on", metadata: ["buildgate.kubernetes.pod": "\(name)"])
             return nil
         }
         return template.endpoint(

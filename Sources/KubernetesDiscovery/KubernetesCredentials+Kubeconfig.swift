@@ -132,10 +132,12 @@ private struct Kubeconfig: Decodable {
             throw KubeconfigProblem(message: "current-context is not set and there is not exactly one context")
         }
         guard let cluster = clusters?.first(where: { $0.name == context.value.cluster })?.value else {
-            throw KubeconfigProblem(message: "context '\(context.name)' names cluster '\(context.value.cluster)', which is not there")
+            throw KubeconfigProblem(
+                message: "context '\(context.name)' names cluster '\(context.value.cluster)', which is not there")
         }
         guard let user = users?.first(where: { $0.name == context.value.user })?.value else {
-            throw KubeconfigProblem(message: "context '\(context.name)' names user '\(context.value.user)', which is not there")
+            throw KubeconfigProblem(
+                message: "context '\(context.name)' names user '\(context.value.user)', which is not there")
         }
 
         let unsupported = [
@@ -148,12 +150,16 @@ private struct Kubeconfig: Decodable {
         ].filter(\.0).map(\.1)
         if !unsupported.isEmpty {
             throw KubeconfigProblem(
-                message: "context '\(context.name)' uses \(unsupported.joined(separator: " and ")), which BuildGate does not "
-                    + "support; give it a token, tokenFile or client certificate (a service-account token works everywhere)")
+                message:
+                    "context '\(context.name)' uses \(unsupported.joined(separator: " and ")), which BuildGate does not "
+                    + "support; give it a token, tokenFile or client certificate (a service-account token works everywhere)"
+            )
         }
         let insecure = cluster.insecureSkipTLSVerify ?? false
         if insecure && (cluster.certificateAuthority != nil || cluster.certificateAuthorityData != nil) {
-            throw KubeconfigProblem(message: "insecure-skip-tls-verify and a certificate authority together: choose one, as kubectl requires")
+            throw KubeconfigProblem(
+                message:
+                    "insecure-skip-tls-verify and a certificate authority together: choose one, as kubectl requires")
         }
 
         func existingFile(_ name: String?) throws -> String? {
@@ -172,10 +178,12 @@ private struct Kubeconfig: Decodable {
             return Array(data)
         }
 
-        var credentials = KubernetesCredentials(server: cluster.server, tokenFile: try existingFile(user.tokenFile), token: user.token)
+        var credentials = KubernetesCredentials(
+            server: cluster.server, tokenFile: try existingFile(user.tokenFile), token: user.token)
         credentials.insecureSkipTLSVerify = insecure
         credentials.caFile = try existingFile(cluster.certificateAuthority)
-        credentials.caData = credentials.caFile == nil ? try inline(cluster.certificateAuthorityData, "certificate-authority-data") : nil
+        credentials.caData =
+            credentials.caFile == nil ? try inline(cluster.certificateAuthorityData, "certificate-authority-data") : nil
         credentials.clientCertificateFile = try existingFile(user.clientCertificate)
         credentials.clientCertificateData = try inline(user.clientCertificateData, "client-certificate-data")
         credentials.clientKeyFile = try existingFile(user.clientKey)
@@ -183,7 +191,10 @@ private struct Kubeconfig: Decodable {
         let hasCertificate = credentials.clientCertificateFile != nil || credentials.clientCertificateData != nil
         let hasKey = credentials.clientKeyFile != nil || credentials.clientKeyData != nil
         if hasCertificate != hasKey {
-            throw KubeconfigProblem(message: "user '\(context.value.user)' has a client certificate without its key, or a key without its certificate")
+            throw KubeconfigProblem(
+                message:
+                    "user '\(context.value.user)' has a client certificate without its key, or a key without its certificate"
+            )
         }
         credentials.namespace = context.value.namespace
         return credentials

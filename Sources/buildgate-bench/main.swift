@@ -44,7 +44,9 @@ struct BuildGateBench {
             return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
 
-        try await database.writer.write { db in try db.execute(sql: "CREATE TABLE baseline (id INTEGER PRIMARY KEY, payload TEXT)") }
+        try await database.writer.write { db in
+            try db.execute(sql: "CREATE TABLE baseline (id INTEGER PRIMARY KEY, payload TEXT)")
+        }
         let baseline = try await timed {
             for index in 0..<count {
                 try await database.writer.write { db in
@@ -53,10 +55,12 @@ struct BuildGateBench {
             }
         }
         let request = BuildRequest(images: [try ImageReference(parsing: "r.example.com/bench:1")])
-        let context = BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none)
+        let context = BuildContext(
+            digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none)
         let enqueue = try await timed {
             for _ in 0..<count {
-                _ = try await store.create(Build(id: .generate(), request: request, context: context, createdAt: Date()))
+                _ = try await store.create(
+                    Build(id: .generate(), request: request, context: context, createdAt: Date()))
             }
         }
         var claimed: [BuildID] = []
@@ -67,8 +71,10 @@ struct BuildGateBench {
                 guard !candidates.isEmpty else { break }
                 for build in candidates {
                     let now = Date()
-                    guard let build = try await store.claim(
-                        build.id, builder: "bench", owner: "bench", leaseUntil: now.addingTimeInterval(60), now: now)
+                    guard
+                        let build = try await store.claim(
+                            build.id, builder: "bench", owner: "bench", leaseUntil: now.addingTimeInterval(60), now: now
+                        )
                     else { continue }
                     claimed.append(build.id)
                 }
@@ -85,8 +91,12 @@ struct BuildGateBench {
         print("queue, \(count) builds, one durable transaction each (WAL, synchronous=FULL)")
         print("| operation | seconds | per second | vs bare INSERT |")
         print("|---|---|---|---|")
-        for (name, seconds) in [("bare INSERT (baseline)", baseline), ("enqueue", enqueue), ("claim", claim), ("complete", complete)] {
-            print(String(format: "| %@ | %.2f | %.0f | %.2f× |", name, seconds, Double(count) / seconds, baseline / seconds))
+        for (name, seconds) in [
+            ("bare INSERT (baseline)", baseline), ("enqueue", enqueue), ("claim", claim), ("complete", complete),
+        ] {
+            print(
+                String(
+                    format: "| %@ | %.2f | %.0f | %.2f× |", name, seconds, Double(count) / seconds, baseline / seconds))
         }
     }
 
@@ -115,7 +125,9 @@ struct BuildGateBench {
             for _ in 0..<followers {
                 group.addTask {
                     let response = try await client.execute(request, timeout: .seconds(900))
-                    guard response.status == .ok else { throw BuildGateError(.internalError, "follow answered \(response.status.code)") }
+                    guard response.status == .ok else {
+                        throw BuildGateError(.internalError, "follow answered \(response.status.code)")
+                    }
                     var hash = SHA256()
                     var bytes = 0
                     var stamps: [[Double]] = []

@@ -49,7 +49,8 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "buildgate")
         logger.logLevel = logLevel
         let app = try await buildApplication(configuration, logger: logger) { port in
-            let line = "buildgate listening on http://\(configuration.host):\(port) (data: \(configuration.dataDirectory))\n"
+            let line =
+                "buildgate listening on http://\(configuration.host):\(port) (data: \(configuration.dataDirectory))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
         try await app.runService()
@@ -104,7 +105,9 @@ struct Token: AsyncParsableCommand {
             let (token, record) = try await tokens.createToken(
                 tenant: tenant, name: name, scopes: Set(parsed), buildID: nil,
                 expiresAt: expiresIn.map { Date().addingTimeInterval(Double($0)) }, at: Date())
-            print("id: \(record.id)  tenant: \(record.tenant)  scopes: \(record.scopes.sorted().map(\.rawValue).joined(separator: ","))")
+            print(
+                "id: \(record.id)  tenant: \(record.tenant)  scopes: \(record.scopes.sorted().map(\.rawValue).joined(separator: ","))"
+            )
             print(token)
         }
     }
@@ -117,8 +120,12 @@ struct Token: AsyncParsableCommand {
         func run() async throws {
             let tokens = try openAccessTokens(try storage.configuration())
             for token in try await tokens.tokens(of: tenant.flatMap(TenantID.init)) {
-                let state = token.revokedAt != nil ? "revoked" : (token.expiresAt.map { $0 <= Date() } == true ? "expired" : "active")
-                print("\(token.id)\t\(token.tenant)\t\(token.scopes.sorted().map(\.rawValue).joined(separator: ","))\t\(state)\t\(token.name)")
+                let state =
+                    token.revokedAt != nil
+                    ? "revoked" : (token.expiresAt.map { $0 <= Date() } == true ? "expired" : "active")
+                print(
+                    "\(token.id)\t\(token.tenant)\t\(token.scopes.sorted().map(\.rawValue).joined(separator: ","))\t\(state)\t\(token.name)"
+                )
             }
         }
     }
@@ -152,9 +159,12 @@ struct Tenant: AsyncParsableCommand {
         func run() async throws {
             guard let tenant = TenantID(tenant) else { throw ValidationError("bad tenant name") }
             let limits = TenantLimits(
-                maxRunningBuilds: maxRunningBuilds, maxQueuedBuilds: maxQueuedBuilds, requestsPerMinute: requestsPerMinute)
+                maxRunningBuilds: maxRunningBuilds, maxQueuedBuilds: maxQueuedBuilds,
+                requestsPerMinute: requestsPerMinute)
             try await openTenantLimits(try storage.configuration()).setLimits(limits, for: tenant, at: Date())
-            print("limits of \(tenant): running \(maxRunningBuilds.map(String.init) ?? "default"), queued \(maxQueuedBuilds.map(String.init) ?? "default"), requests/min \(requestsPerMinute.map(String.init) ?? "default")")
+            print(
+                "limits of \(tenant): running \(maxRunningBuilds.map(String.init) ?? "default"), queued \(maxQueuedBuilds.map(String.init) ?? "default"), requests/min \(requestsPerMinute.map(String.init) ?? "default")"
+            )
         }
     }
 }

@@ -35,7 +35,9 @@ struct APIHarness {
 
     init(
         limits: BuildGateAPILimits = .init(),
-        builders: [BuilderEndpoint] = [BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman.sock"))],
+        builders: [BuilderEndpoint] = [
+            BuilderEndpoint(name: "podman-1", engine: .podman, address: .unix(path: "/run/podman.sock"))
+        ],
         freeDiskBytes: Int64? = nil
     ) async throws {
         self.freeDiskBytes = freeDiskBytes
@@ -51,13 +53,17 @@ struct APIHarness {
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
         self.limits = limits
-        auth = [.authorization: "Bearer \(try await tokens.createToken(tenant: .default, name: "test admin", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)"]
+        auth = [
+            .authorization:
+                "Bearer \(try await tokens.createToken(tenant: .default, name: "test admin", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)"
+        ]
     }
 
     /// `Authorization` for a new token of `tenant` with `scopes`.
     func auth(tenant: String, scopes: Set<Scope>) async throws -> HTTPFields {
         let token = try await tokens.createToken(
-            tenant: TenantID(tenant)!, name: "test", scopes: scopes, buildID: nil, expiresAt: nil, at: Date()).token
+            tenant: TenantID(tenant)!, name: "test", scopes: scopes, buildID: nil, expiresAt: nil, at: Date()
+        ).token
         return [.authorization: "Bearer \(token)"]
     }
 
@@ -75,7 +81,8 @@ struct APIHarness {
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
                 secrets: secrets, pool: pool, queueReasons: queueReasons,
-                freeDiskBytes: { [freeDiskBytes] in freeDiskBytes }, metrics: { "# TYPE buildgate_up gauge\nbuildgate_up 1\n" },
+                freeDiskBytes: { [freeDiskBytes] in freeDiskBytes },
+                metrics: { "# TYPE buildgate_up gauge\nbuildgate_up 1\n" },
                 onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
         return Application(

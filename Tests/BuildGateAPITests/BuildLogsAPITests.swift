@@ -2,10 +2,10 @@ import AsyncHTTPClient
 import BuildGateCore
 import BuildGateTesting
 import Foundation
-import Logging
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
 import Testing
 
@@ -13,14 +13,17 @@ struct BuildLogsAPITests {
     /// A queued build whose log the test writes itself, standing in for the dispatcher.
     private func queuedBuild(_ harness: APIHarness, client: some TestClientProtocol) async throws -> BuildID {
         let response = try await client.execute(
-            uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+            uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+            body: ByteBuffer(bytes: sampleContext()))
         return try #require(BuildID(try response.decode(BuildJSON.self).id))
     }
 
     /// Ends the build the way the dispatcher does: claimed, then settled (result line, status, log finished).
     private func finish(_ id: BuildID, _ harness: APIHarness) async throws {
-        let claimed = try #require(try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date()))
-        let settler = BuildSettler(store: harness.store, logs: harness.logs, observer: NoBuildObserver(), logger: Logger(label: "test"))
+        let claimed = try #require(
+            try await harness.store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date()))
+        let settler = BuildSettler(
+            store: harness.store, logs: harness.logs, observer: NoBuildObserver(), logger: Logger(label: "test"))
         _ = try await settler.settle(
             claimed, on: .engineFinished(.succeeded([]), timedOut: false), expecting: .lease(owner: "o"), at: Date())
     }
@@ -39,22 +42,26 @@ struct BuildLogsAPITests {
 
             try await harness.logs.append(Array("0123456789".utf8), to: id)
             let ranged = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length + 4)-"]))
+                uri: "/v1/builds/\(id)/logs", method: .get,
+                headers: harness.auth(adding: [.range: "bytes=\(length + 4)-"]))
             #expect(ranged.status == .partialContent)
             #expect(ranged.text == "456789")
             #expect(ranged.headers[.contentRange] == "bytes \(length + 4)-\(length + 9)/*")
             #expect(ranged.headers[.init("X-Next-Offset")!] == String(length + 10))
 
             let bounded = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length)-\(length + 2)"]))
+                uri: "/v1/builds/\(id)/logs", method: .get,
+                headers: harness.auth(adding: [.range: "bytes=\(length)-\(length + 2)"]))
             #expect(bounded.text == "012")
 
             let beyond = try await client.execute(
-                uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth(adding: [.range: "bytes=\(length + 10)-"]))
+                uri: "/v1/builds/\(id)/logs", method: .get,
+                headers: harness.auth(adding: [.range: "bytes=\(length + 10)-"]))
             #expect(beyond.status == .rangeNotSatisfiable)
             #expect(beyond.headers[.contentRange] == "bytes */\(length + 10)")
 
-            let offset = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length + 8)", method: .get, headers: harness.auth)
+            let offset = try await client.execute(
+                uri: "/v1/builds/\(id)/logs?offset=\(length + 8)", method: .get, headers: harness.auth)
             #expect(offset.status == .ok)
             #expect(offset.text == "89")
 
@@ -67,7 +74,8 @@ struct BuildLogsAPITests {
             #expect(complete.headers[.contentRange] == "bytes \(length)-\(whole - 1)/\(whole)")
             #expect(complete.text.hasSuffix("0123456789[buildgate] result: succeeded\n"))
 
-            let bad = try await client.execute(uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get, headers: harness.auth)
+            let bad = try await client.execute(
+                uri: "/v1/builds/\(id)/logs?wait=61&offset=0", method: .get, headers: harness.auth)
             #expect(bad.status == .badRequest)
         }
     }
@@ -81,7 +89,8 @@ struct BuildLogsAPITests {
 
             let clock = ContinuousClock()
             let start = clock.now
-            let quiet = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=1", method: .get, headers: harness.auth)
+            let quiet = try await client.execute(
+                uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=1", method: .get, headers: harness.auth)
             #expect(clock.now - start >= .milliseconds(900))
             #expect(quiet.status == .ok && quiet.body.readableBytes == 0)
             #expect(quiet.headers[.init("X-Next-Offset")!] == String(length))
@@ -92,7 +101,8 @@ struct BuildLogsAPITests {
                 try await harness.logs.append(Array("new line\n".utf8), to: id)
             }
             let woken = clock.now
-            let answer = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=30", method: .get, headers: harness.auth)
+            let answer = try await client.execute(
+                uri: "/v1/builds/\(id)/logs?offset=\(length)&wait=30", method: .get, headers: harness.auth)
             try await writer.value
             #expect(clock.now - woken < .seconds(10))
             #expect(answer.text == "new line\n")
@@ -107,7 +117,8 @@ struct BuildLogsAPITests {
             var rest = ""
             var final: TestResponse
             repeat {
-                final = try await client.execute(uri: "/v1/builds/\(id)/logs?offset=\(offset)&wait=30", method: .get, headers: harness.auth)
+                final = try await client.execute(
+                    uri: "/v1/builds/\(id)/logs?offset=\(offset)&wait=30", method: .get, headers: harness.auth)
                 rest += final.text
                 offset = try #require(Int64(final.headers[.init("X-Next-Offset")!] ?? ""))
             } while final.headers[.init("X-Log-Complete")!] != "true"
@@ -144,7 +155,8 @@ struct BuildLogsAPITests {
             }
             // About 220 KB: several of the store's pieces, crossed mid-append.
             for line in 0..<2_000 {
-                try await harness.logs.append(Array("live \(line) \(String(repeating: "x", count: line % 200))\n".utf8), to: id)
+                try await harness.logs.append(
+                    Array("live \(line) \(String(repeating: "x", count: line % 200))\n".utf8), to: id)
                 if line % 200 == 0 { try await Task.sleep(for: .milliseconds(10)) }
             }
             try await quitter.value

@@ -16,7 +16,8 @@ struct BuildsAPITests {
         let context = sampleContext()
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/app:1&buildArg=A=1&buildArg=B=x%3Dy&label=team=x&platform=linux/amd64&noCache=true&timeout=60",
+                uri:
+                    "/v1/builds?image=r.example.com/app:1&buildArg=A=1&buildArg=B=x%3Dy&label=team=x&platform=linux/amd64&noCache=true&timeout=60",
                 method: .post, headers: harness.auth, body: ByteBuffer(bytes: context))
             #expect(response.status == .accepted)
             let build = try response.decode(BuildJSON.self)
@@ -34,7 +35,8 @@ struct BuildsAPITests {
             // The context is stored under its sha256, and nothing is left in tmp/.
             let digest = try #require(build.context).digest
             #expect(harness.contextFiles == ["sha256/\(digest.dropFirst("sha256:".count))"])
-            let storedBytes = try Data(contentsOf: URL(fileURLWithPath: harness.contexts.path(of: try #require(stored.context))))
+            let storedBytes = try Data(
+                contentsOf: URL(fileURLWithPath: harness.contexts.path(of: try #require(stored.context))))
             #expect(Array(storedBytes) == context)
 
             let shown = try await client.execute(uri: "/v1/builds/\(build.id)", method: .get, headers: harness.auth)
@@ -54,38 +56,78 @@ struct BuildsAPITests {
     }
 
     static let rejections: [Rejection] = [
-        Rejection(name: "not an archive", body: { Array("just text, not a tar".utf8) }, status: .unsupportedMediaType, code: "unsupportedMediaType"),
-        Rejection(name: "zip", body: { [0x50, 0x4b, 0x03, 0x04] + [UInt8](repeating: 7, count: 2000) }, status: .unsupportedMediaType, code: "unsupportedMediaType"),
-        Rejection(name: "truncated", body: { Array(sampleContext().prefix(700)) }, status: .badRequest, code: "corruptArchive"),
-        Rejection(name: "truncated gzip", body: {
-            var tar = TarWriter(); tar.entryBytes(sampleContext()); return Array(try tar.gzipped().dropLast(10))
-        }, status: .badRequest, code: "corruptArchive"),
-        Rejection(name: "absolute path", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.file("/etc/cron.d/x", "x"); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "/etc/cron.d/x"),
-        Rejection(name: "dot-dot", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.file("a/../../x", "x"); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "a/../../x"),
-        Rejection(name: "escaping symlink", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.link("evil", to: "../../root", type: .symbolicLink); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "evil"),
-        Rejection(name: "device", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.entry("dev/kmem", type: .characterDevice); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "dev/kmem"),
-        Rejection(name: "fifo", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.entry("pipe", type: .fifo); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "pipe"),
-        Rejection(name: "oversized PAX header", body: {
-            var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.paxOfSize((1 << 20) + 10); tar.file("x", ""); tar.end(); return tar.bytes
-        }, status: .unprocessableContent, code: "invalidContext", messageMentions: "PAX"),
-        Rejection(name: "missing Dockerfile", query: "image=r.example.com/app:1&dockerfile=build/Dockerfile", status: .unprocessableContent, code: "invalidContext", messageMentions: "build/Dockerfile"),
+        Rejection(
+            name: "not an archive", body: { Array("just text, not a tar".utf8) }, status: .unsupportedMediaType,
+            code: "unsupportedMediaType"),
+        Rejection(
+            name: "zip", body: { [0x50, 0x4b, 0x03, 0x04] + [UInt8](repeating: 7, count: 2000) },
+            status: .unsupportedMediaType, code: "unsupportedMediaType"),
+        Rejection(
+            name: "truncated", body: { Array(sampleContext().prefix(700)) }, status: .badRequest, code: "corruptArchive"
+        ),
+        Rejection(
+            name: "truncated gzip",
+            body: {
+                var tar = TarWriter(); tar.entryBytes(sampleContext()); return Array(try tar.gzipped().dropLast(10))
+            }, status: .badRequest, code: "corruptArchive"),
+        Rejection(
+            name: "absolute path",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.file("/etc/cron.d/x", "x");
+                tar.end(); return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "/etc/cron.d/x"),
+        Rejection(
+            name: "dot-dot",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.file("a/../../x", "x"); tar.end();
+                return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "a/../../x"),
+        Rejection(
+            name: "escaping symlink",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n");
+                tar.link("evil", to: "../../root", type: .symbolicLink); tar.end(); return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "evil"),
+        Rejection(
+            name: "device",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n");
+                tar.entry("dev/kmem", type: .characterDevice); tar.end(); return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "dev/kmem"),
+        Rejection(
+            name: "fifo",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.entry("pipe", type: .fifo);
+                tar.end(); return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "pipe"),
+        Rejection(
+            name: "oversized PAX header",
+            body: {
+                var tar = TarWriter(); tar.file("Dockerfile", "FROM scratch\n"); tar.paxOfSize((1 << 20) + 10);
+                tar.file("x", ""); tar.end(); return tar.bytes
+            }, status: .unprocessableContent, code: "invalidContext", messageMentions: "PAX"),
+        Rejection(
+            name: "missing Dockerfile", query: "image=r.example.com/app:1&dockerfile=build/Dockerfile",
+            status: .unprocessableContent, code: "invalidContext", messageMentions: "build/Dockerfile"),
         Rejection(name: "no image", query: "", status: .badRequest, code: "invalidParameter", messageMentions: "image"),
-        Rejection(name: "bad image", query: "image=App:1", status: .badRequest, code: "invalidParameter", messageMentions: "App:1"),
-        Rejection(name: "unknown parameter", query: "image=r.example.com/a:1&imgae=x", status: .badRequest, code: "invalidParameter", messageMentions: "imgae"),
-        Rejection(name: "bad timeout", query: "image=r.example.com/a:1&timeout=-5", status: .badRequest, code: "invalidParameter", messageMentions: "timeout"),
-        Rejection(name: "bad build arg", query: "image=r.example.com/a:1&buildArg=NOVALUE", status: .badRequest, code: "invalidParameter", messageMentions: "buildArg"),
-        Rejection(name: "escaping dockerfile", query: "image=r.example.com/a:1&dockerfile=../Dockerfile", status: .badRequest, code: "invalidParameter", messageMentions: "dockerfile"),
-        Rejection(name: "bad platform", query: "image=r.example.com/a:1&platform=amd64", status: .badRequest, code: "invalidParameter", messageMentions: "platform"),
+        Rejection(
+            name: "bad image", query: "image=App:1", status: .badRequest, code: "invalidParameter",
+            messageMentions: "App:1"),
+        Rejection(
+            name: "unknown parameter", query: "image=r.example.com/a:1&imgae=x", status: .badRequest,
+            code: "invalidParameter", messageMentions: "imgae"),
+        Rejection(
+            name: "bad timeout", query: "image=r.example.com/a:1&timeout=-5", status: .badRequest,
+            code: "invalidParameter", messageMentions: "timeout"),
+        Rejection(
+            name: "bad build arg", query: "image=r.example.com/a:1&buildArg=NOVALUE", status: .badRequest,
+            code: "invalidParameter", messageMentions: "buildArg"),
+        Rejection(
+            name: "escaping dockerfile", query: "image=r.example.com/a:1&dockerfile=../Dockerfile", status: .badRequest,
+            code: "invalidParameter", messageMentions: "dockerfile"),
+        Rejection(
+            name: "bad platform", query: "image=r.example.com/a:1&platform=amd64", status: .badRequest,
+            code: "invalidParameter", messageMentions: "platform"),
     ]
 
     @Test(arguments: rejections)
@@ -95,7 +137,8 @@ struct BuildsAPITests {
         let body = try rejection.body()
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
-                uri: "/v1/builds?\(rejection.query)", method: .post, headers: harness.auth, body: ByteBuffer(bytes: body))
+                uri: "/v1/builds?\(rejection.query)", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: body))
             #expect(response.status == rejection.status)
             #expect(response.headers[.contentType] == "application/json")
             let error = try response.decode(ErrorEnvelope.self).error
@@ -122,7 +165,8 @@ struct BuildsAPITests {
         try await harness.application().test(.live) { client in
             // Declared too large: refused before the body is read.
             let declared = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: tooLarge))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: tooLarge))
             #expect(declared.status == .contentTooLarge)
             #expect(try declared.decode(ErrorEnvelope.self).error.code == "contextTooLarge")
         }
@@ -155,7 +199,8 @@ struct BuildsAPITests {
             // Through ChildProcess: curl talks to this very process, so no thread may block waiting for it.
             let curl = try await ChildProcess.run([
                 "curl", "-sS", "-v", "-o", "/dev/null", "-w", "\n%{http_code} %{time_total}", "-T", file, "-X", "POST",
-                "-H", "Expect: 100-continue", "-H", "Authorization: \(harness.auth[.authorization]!)", "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1",
+                "-H", "Expect: 100-continue", "-H", "Authorization: \(harness.auth[.authorization]!)",
+                "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1",
             ])
             let verbose = curl.output
             let result = String(curl.output.split(separator: "\n").last ?? "")
@@ -171,9 +216,11 @@ struct BuildsAPITests {
         try await harness.application().test(.router) { client in
             let headers: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "deploy-42"]
             let first = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers), body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers),
+                body: ByteBuffer(bytes: sampleContext()))
             let second = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers), body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth(adding: headers),
+                body: ByteBuffer(bytes: sampleContext()))
             #expect(first.status == .accepted)
             #expect(second.status == .ok)
             #expect(try first.decode(BuildJSON.self).id == second.decode(BuildJSON.self).id)
@@ -188,19 +235,25 @@ struct BuildsAPITests {
             var ids: [String] = []
             for _ in 0..<3 {
                 let response = try await client.execute(
-                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                    body: ByteBuffer(bytes: sampleContext()))
                 ids.append(try response.decode(BuildJSON.self).id)
                 try await Task.sleep(for: .milliseconds(2))
             }
-            let first = try await client.execute(uri: "/v1/builds?limit=2", method: .get, headers: harness.auth).decode(PageJSON.self)
+            let first = try await client.execute(uri: "/v1/builds?limit=2", method: .get, headers: harness.auth).decode(
+                PageJSON.self)
             #expect(first.builds.map(\.id) == [ids[2], ids[1]])
             let cursor = try #require(first.nextCursor)
-            let second = try await client.execute(uri: "/v1/builds?limit=2&cursor=\(cursor)", method: .get, headers: harness.auth).decode(PageJSON.self)
+            let second = try await client.execute(
+                uri: "/v1/builds?limit=2&cursor=\(cursor)", method: .get, headers: harness.auth
+            ).decode(PageJSON.self)
             #expect(second.builds.map(\.id) == [ids[0]])
             #expect(second.nextCursor == nil)
 
             _ = try await client.execute(uri: "/v1/builds/\(ids[1])/cancel", method: .post, headers: harness.auth)
-            let cancelled = try await client.execute(uri: "/v1/builds?status=cancelled", method: .get, headers: harness.auth).decode(PageJSON.self)
+            let cancelled = try await client.execute(
+                uri: "/v1/builds?status=cancelled", method: .get, headers: harness.auth
+            ).decode(PageJSON.self)
             #expect(cancelled.builds.map(\.id) == [ids[1]])
             let bad = try await client.execute(uri: "/v1/builds?status=exploded", method: .get, headers: harness.auth)
             #expect(bad.status == .badRequest)
@@ -212,14 +265,18 @@ struct BuildsAPITests {
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
             let id = try created.decode(BuildJSON.self).id
-            let cancelled = try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth)
+            let cancelled = try await client.execute(
+                uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth)
             #expect(cancelled.status == .ok)
             let build = try cancelled.decode(BuildJSON.self)
             #expect(build.status == "cancelled")
             #expect(build.reason == "cancelled")
-            #expect(try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth).status == .ok)
+            #expect(
+                try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth).status
+                    == .ok)
             let log = try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: harness.auth)
             #expect(log.headers[.init("X-Log-Complete")!] == "true")
             #expect(log.text.hasSuffix("[buildgate] cancelled before it started; result: cancelled\n"))

@@ -17,7 +17,8 @@ struct DiskSpaceTests {
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let refused = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
             #expect(refused.status.code == 507)
             let error = try refused.decode(ErrorEnvelope.self).error
             #expect(error.code == "insufficientStorage")

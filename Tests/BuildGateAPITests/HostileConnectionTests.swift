@@ -108,7 +108,8 @@ struct HostileConnectionTests {
         try await withServer { port, harness in
             let connection = try await RawConnection.open(port: port)
             let context = sampleContext()
-            let response = try await connection.exchange(uploadHead(harness, length: context.count), tail: Array(context.prefix(100)))
+            let response = try await connection.exchange(
+                uploadHead(harness, length: context.count), tail: Array(context.prefix(100)))
             #expect(response.status == 408, "\(response.text)")
             #expect(response.error?.message.contains("stalled") == true)
             try await expectNothingKept(harness)

@@ -28,15 +28,20 @@ struct HostileInputTests {
         ("image", 17, "at most 16 'image'"),
         ("secret", 33, "at most 32 'secret'"),
     ])
-    func aBuildAskingForTooManyOfSomethingIsRefusedNamingTheLimit(name: String, count: Int, expected: String) async throws {
+    func aBuildAskingForTooManyOfSomethingIsRefusedNamingTheLimit(name: String, count: Int, expected: String)
+        async throws
+    {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
-        let values = (0..<count).map { name == "image" ? "r.example.com/app\($0):1" : name == "secret" ? "s\($0)" : "K\($0)=v" }
+        let values = (0..<count).map {
+            name == "image" ? "r.example.com/app\($0):1" : name == "secret" ? "s\($0)" : "K\($0)=v"
+        }
         let query = (["image=r.example.com/app:1"].filter { _ in name != "image" } + values.map { "\(name)=\($0)" })
             .joined(separator: "&")
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
-                uri: "/v1/builds?\(query)", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?\(query)", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
             #expect(response.status == .badRequest)
             let error = try refusal(response)
             #expect(error.code == "invalidParameter")
@@ -59,7 +64,8 @@ struct HostileInputTests {
             #expect(try refusal(tooBig).message.contains("8192 bytes together"))
 
             let longQuery = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1&runKey=\(String(repeating: "k", count: 40_000))", method: .post,
+                uri: "/v1/builds?image=r.example.com/a:1&runKey=\(String(repeating: "k", count: 40_000))",
+                method: .post,
                 headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
             #expect(longQuery.status == .badRequest)
             #expect(try refusal(longQuery).message.contains("query string"))
@@ -77,7 +83,8 @@ struct HostileInputTests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         let args = (0..<150).map { "\"K\($0)\":\"v\"" }.joined(separator: ",")
-        let body = #"{"source":{"git":{"url":"https://git.example.com/a.git","ref":"main"}},"images":["r.example.com/a:1"],"buildArgs":{"#
+        let body =
+            #"{"source":{"git":{"url":"https://git.example.com/a.git","ref":"main"}},"images":["r.example.com/a:1"],"buildArgs":{"#
             + args + "}}"
         try await harness.application().test(.router) { client in
             let response = try await client.execute(
@@ -100,13 +107,15 @@ struct HostileInputTests {
                 uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
                 body: ByteBuffer(bytes: sampleContext()))
             let id = try created.decode(BuildJSON.self).id
-            let minted = try await client.execute(uri: "/v1/builds/\(id)/log-tokens?ttl=60", method: .post, headers: harness.auth)
+            let minted = try await client.execute(
+                uri: "/v1/builds/\(id)/log-tokens?ttl=60", method: .post, headers: harness.auth)
             #expect(minted.status == .created)
             struct Minted: Decodable { var token: String }
             let logToken = try minted.decode(Minted.self).token
 
             let again = try await client.execute(
-                uri: "/v1/builds/\(id)/log-tokens?ttl=86400", method: .post, headers: [.authorization: "Bearer \(logToken)"])
+                uri: "/v1/builds/\(id)/log-tokens?ttl=86400", method: .post,
+                headers: [.authorization: "Bearer \(logToken)"])
             #expect(again.status == .forbidden)
             #expect(try refusal(again).code == "forbidden")
         }
@@ -122,9 +131,11 @@ struct HostileInputTests {
         let minter: HTTPFields = [.authorization: "Bearer \(shortLived)"]
         try await harness.application().test(.router) { client in
             let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: minter, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: minter,
+                body: ByteBuffer(bytes: sampleContext()))
             let id = try created.decode(BuildJSON.self).id
-            let minted = try await client.execute(uri: "/v1/builds/\(id)/log-tokens?ttl=86400", method: .post, headers: minter)
+            let minted = try await client.execute(
+                uri: "/v1/builds/\(id)/log-tokens?ttl=86400", method: .post, headers: minter)
             #expect(minted.status == .created)
             struct Minted: Decodable { var token: String; var expiresAt: Date }
             let decoder = JSONDecoder()
@@ -136,13 +147,17 @@ struct HostileInputTests {
 
             // Revoking the minter ends the log link too.
             #expect(try await harness.tokens.revokeToken(id: shortRecord.id, at: Date()))
-            #expect(try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: reader).status == .unauthorized)
+            #expect(
+                try await client.execute(uri: "/v1/builds/\(id)/logs", method: .get, headers: reader).status
+                    == .unauthorized)
         }
     }
 
     // MARK: - Webhooks
 
-    private func createTrigger(_ client: some TestClientProtocol, harness: APIHarness, json: String) async throws -> String {
+    private func createTrigger(_ client: some TestClientProtocol, harness: APIHarness, json: String) async throws
+        -> String
+    {
         let created = try await client.execute(
             uri: "/v1/triggers", method: .post, headers: harness.auth(adding: [.contentType: "application/json"]),
             body: ByteBuffer(string: json))
@@ -156,18 +171,25 @@ struct HostileInputTests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            let releases = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
-                 "images":["r.example.com/release:{{shortSha}}"],"branches":["release/*"]}
-                """)
-            let everything = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
-                 "images":["r.example.com/hello:{{shortSha}}"]}
-                """)
+            let releases = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                     "images":["r.example.com/release:{{shortSha}}"],"branches":["release/*"]}
+                    """)
+            let everything = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                     "images":["r.example.com/hello:{{shortSha}}"]}
+                    """)
             let (headers, body) = try WebhooksAPITests.fixture("github/push-branch-created")
-            let response = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            let response = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
             #expect(response.status == .accepted, "\(response.text)")
-            struct Combined: Decodable { var status: String; var trigger: String; var results: [WebhooksAPITests.Answer] }
+            struct Combined: Decodable {
+                var status: String; var trigger: String; var results: [WebhooksAPITests.Answer]
+            }
             let answer = try response.decode(Combined.self)
             #expect(answer.status == "queued")
             #expect(answer.trigger == everything)
@@ -182,18 +204,22 @@ struct HostileInputTests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
-                 "images":["r.example.com/hello:{{shortSha}}"]}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                     "images":["r.example.com/hello:{{shortSha}}"]}
+                    """)
             let (headers, body) = try WebhooksAPITests.fixture("github/push-branch-created")
-            let first = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            let first = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
             #expect(first.status == .accepted)
             let queued = try first.decode(WebhooksAPITests.Answer.self)
 
             var replayed = headers
             replayed[HTTPField.Name("X-GitHub-Delivery")!] = UUID().uuidString
-            let replay = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: replayed, body: body)
+            let replay = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: replayed, body: body)
             #expect(replay.status == .ok, "\(replay.text)")
             let answer = try replay.decode(WebhooksAPITests.Answer.self)
             #expect(answer.status == "alreadyQueued")

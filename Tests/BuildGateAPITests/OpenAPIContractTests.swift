@@ -44,7 +44,8 @@ struct OpenAPIContractTests {
     /// unnoticed. The spec is loaded with duplicates refused.
     @Test func aKeyGivenTwiceInTheSpecIsRefused() throws {
         let file = "\(NSTemporaryDirectory())/openapi-duplicate-\(UUID().uuidString).yaml"
-        try Data("responses:\n  '429': {description: a}\n  '429': {description: b}\n".utf8).write(to: URL(fileURLWithPath: file))
+        try Data("responses:\n  '429': {description: a}\n  '429': {description: b}\n".utf8).write(
+            to: URL(fileURLWithPath: file))
         defer { try? FileManager.default.removeItem(atPath: file) }
         let result = try check(["load", file])
         #expect(result.status != 0)
@@ -61,7 +62,8 @@ struct OpenAPIContractTests {
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
             let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
             try validate(created.body, as: "Build")
             let id = try created.decode(BuildJSON.self).id
 
@@ -72,31 +74,50 @@ struct OpenAPIContractTests {
                     Issue.record("unexpected operation entry \(operation)")
                     continue
                 }
-                let uri = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{forge}", with: "github")
-                    .replacingOccurrences(of: "{triggerId}", with: "tnothing").replacingOccurrences(of: "{host}", with: "r.example.com")
-                    .replacingOccurrences(of: "{name}", with: "npmrc")
+                let uri = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(
+                    of: "{forge}", with: "github"
+                )
+                .replacingOccurrences(of: "{triggerId}", with: "tnothing").replacingOccurrences(
+                    of: "{host}", with: "r.example.com"
+                )
+                .replacingOccurrences(of: "{name}", with: "npmrc")
                 let response: TestResponse
                 if method == "POST" && path == "/v1/builds" {
                     response = try await client.execute(
-                        uri: "\(uri)?image=r.example.com/b:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                        uri: "\(uri)?image=r.example.com/b:1", method: .post, headers: harness.auth,
+                        body: ByteBuffer(bytes: sampleContext()))
                 } else {
-                    response = try await client.execute(uri: uri, method: HTTPRequest.Method(method)!, headers: harness.auth)
+                    response = try await client.execute(
+                        uri: uri, method: HTTPRequest.Method(method)!, headers: harness.auth)
                 }
-                #expect(statuses.contains(String(response.status.code)), "\(method) \(path) answered \(response.status.code)")
+                #expect(
+                    statuses.contains(String(response.status.code)),
+                    "\(method) \(path) answered \(response.status.code)")
             }
 
-            try validate(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).body, as: "BuildPage")
-            try validate(try await client.execute(uri: "/v1/builds?limit=0", method: .get, headers: harness.auth).body, as: "Error")
-            try validate(try await client.execute(uri: "/v1/builds/\(id)", method: .get, headers: harness.auth).body, as: "Build")
+            try validate(
+                try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).body, as: "BuildPage")
+            try validate(
+                try await client.execute(uri: "/v1/builds?limit=0", method: .get, headers: harness.auth).body,
+                as: "Error")
+            try validate(
+                try await client.execute(uri: "/v1/builds/\(id)", method: .get, headers: harness.auth).body, as: "Build"
+            )
             var json = harness.auth
             json[.contentType] = "application/json"
             let trigger = try await client.execute(
                 uri: "/v1/triggers", method: .post, headers: json,
-                body: ByteBuffer(string: #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["r.example.com/a:{{sha}}"]}"#))
+                body: ByteBuffer(
+                    string:
+                        #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["r.example.com/a:{{sha}}"]}"#
+                ))
             try validate(trigger.body, as: "Trigger")
             let git = try await client.execute(
                 uri: "/v1/builds", method: .post, headers: json,
-                body: ByteBuffer(string: #"{"source":{"git":{"url":"https://g.example.com/o/r.git","ref":"main"}},"images":["r.example.com/a:1"]}"#))
+                body: ByteBuffer(
+                    string:
+                        #"{"source":{"git":{"url":"https://g.example.com/o/r.git","ref":"main"}},"images":["r.example.com/a:1"]}"#
+                ))
             try validate(git.body, as: "Build")
         }
     }

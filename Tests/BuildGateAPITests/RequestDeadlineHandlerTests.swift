@@ -17,7 +17,8 @@ struct RequestDeadlineHandlerTests {
     }
 
     private func upload(_ channel: EmbeddedChannel) throws {
-        try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: "x", path: "/v1/builds")))
+        try channel.writeInbound(
+            HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: "x", path: "/v1/builds")))
         channel.read()  // the server asks for the body
     }
 

@@ -29,7 +29,9 @@ struct SchedulingAPITests {
             #expect(other.queue?.position == 2)
             let newer = try await submit("runPolicy=latestOnly&runKey=main&queueTTL=60")
 
-            let superseded = try await client.execute(uri: "/v1/builds/\(older.id)", method: .get, headers: harness.auth).decode(BuildJSON.self)
+            let superseded = try await client.execute(
+                uri: "/v1/builds/\(older.id)", method: .get, headers: harness.auth
+            ).decode(BuildJSON.self)
             #expect(superseded.status == "cancelled")
             #expect(superseded.reason == "superseded")
             #expect(superseded.message == "superseded by the newer build \(newer.id)")
@@ -42,11 +44,15 @@ struct SchedulingAPITests {
             #expect(shown.text.contains(#""runKey":"main""#))
             #expect(shown.text.contains(#""runPolicy":"latestOnly""#))
             #expect(try shown.decode(BuildJSON.self).queue?.position == 2)
-            #expect(try await client.execute(uri: "/v1/builds/\(other.id)", method: .get, headers: harness.auth).decode(BuildJSON.self).status == "queued")
+            #expect(
+                try await client.execute(uri: "/v1/builds/\(other.id)", method: .get, headers: harness.auth).decode(
+                    BuildJSON.self
+                ).status == "queued")
 
             for bad in ["runPolicy=sometimes", "queueTTL=0", "runKey=" + String(repeating: "k", count: 201)] {
                 let refused = try await client.execute(
-                    uri: "/v1/builds?image=r.example.com/a:1&\(bad)", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                    uri: "/v1/builds?image=r.example.com/a:1&\(bad)", method: .post, headers: harness.auth,
+                    body: ByteBuffer(bytes: sampleContext()))
                 #expect(refused.status == .badRequest, "\(bad)")
             }
         }

@@ -1,7 +1,8 @@
-@testable import BuildGateAPI
 import BuildGateCore
 import NIOCore
 import Testing
+
+@testable import BuildGateAPI
 
 struct SharedLogPiecesTests {
     @Test func followersAtTheSameBytesGetOneBufferAndSmallReadsAreCopies() {

@@ -19,15 +19,18 @@ struct ShutdownGateTests {
         try await testGracefulShutdown { trigger in
             try await harness.application().test(.router) { client in
                 let before = try await client.execute(
-                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                    body: ByteBuffer(bytes: sampleContext()))
                 #expect(before.status == .accepted)
                 trigger.triggerGracefulShutdown()
                 let upload = try await client.execute(
-                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+                    uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                    body: ByteBuffer(bytes: sampleContext()))
                 #expect(upload.status == .serviceUnavailable)
                 #expect(upload.headers[.retryAfter] == "30")
                 #expect(try upload.decode(ErrorEnvelope.self).error.code == "shuttingDown")
-                let webhook = try await client.execute(uri: "/v1/webhooks/github", method: .post, body: ByteBuffer(string: "{}"))
+                let webhook = try await client.execute(
+                    uri: "/v1/webhooks/github", method: .post, body: ByteBuffer(string: "{}"))
                 #expect(webhook.status == .serviceUnavailable)
                 #expect(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).status == .ok)
             }
@@ -48,7 +51,8 @@ struct ShutdownGateTests {
         let (pieces, feed) = AsyncStream<ByteBuffer>.makeStream()
         try await testGracefulShutdown { trigger in
             try await harness.application().test(.live) { client in
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
+                var request = HTTPClientRequest(
+                    url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
                 request.method = .POST
                 request.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
                 request.body = .stream(pieces, length: .known(Int64(context.count)))
@@ -57,7 +61,9 @@ struct ShutdownGateTests {
                     return (response.status, try await response.body.collect(upTo: 1 << 16))
                 }
                 feed.yield(ByteBuffer(bytes: context.prefix(512)))
-                let inFlight = try await ChildProcess.wait(for: .seconds(10)) { !harness.directory.files(under: "tmp").isEmpty }
+                let inFlight = try await ChildProcess.wait(for: .seconds(10)) {
+                    !harness.directory.files(under: "tmp").isEmpty
+                }
                 #expect(inFlight, "the upload is in flight")
 
                 let started = ContinuousClock.now
@@ -65,7 +71,8 @@ struct ShutdownGateTests {
                 if finishesInTime {
                     // Once shutdown is in effect (a new connection is refused, or a new upload gets 503), the upload
                     // in flight finishes within its grace.
-                    var probe = HTTPClientRequest(url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
+                    var probe = HTTPClientRequest(
+                        url: "http://127.0.0.1:\(client.port!)/v1/builds?image=r.example.com/a:1")
                     probe.method = .POST
                     probe.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
                     while let answer = try? await HTTPClient.shared.execute(probe, timeout: .seconds(10)),

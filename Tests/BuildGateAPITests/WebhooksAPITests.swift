@@ -17,9 +17,12 @@ struct WebhooksAPITests {
         let text = try String(contentsOfFile: "\(fixtures)/\(name).headers.txt", encoding: .utf8)
         var headers = HTTPFields()
         for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.hasPrefix("POST ") {
-            guard let colon = line.firstIndex(of: ":"), let name = HTTPField.Name(String(line[..<colon])) else { continue }
+            guard let colon = line.firstIndex(of: ":"), let name = HTTPField.Name(String(line[..<colon])) else {
+                continue
+            }
             if name == .contentLength { continue }
-            headers.append(HTTPField(name: name, value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+            headers.append(
+                HTTPField(name: name, value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         return (headers, ByteBuffer(bytes: body))
     }
@@ -39,25 +42,30 @@ struct WebhooksAPITests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            let created = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
-                 "images":["r.example.com/hello:{{branch}}-{{shortSha}}"],"buildArgs":{"MODE":"ci"}}
-                """)
+            let created = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                     "images":["r.example.com/hello:{{branch}}-{{shortSha}}"],"buildArgs":{"MODE":"ci"}}
+                    """)
             #expect(created.status == .created)
             #expect(!created.text.contains("Secret to Everybody"))
             let trigger = try created.decode(TriggerJSON.self)
             #expect(trigger.events == ["push", "tag"])
 
             let (headers, body) = try Self.fixture("github/push-branch-created")
-            let first = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            let first = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
             #expect(first.status == .accepted)
             let answer = try first.decode(Answer.self)
             #expect(answer.status == "queued")
             let id = try #require(answer.buildId.flatMap(BuildID.init))
             let build = try #require(try await harness.store.build(id))
-            #expect(build.gitSource == (try GitSource(
-                url: "https://github.com/Codertocat/Hello-World.git", ref: "refs/heads/master",
-                commit: "6113728f27ae82c7b1a177c8d03f9e96e0adf246")))
+            #expect(
+                build.gitSource
+                    == (try GitSource(
+                        url: "https://github.com/Codertocat/Hello-World.git", ref: "refs/heads/master",
+                        commit: "6113728f27ae82c7b1a177c8d03f9e96e0adf246")))
             #expect(build.request.images.map(\.description) == ["r.example.com/hello:master-6113728"])
             #expect(build.request.buildArgs == ["MODE": "ci"])
             #expect(build.triggerID == trigger.id)
@@ -84,13 +92,16 @@ struct WebhooksAPITests {
             #expect(refused.status == .unprocessableContent)
             #expect(try refused.decode(ErrorEnvelope.self).error.code == "noSuchSecret")
 
-            try await harness.secrets.setSecret(SecretValue(Array("token".utf8)), tenant: .default, name: "npmrc", at: Date())
+            try await harness.secrets.setSecret(
+                SecretValue(Array("token".utf8)), tenant: .default, name: "npmrc", at: Date())
             let created = try await createTrigger(client, harness: harness, json: json)
             #expect(created.status == .created)
             #expect(created.text.contains(#""buildSecrets":["npmrc"]"#))
 
             let (headers, body) = try Self.fixture("github/push-branch-created")
-            let answer = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body).decode(Answer.self)
+            let answer = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body
+            ).decode(Answer.self)
             let id = try #require(answer.buildId.flatMap(BuildID.init))
             let build = try #require(try await harness.store.build(id))
             #expect(build.request.secrets == ["npmrc"])
@@ -103,19 +114,30 @@ struct WebhooksAPITests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"a different secret!","images":["r.example.com/a:1"]}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"a different secret!","images":["r.example.com/a:1"]}
+                    """)
             let (headers, body) = try Self.fixture("github/push-branch-created")
-            let wrongSecret = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            let wrongSecret = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
             #expect(wrongSecret.status == .unauthorized)
-            #expect(try wrongSecret.decode(ErrorEnvelope.self).error.message == "the delivery is not signed by a known trigger")
+            #expect(
+                try wrongSecret.decode(ErrorEnvelope.self).error.message
+                    == "the delivery is not signed by a known trigger")
             var unsigned = headers
             unsigned[HTTPField.Name("X-Hub-Signature-256")!] = nil
-            #expect(try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: unsigned, body: body).status == .unauthorized)
+            #expect(
+                try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: unsigned, body: body)
+                    .status == .unauthorized)
             // A GitHub signature does not open the GitLab door.
-            #expect(try await client.execute(uri: "/v1/webhooks/gitlab", method: .post, headers: headers, body: body).status == .unauthorized)
-            #expect(try await client.execute(uri: "/v1/webhooks/svn", method: .post, headers: headers, body: body).status == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/webhooks/gitlab", method: .post, headers: headers, body: body).status
+                    == .unauthorized)
+            #expect(
+                try await client.execute(uri: "/v1/webhooks/svn", method: .post, headers: headers, body: body).status
+                    == .notFound)
         }
         #expect(try await harness.buildCount() == 0)
     }
@@ -124,36 +146,46 @@ struct WebhooksAPITests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
-                 "images":["r.example.com/a:{{sha}}"],"branches":["main"]}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"github","repository":"Codertocat/Hello-World","secret":"It's a Secret to Everybody",
+                     "images":["r.example.com/a:{{sha}}"],"branches":["main"]}
+                    """)
             let (pingHeaders, pingBody) = try Self.fixture("github/ping")
-            let ping = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: pingHeaders, body: pingBody)
+            let ping = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: pingHeaders, body: pingBody)
             #expect(ping.status == .ok)
             #expect(try ping.decode(Answer.self).reason == "ping")
 
             // The fixtures share the docs' example delivery id; a real second delivery has its own.
             var (headers, body) = try Self.fixture("github/push-branch-created")
             headers[HTTPField.Name("X-GitHub-Delivery")!] = UUID().uuidString
-            let filtered = try await client.execute(uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
+            let filtered = try await client.execute(
+                uri: "/v1/webhooks/github", method: .post, headers: headers, body: body)
             #expect(filtered.status == .ok)
             let filteredReason = try filtered.decode(Answer.self).reason
             #expect(filteredReason == "branch master does not match main")
 
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"gitlab","repository":"mike/diaspora","secret":"my-secret-token","images":["r.example.com/d:{{shortSha}}"],
-                 "cloneURL":"https://gitlab.example.com/mike/diaspora.git"}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"gitlab","repository":"mike/diaspora","secret":"my-secret-token","images":["r.example.com/d:{{shortSha}}"],
+                     "cloneURL":"https://gitlab.example.com/mike/diaspora.git"}
+                    """)
             let (gitlabHeaders, gitlabBody) = try Self.fixture("gitlab/push-hook")
-            let gitlab = try await client.execute(uri: "/v1/webhooks/gitlab", method: .post, headers: gitlabHeaders, body: gitlabBody)
+            let gitlab = try await client.execute(
+                uri: "/v1/webhooks/gitlab", method: .post, headers: gitlabHeaders, body: gitlabBody)
             #expect(gitlab.status == .accepted)
 
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"gitea","repository":"example/example","secret":"IsWishesWereHorsesWedAllBeEatingSteak!","images":["r.example.com/e:{{branch}}"]}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"gitea","repository":"example/example","secret":"IsWishesWereHorsesWedAllBeEatingSteak!","images":["r.example.com/e:{{branch}}"]}
+                    """)
             let (giteaHeaders, giteaBody) = try Self.fixture("gitea/push")
-            let gitea = try await client.execute(uri: "/v1/webhooks/gitea", method: .post, headers: giteaHeaders, body: giteaBody)
+            let gitea = try await client.execute(
+                uri: "/v1/webhooks/gitea", method: .post, headers: giteaHeaders, body: giteaBody)
             // That payload's clone URL is plain http://, which the gateway never fetches.
             #expect(gitea.status == .ok)
             #expect(try gitea.decode(Answer.self).reason?.contains("must be https://, ssh:// or git://") == true)
@@ -165,12 +197,17 @@ struct WebhooksAPITests {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.router) { client in
-            _ = try await createTrigger(client, harness: harness, json: """
-                {"forge":"gitlab","repository":"a/b","secret":"my-secret-token","images":["r.example.com/a:1"]}
-                """)
+            _ = try await createTrigger(
+                client, harness: harness,
+                json: """
+                    {"forge":"gitlab","repository":"a/b","secret":"my-secret-token","images":["r.example.com/a:1"]}
+                    """)
             let malformed = try await client.execute(
                 uri: "/v1/webhooks/gitlab", method: .post,
-                headers: [HTTPField.Name("X-Gitlab-Token")!: "my-secret-token", HTTPField.Name("X-Gitlab-Event")!: "Push Hook"],
+                headers: [
+                    HTTPField.Name("X-Gitlab-Token")!: "my-secret-token",
+                    HTTPField.Name("X-Gitlab-Event")!: "Push Hook",
+                ],
                 body: ByteBuffer(string: "{\"ref\": 42}"))
             #expect(malformed.status == .badRequest)
         }
@@ -182,16 +219,30 @@ struct WebhooksAPITests {
         let builder = try await harness.auth(tenant: "default", scopes: [.buildsWrite, .buildsRead])
         let other = try await harness.auth(tenant: "acme", scopes: [.triggersAdmin])
         try await harness.application().test(.router) { client in
-            let json = #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["r.example.com/a:{{branch}}"]}"#
-            #expect(try await createTrigger(client, harness: harness, json: json, headers: builder).status == .forbidden)
+            let json =
+                #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["r.example.com/a:{{branch}}"]}"#
+            #expect(
+                try await createTrigger(client, harness: harness, json: json, headers: builder).status == .forbidden)
             let trigger = try await createTrigger(client, harness: harness, json: json).decode(TriggerJSON.self)
-            #expect(try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: other).status == .notFound)
-            #expect(try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .delete, headers: other).status == .notFound)
-            #expect(try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: harness.auth).status == .ok)
-            let bad = try await createTrigger(client, harness: harness, json: #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["App:{{branch}}"]}"#)
+            #expect(
+                try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: other).status
+                    == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .delete, headers: other).status
+                    == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: harness.auth).status
+                    == .ok)
+            let bad = try await createTrigger(
+                client, harness: harness,
+                json: #"{"forge":"github","repository":"o/r","secret":"0123456789abcdef","images":["App:{{branch}}"]}"#)
             #expect(bad.status == .badRequest)
-            #expect(try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .delete, headers: harness.auth).status == .noContent)
-            #expect(try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: harness.auth).status == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .delete, headers: harness.auth)
+                    .status == .noContent)
+            #expect(
+                try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: harness.auth).status
+                    == .notFound)
         }
     }
 
@@ -203,10 +254,15 @@ struct WebhooksAPITests {
             let commit = String(repeating: "c", count: 40)
             let created = try await client.execute(
                 uri: "/v1/builds", method: .post, headers: json,
-                body: ByteBuffer(string: #"{"source":{"git":{"url":"https://git.example.com/o/r.git","ref":"refs/heads/main","commit":"\#(commit)"}},"images":["r.example.com/a:1"],"labels":{"x":"y"}}"#))
+                body: ByteBuffer(
+                    string:
+                        #"{"source":{"git":{"url":"https://git.example.com/o/r.git","ref":"refs/heads/main","commit":"\#(commit)"}},"images":["r.example.com/a:1"],"labels":{"x":"y"}}"#
+                ))
             #expect(created.status == .accepted)
             struct WithSource: Decodable {
-                struct Source: Decodable { struct Git: Decodable { var url: String; var commit: String? }; var git: Git }
+                struct Source: Decodable {
+                    struct Git: Decodable { var url: String; var commit: String? }; var git: Git
+                }
                 var source: Source
                 var context: BuildJSON.Context?
             }
@@ -219,7 +275,8 @@ struct WebhooksAPITests {
                 #"{"source":{"git":{"url":"https://git.example.com/o/r.git"}},"images":["r.example.com/a:1"]}"#,
                 #"{"images":["r.example.com/a:1"]}"#,
             ] {
-                let refused = try await client.execute(uri: "/v1/builds", method: .post, headers: json, body: ByteBuffer(string: body))
+                let refused = try await client.execute(
+                    uri: "/v1/builds", method: .post, headers: json, body: ByteBuffer(string: body))
                 #expect(refused.status == .badRequest, "\(body)")
                 #expect(!refused.text.contains("secret@"))
             }

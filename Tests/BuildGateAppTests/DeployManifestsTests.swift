@@ -13,18 +13,25 @@ let manifestToolsPresent = ["kubectl", "kubernetes-validate"].allSatisfy { tool 
 
 /// `deploy/kubernetes`: every overlay renders with `kubectl kustomize` and validates against the Kubernetes API
 /// schemas (`kubernetes-validate --strict`, offline), and what the gateway is told parses as it will at start-up.
-@Suite(.enabled(if: manifestToolsPresent || RealEngines.isCI, "needs kubectl and kubernetes-validate (scripts/test installs them)"))
+@Suite(
+    .enabled(
+        if: manifestToolsPresent || RealEngines.isCI,
+        "needs kubectl and kubernetes-validate (scripts/test installs them)"))
 struct DeployManifestsTests {
     @Test(arguments: ["buildkit", "podman", "dind"])
     func anOverlayRendersAndValidatesAgainstTheKubernetesSchemas(pool: String) async throws {
-        let rendered = try await ChildProcess.run(["kubectl", "kustomize", "\(repositoryRoot)/deploy/kubernetes/overlays/\(pool)"])
+        let rendered = try await ChildProcess.run([
+            "kubectl", "kustomize", "\(repositoryRoot)/deploy/kubernetes/overlays/\(pool)",
+        ])
         try #require(rendered.status == 0, "\(rendered.output)")
         let directory = try TemporaryDirectory("manifests")
         defer { directory.remove() }
         let file = "\(directory.path)/\(pool).yaml"
         try rendered.output.write(toFile: file, atomically: true, encoding: .utf8)
         for version in ["1.32.0", "1.37.0"] {
-            let validated = try await ChildProcess.run(["kubernetes-validate", "--strict", "--quiet", "-k", version, file])
+            let validated = try await ChildProcess.run([
+                "kubernetes-validate", "--strict", "--quiet", "-k", version, file,
+            ])
             #expect(validated.status == 0, "\(pool) against \(version): \(validated.output)")
         }
 
@@ -42,7 +49,8 @@ struct DeployManifestsTests {
             FileManager.default.createFile(atPath: "\(directory.path)/\(name)", contents: Data("x".utf8))
         }
         let local = spec.replacingOccurrences(of: "/etc/buildgate/builder-certs", with: directory.path)
-        guard case .kubernetes(let namespace, let selector, let template) = try BuildGateConfiguration.parsePool(local) else {
+        guard case .kubernetes(let namespace, let selector, let template) = try BuildGateConfiguration.parsePool(local)
+        else {
             Issue.record("\(spec) is not a kubernetes pool")
             return
         }

@@ -17,7 +17,8 @@ struct BuildDispatcherTests {
         init() throws {
             directory = try TemporaryDirectory("dispatcher")
             store = SQLiteBuildStore(
-                database: try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
+                database: try BuildGateDatabase(
+                    path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
             logs = try FileBuildLogStore(dataDirectory: directory.path)
             contexts = try FileContextStore(dataDirectory: directory.path)
         }
@@ -29,7 +30,8 @@ struct BuildDispatcherTests {
             let build = Build(
                 id: .generate(),
                 request: BuildRequest(images: [try ImageReference(parsing: image)], timeoutSeconds: timeout),
-                context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
+                context: BuildContext(
+                    digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
                 createdAt: Date(), queueExpiresAt: queueExpiresAt,
                 runKey: runPolicy == .parallel ? nil : "default/key", runPolicy: runPolicy)
             _ = try await store.create(build)
@@ -47,19 +49,26 @@ struct BuildDispatcherTests {
             configuration.leaseDuration = lease
             return BuildDispatcher(
                 queue: store, logs: logs, contexts: contexts,
-                pool: pool ?? .healthy([BuilderEndpoint(name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)]),
+                pool: pool
+                    ?? .healthy([
+                        BuilderEndpoint(
+                            name: "fake", engine: .podman, address: .unix(path: "/nowhere"), capacity: capacity)
+                    ]),
                 drivers: [.podman: driver], clock: clock, configuration: configuration, logger: Logger(label: "test"))
         }
 
         /// Polls until `condition` holds for the build, or fails after `timeout`.
-        func waitFor(_ id: BuildID, timeout: Duration = .seconds(10), _ condition: (Build) -> Bool) async throws -> Build {
+        func waitFor(_ id: BuildID, timeout: Duration = .seconds(10), _ condition: (Build) -> Bool) async throws
+            -> Build
+        {
             let deadline = ContinuousClock.now + timeout
             while ContinuousClock.now < deadline {
                 if let build = try await store.build(id), condition(build) { return build }
                 try await Task.sleep(for: .milliseconds(20))
             }
             let last = try await store.build(id)
-            Issue.record("build \(id) never reached the expected state; last status \(String(describing: last?.status))")
+            Issue.record(
+                "build \(id) never reached the expected state; last status \(String(describing: last?.status))")
             throw CancellationError()
         }
 
@@ -90,7 +99,8 @@ struct BuildDispatcherTests {
         var script = FakeBuilderDriver.Script()
         script.vanishingBuilders = ["a", "b"]
         let driver = FakeBuilderDriver(script: script)
-        let pool = BuilderPool.healthy(["a", "b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        let pool = BuilderPool.healthy(
+            ["a", "b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
         let id = try await harness.enqueue()
         let dispatcher = harness.dispatcher(driver, pool: pool)
         let build = try await running(dispatcher) {
@@ -121,7 +131,8 @@ struct BuildDispatcherTests {
         var script = FakeBuilderDriver.Script()
         script.vanishingBuilders = ["a", "b", "c", "d"]
         let driver = FakeBuilderDriver(script: script)
-        let pool = BuilderPool.healthy(["a", "b", "c", "d"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        let pool = BuilderPool.healthy(
+            ["a", "b", "c", "d"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
         let id = try await harness.enqueue()
         let build = try await running(harness.dispatcher(driver, pool: pool)) {
             try await harness.waitFor(id) { $0.status.isTerminal }
@@ -139,7 +150,9 @@ struct BuildDispatcherTests {
         script.outcome = .failed(.buildFailed, message: "exit code: 1")
         let driver = FakeBuilderDriver(script: script)
         let id = try await harness.enqueue()
-        let build = try await running(harness.dispatcher(driver)) { try await harness.waitFor(id) { $0.status.isTerminal } }
+        let build = try await running(harness.dispatcher(driver)) {
+            try await harness.waitFor(id) { $0.status.isTerminal }
+        }
         #expect(build.reason == .buildFailed)
         #expect(build.attempt == 1)
         #expect(driver.runs == [id])
@@ -159,7 +172,9 @@ struct BuildDispatcherTests {
             _ = try await harness.waitFor(first) { $0.status == .running }
             _ = try await harness.waitFor(other) { $0.status == .running }
             // The dispatcher looked at the queue with both running, and chose to keep the second one waiting.
-            #expect(try await harness.queueReason(of: second, in: dispatcher) == "waiting for the running build of the same run key (serial)")
+            #expect(
+                try await harness.queueReason(of: second, in: dispatcher)
+                    == "waiting for the running build of the same run key (serial)")
             #expect(try await harness.store.build(second)?.status == .queued)
             driver.release()
             _ = try await harness.waitFor(second) { $0.status == .succeeded }
@@ -192,7 +207,9 @@ struct BuildDispatcherTests {
             let interrupted = try #require(try await harness.store.build(running))
             #expect(interrupted.status == .failed)
             #expect(interrupted.reason == .interrupted)
-            #expect(try await harness.log(running).hasSuffix("the gateway shut down before the build finished; result: failed (interrupted)\n"))
+            #expect(
+                try await harness.log(running).hasSuffix(
+                    "the gateway shut down before the build finished; result: failed (interrupted)\n"))
             #expect(try await harness.store.build(queued)?.status == .queued)
             #expect(driver.runs == [running])
         }
@@ -225,14 +242,18 @@ struct BuildDispatcherTests {
         let id = try await harness.enqueue(queueExpiresAt: now.addingTimeInterval(60))
         let reasons = QueueReasons()
         reasons.replace([id: "no healthy builder for linux/arm64"])
-        let reaper = LeaseReaper(queue: harness.store, logs: harness.logs, interval: .seconds(1), queueReasons: reasons, logger: Logger(label: "test"))
+        let reaper = LeaseReaper(
+            queue: harness.store, logs: harness.logs, interval: .seconds(1), queueReasons: reasons,
+            logger: Logger(label: "test"))
         try await reaper.expireQueuedBuilds(now: now.addingTimeInterval(59))
         #expect(try await harness.store.build(id)?.status == .queued)
         try await reaper.expireQueuedBuilds(now: now.addingTimeInterval(61))
         let expired = try #require(try await harness.store.build(id))
         #expect(expired.status == .expired)
         #expect(expired.reason == .expired)
-        #expect(expired.message == "waited in the queue past its TTL without a builder (no healthy builder for linux/arm64)")
+        #expect(
+            expired.message == "waited in the queue past its TTL without a builder (no healthy builder for linux/arm64)"
+        )
         #expect(try await harness.log(id).contains("result: expired"))
     }
 
@@ -264,7 +285,8 @@ struct BuildDispatcherTests {
         try await running(dispatcher) {
             _ = try await harness.waitFor(ids[1]) { $0.status == .running }
             // The dispatcher looked again with both slots taken, and kept the third waiting for capacity.
-            #expect(try await harness.queueReason(of: ids[2], in: dispatcher)?.hasPrefix("waiting for capacity") == true)
+            #expect(
+                try await harness.queueReason(of: ids[2], in: dispatcher)?.hasPrefix("waiting for capacity") == true)
             #expect(driver.maxConcurrent == 2)
             #expect(try await harness.store.build(ids[2])?.status == .queued)
             driver.release()
@@ -327,7 +349,8 @@ struct BuildDispatcherTests {
         _ = try await harness.store.claimNext(builder: "gone", owner: "dead", leaseUntil: now + 1, now: now)
         _ = try await harness.store.markRunning(running, owner: "dead")
         _ = try await harness.store.claimNext(builder: "gone", owner: "dead", leaseUntil: now + 1, now: now)
-        let reaper = LeaseReaper(queue: harness.store, logs: harness.logs, interval: .seconds(1), logger: Logger(label: "test"))
+        let reaper = LeaseReaper(
+            queue: harness.store, logs: harness.logs, interval: .seconds(1), logger: Logger(label: "test"))
 
         try await reaper.settleExpiredLeases(now: now)
         #expect(try await harness.store.build(running)?.status == .running)
@@ -350,7 +373,8 @@ struct BuildDispatcherSourceTests {
         var failure: String?
 
         func fetch(
-            _ source: GitSource, dockerfile: String, credential: GitCredential?, log: @escaping @Sendable (String) async -> Void
+            _ source: GitSource, dockerfile: String, credential: GitCredential?,
+            log: @escaping @Sendable (String) async -> Void
         ) async throws -> (context: BuildContext, commit: String) {
             if let failure { throw BuildGateError(.invalidParameter, failure) }
             while true { try await Task.sleep(for: .milliseconds(10)) }
@@ -381,7 +405,9 @@ struct BuildDispatcherSourceTests {
         let harness = try BuildDispatcherTests.Harness()
         defer { harness.directory.remove() }
         let id = try await gitBuild(harness)
-        let task = Task { try await dispatcher(harness, fetcher: ScriptedFetcher(failure: "couldn't find remote ref main")).run() }
+        let task = Task {
+            try await dispatcher(harness, fetcher: ScriptedFetcher(failure: "couldn't find remote ref main")).run()
+        }
         defer { task.cancel() }
         let build = try await harness.waitFor(id) { $0.status.isTerminal }
         #expect(build.status == .failed)

@@ -38,7 +38,9 @@ struct BuildLifecycleTests {
     @Test func everyTerminalTransitionEndsWithAResultLineAndNotifies() {
         for status in BuildStatus.active {
             for event in Self.events {
-                guard let transition = BuildLifecycle.transition(from: status, on: event), transition.isTerminal else { continue }
+                guard let transition = BuildLifecycle.transition(from: status, on: event), transition.isTerminal else {
+                    continue
+                }
                 let line = transition.logLine ?? ""
                 #expect(line.contains("result: \(transition.status.rawValue)"), "\(status) × \(event): \(line)")
                 #expect(transition.notifies)
@@ -57,38 +59,48 @@ struct BuildLifecycleTests {
         #expect(failed?.logLine == "result: failed (buildFailed): exit 3")
         #expect(after(.failed(.cancelled, message: "stopped"), timedOut: true)?.status == .timedOut)
         #expect(after(.failed(.cancelled, message: "stopped"), timedOut: false)?.status == .cancelled)
-        #expect(after(.failed(.cancelled, message: "stopped"), timedOut: false)?.logLine == "result: cancelled: stopped")
+        #expect(
+            after(.failed(.cancelled, message: "stopped"), timedOut: false)?.logLine == "result: cancelled: stopped")
     }
 
     @Test func cancellingARunningBuildOnlyMarksItAndTellsNobodyYet() {
         let marked = BuildLifecycle.transition(from: .running, on: .cancelRequested)
         #expect(marked?.marksCancelRequested == true && marked?.notifies == false && marked?.logLine == nil)
-        #expect(BuildLifecycle.transition(from: .queued, on: .cancelRequested)?.logLine
-            == "cancelled before it started; result: cancelled")
+        #expect(
+            BuildLifecycle.transition(from: .queued, on: .cancelRequested)?.logLine
+                == "cancelled before it started; result: cancelled")
     }
 
     @Test func anExpiredLeaseRequeuesWhatNeverStartedOnceThenGivesUpAndInterruptsWhatRan() {
         let limit = BuildLifecycle.maxInterruptedDispatches
-        #expect(BuildLifecycle.transition(
-            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2, cancelRequested: false))?.status == .queued)
+        #expect(
+            BuildLifecycle.transition(
+                from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2, cancelRequested: false))?.status
+                == .queued)
         let abandoned = BuildLifecycle.transition(
             from: .starting, on: .leaseExpired(interruptedDispatches: limit - 1, cancelRequested: false))
         #expect(abandoned?.status == .failed && abandoned?.reason == .dispatchAbandoned)
         #expect(abandoned?.message?.contains("\(limit) times") == true)
-        let interrupted = BuildLifecycle.transition(from: .running, on: .leaseExpired(interruptedDispatches: 5, cancelRequested: false))
+        let interrupted = BuildLifecycle.transition(
+            from: .running, on: .leaseExpired(interruptedDispatches: 5, cancelRequested: false))
         #expect(interrupted?.reason == .interrupted)
-        #expect(interrupted?.logLine == "the gateway stopped while this build was running; result: failed (interrupted)")
-        let cancelled = BuildLifecycle.transition(from: .starting, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true))
+        #expect(
+            interrupted?.logLine == "the gateway stopped while this build was running; result: failed (interrupted)")
+        let cancelled = BuildLifecycle.transition(
+            from: .starting, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true))
         #expect(cancelled?.status == .cancelled)
     }
 
     @Test func gatewayDecisionsSayWhyBeforeTheResult() {
-        #expect(BuildLifecycle.transition(from: .queued, on: .queueTTLExpired(waitReason: "no builder is healthy"))?.logLine
-            == "waited in the queue past its TTL without a builder (no builder is healthy); result: expired")
-        #expect(BuildLifecycle.transition(from: .running, on: .shutdownInterrupt)?.logLine
-            == "the gateway shut down before the build finished; result: failed (interrupted)")
+        #expect(
+            BuildLifecycle.transition(from: .queued, on: .queueTTLExpired(waitReason: "no builder is healthy"))?.logLine
+                == "waited in the queue past its TTL without a builder (no builder is healthy); result: expired")
+        #expect(
+            BuildLifecycle.transition(from: .running, on: .shutdownInterrupt)?.logLine
+                == "the gateway shut down before the build finished; result: failed (interrupted)")
         let newer = BuildID.generate()
-        #expect(BuildLifecycle.transition(from: .queued, on: .superseded(by: newer))?.logLine
-            == "superseded by the newer build \(newer) (run policy latestOnly); result: cancelled (superseded)")
+        #expect(
+            BuildLifecycle.transition(from: .queued, on: .superseded(by: newer))?.logLine
+                == "superseded by the newer build \(newer) (run policy latestOnly); result: cancelled (superseded)")
     }
 }

@@ -18,13 +18,15 @@ struct BuildSettlementInterleavingTests {
     static let runs = 300
 
     @Test func everyInterleavingKeepsTheInvariants() async throws {
-        let seed = ProcessInfo.processInfo.environment["BUILDGATE_TEST_SEED"].flatMap(UInt64.init)
+        let seed =
+            ProcessInfo.processInfo.environment["BUILDGATE_TEST_SEED"].flatMap(UInt64.init)
             ?? UInt64.random(in: 1...UInt64.max)
         var random = SplitMix64(seed: seed)
         let directory = try TemporaryDirectory("interleavings")
         defer { directory.remove() }
         let store = SQLiteBuildStore(
-            database: try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
+            database: try BuildGateDatabase(
+                path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory))
         let fileLogs = try FileBuildLogStore(dataDirectory: directory.path)
         let logs = OrderCheckingLogStore(logs: fileLogs, store: store)
         let observer = CountingObserver()
@@ -33,7 +35,9 @@ struct BuildSettlementInterleavingTests {
         for run in 0..<Self.runs {
             let (trace, broken) = try await world.play(run: run, random: &random)
             if !broken.isEmpty {
-                Issue.record("seed \(seed), run \(run): \(broken.joined(separator: "; "))\nsteps: \(trace.joined(separator: ", "))")
+                Issue.record(
+                    "seed \(seed), run \(run): \(broken.joined(separator: "; "))\nsteps: \(trace.joined(separator: ", "))"
+                )
                 return
             }
         }
@@ -61,7 +65,8 @@ private final class World: Sendable {
         var logger = Logger(label: "interleavings")
         logger.logLevel = .critical
         settler = BuildSettler(store: store, logs: logs, observer: observer, logger: logger)
-        reaper = LeaseReaper(queue: store, logs: logs, interval: .seconds(60), observer: observer, settler: settler, logger: logger)
+        reaper = LeaseReaper(
+            queue: store, logs: logs, interval: .seconds(60), observer: observer, settler: settler, logger: logger)
     }
 
     enum Operation: CaseIterable {
@@ -78,7 +83,8 @@ private final class World: Sendable {
         let build = Build(
             id: .generate(),
             request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:\(run)")]),
-            context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
+            context: BuildContext(
+                digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 1, compression: .none),
             createdAt: start, queueExpiresAt: start.addingTimeInterval(5), runKey: key, runPolicy: .latestOnly)
         guard case .created = try await store.create(build) else { throw BuildGateError(.internalError, "not created") }
         try await logs.appendGatewayLine("queued", to: build.id)
@@ -91,13 +97,16 @@ private final class World: Sendable {
         var trace: [String] = []
         for _ in 0..<random.next(in: 2...7) {
             let concurrent = random.next(in: 0...9) < 3
-            let operations = (0..<(concurrent ? 2 : 1)).map { _ in Operation.allCases[random.next(in: 0...(Operation.allCases.count - 1))] }
+            let operations = (0..<(concurrent ? 2 : 1)).map { _ in
+                Operation.allCases[random.next(in: 0...(Operation.allCases.count - 1))]
+            }
             let choices = operations.map { _ in random.next(in: 0...1_000) }
             trace.append(operations.map { "\($0)" }.joined(separator: "+"))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (operation, choice) in zip(operations, choices) {
                     group.addTask {
-                        try await self.perform(operation, on: build, key: key, claims: claims, choice: choice, start: start)
+                        try await self.perform(
+                            operation, on: build, key: key, claims: claims, choice: choice, start: start)
                     }
                 }
                 try await group.waitForAll()
@@ -118,7 +127,8 @@ private final class World: Sendable {
         case .claim:
             let owner = "dispatcher-\(choice % 2)"
             let now = Date()
-            if let claimed = try await store.claim(build.id, builder: "b", owner: owner, leaseUntil: now + 15, now: now) {
+            if let claimed = try await store.claim(build.id, builder: "b", owner: owner, leaseUntil: now + 15, now: now)
+            {
                 claims.list.withLock { $0.append((owner, claimed)) }
                 try await logs.appendGatewayLine("dispatched", to: build.id)
             }
@@ -147,7 +157,8 @@ private final class World: Sendable {
             try await reaper.settleExpiredLeases(now: Date().addingTimeInterval(3600))
         case .shutdown:
             guard let claim else { return }
-            _ = try await settler.settle(claim.build, on: .shutdownInterrupt, expecting: .lease(owner: claim.owner), at: Date())
+            _ = try await settler.settle(
+                claim.build, on: .shutdownInterrupt, expecting: .lease(owner: claim.owner), at: Date())
         case .supersede:
             let newer = Build(
                 id: .generate(), request: build.request, context: build.context, createdAt: Date(), runKey: key,
@@ -158,7 +169,9 @@ private final class World: Sendable {
             try await settler.supersede(olderThan: newer, in: store, at: Date())
         case .retry:
             guard let claim else { return }
-            if try await store.requeueForRetry(build.id, owner: claim.owner, queueExpiresAt: start.addingTimeInterval(5)) != nil {
+            if try await store.requeueForRetry(
+                build.id, owner: claim.owner, queueExpiresAt: start.addingTimeInterval(5)) != nil
+            {
                 try await logs.appendGatewayLine("back in the queue", to: build.id)
             }
         case .queueTTL:
@@ -183,12 +196,15 @@ private final class World: Sendable {
                 if told != 1 { broken.append("\(id) is \(build.status) and the observer was told \(told) times") }
                 if !snapshot.isFinished { broken.append("\(id) is \(build.status) but its log is not complete") }
                 if !OrderCheckingLogStore.isResultLine(lastLine, of: build) {
-                    broken.append("\(id) is \(build.status)/\(build.reason?.rawValue ?? "-") but its log ends '\(lastLine)'")
+                    broken.append(
+                        "\(id) is \(build.status)/\(build.reason?.rawValue ?? "-") but its log ends '\(lastLine)'")
                 }
             } else {
                 if told != 0 { broken.append("\(id) is \(build.status) but the observer heard of \(told) results") }
                 if snapshot.isFinished { broken.append("\(id) is \(build.status) but its log is complete") }
-                if settled.withLock({ $0[id] }) != nil { broken.append("\(id) left its terminal state for \(build.status)") }
+                if settled.withLock({ $0[id] }) != nil {
+                    broken.append("\(id) left its terminal state for \(build.status)")
+                }
             }
         }
         return broken
@@ -222,8 +238,12 @@ private final class OrderCheckingLogStore: BuildLogStore, Sendable {
     }
 
     func append(_ bytes: [UInt8], to id: BuildID) async throws {
-        if String(decoding: bytes, as: UTF8.self).contains("result: "), let build = try await store.build(id), build.status.isTerminal {
-            found.withLock { $0.append("\(id): a result line was written after its status \(build.status) was committed") }
+        if String(decoding: bytes, as: UTF8.self).contains("result: "), let build = try await store.build(id),
+            build.status.isTerminal
+        {
+            found.withLock {
+                $0.append("\(id): a result line was written after its status \(build.status) was committed")
+            }
         }
         try await logs.append(bytes, to: id)
     }

@@ -4,11 +4,14 @@ import Testing
 
 struct BuilderPoolTests {
     func endpoint(_ name: String, _ engine: BuilderEngine = .podman, capacity: Int = 1) -> BuilderEndpoint {
-        BuilderEndpoint(name: name, engine: engine, address: .tcp(host: "10.0.0.\(name.hashValue & 0x7f)", port: 8888), capacity: capacity)
+        BuilderEndpoint(
+            name: name, engine: engine, address: .tcp(host: "10.0.0.\(name.hashValue & 0x7f)", port: 8888),
+            capacity: capacity)
     }
 
     func build(repository: String = "app", platform: String? = nil, secrets: [String] = []) throws -> Build {
-        var request = BuildRequest(images: [try ImageReference(parsing: "r.example.com/\(repository):1")], secrets: secrets)
+        var request = BuildRequest(
+            images: [try ImageReference(parsing: "r.example.com/\(repository):1")], secrets: secrets)
         request.platform = try platform.map { text throws(BuildGateError) in try Platform(parsing: text) }
         return Build(id: .generate(), request: request, context: nil, createdAt: Date())
     }
@@ -67,12 +70,15 @@ struct BuilderPoolTests {
         #expect(pool.choose(for: try build()) == .wait(reason: "no healthy builder"))
         pool.record("d", health: .healthy, platforms: [try Platform(parsing: "linux/amd64")])
         #expect(chosen(pool.choose(for: try build())) == "d")
-        #expect(pool.choose(for: try build(secrets: ["npmrc"])) == .wait(reason: "no healthy builder supporting secret"))
-        #expect(pool.choose(for: try build(platform: "linux/arm64")) == .wait(reason: "no healthy builder for linux/arm64"))
+        #expect(
+            pool.choose(for: try build(secrets: ["npmrc"])) == .wait(reason: "no healthy builder supporting secret"))
+        #expect(
+            pool.choose(for: try build(platform: "linux/arm64")) == .wait(reason: "no healthy builder for linux/arm64"))
         pool.record("p", health: .healthy)
         #expect(chosen(pool.choose(for: try build(secrets: ["npmrc"]))) == "p")
         pool.record("p", health: .unhealthy, error: "connection refused")
-        #expect(pool.choose(for: try build(secrets: ["npmrc"])) == .wait(reason: "no healthy builder supporting secret"))
+        #expect(
+            pool.choose(for: try build(secrets: ["npmrc"])) == .wait(reason: "no healthy builder supporting secret"))
     }
 
     @Test func aBuilderThatLeavesWhileBuildingKeepsItsBuildsCountedUntilTheyEnd() throws {
@@ -97,13 +103,19 @@ struct DNSBuilderDiscoveryTests {
         let pool = BuilderPool()
         var template = BuilderTemplate(engine: .podman, port: .number(8888))
         template.capacity = 2
-        DNSBuilderDiscovery(name: "localhost", template: template, pool: pool, logger: .init(label: "test")).resolveOnce()
+        DNSBuilderDiscovery(name: "localhost", template: template, pool: pool, logger: .init(label: "test"))
+            .resolveOnce()
         let found = pool.members.map(\.endpoint)
-        #expect(found.contains { $0.name == "localhost/127.0.0.1" && $0.address == .tcp(host: "127.0.0.1", port: 8888) && $0.capacity == 2 })
+        #expect(
+            found.contains {
+                $0.name == "localhost/127.0.0.1" && $0.address == .tcp(host: "127.0.0.1", port: 8888)
+                    && $0.capacity == 2
+            })
         #expect(found.allSatisfy { $0.name.hasPrefix("localhost/") && $0.engine == .podman })
 
         // The same source with a name that does not resolve: the pool keeps what it had.
-        let broken = DNSBuilderDiscovery(name: "no-such-host.invalid", template: template, pool: pool, logger: .init(label: "test"))
+        let broken = DNSBuilderDiscovery(
+            name: "no-such-host.invalid", template: template, pool: pool, logger: .init(label: "test"))
         broken.resolveOnce()
         #expect(pool.members.map(\.endpoint) == found)
     }

@@ -15,7 +15,10 @@ struct DomainValueTests {
         #expect(reference.tag == tag)
     }
 
-    @Test(arguments: ["app:1", "team/app", "Reg.example.com/App:1", "r.example.com/app@sha256:abc", "r.example.com/", "r.example.com/app:", "r.example.com/-app", "r.example.com:99999/app", ""])
+    @Test(arguments: [
+        "app:1", "team/app", "Reg.example.com/App:1", "r.example.com/app@sha256:abc", "r.example.com/",
+        "r.example.com/app:", "r.example.com/-app", "r.example.com:99999/app", "",
+    ])
     func badImageReferencesAreRefused(text: String) {
         #expect(throws: BuildGateError.self) { try ImageReference(parsing: text) }
     }
@@ -39,9 +42,10 @@ struct DomainValueTests {
         for loopback in ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
             #expect(ImageReference.isLoopback(registry: loopback), "\(loopback)")
         }
-        for remote in ["registry.example.com", "128.0.0.1:5000", "10.0.0.1:5000", "localhost.example.com:5000",
-            "[::2]:5000", "127.0.0.1.example.com", "127.0.0.256"]
-        {
+        for remote in [
+            "registry.example.com", "128.0.0.1:5000", "10.0.0.1:5000", "localhost.example.com:5000",
+            "[::2]:5000", "127.0.0.1.example.com", "127.0.0.256",
+        ] {
             #expect(!ImageReference.isLoopback(registry: remote), "\(remote)")
         }
         #expect(try ImageReference(parsing: "127.0.0.1:5000/app:1").isLoopbackRegistry)

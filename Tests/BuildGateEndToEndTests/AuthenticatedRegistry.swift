@@ -14,17 +14,19 @@ final class AuthenticatedRegistry: Sendable {
         self.username = username
         self.password = password
         directory = try TemporaryDirectory("authregistry")
-        let htpasswd = try await ChildProcess.run(["htpasswd", "-Bbc", "\(directory.path)/htpasswd", username, password])
+        let htpasswd = try await ChildProcess.run([
+            "htpasswd", "-Bbc", "\(directory.path)/htpasswd", username, password,
+        ])
         try #require(htpasswd.status == 0, "\(htpasswd.output)")
         let port = Int.random(in: 20_000...60_000)
         address = "127.0.0.1:\(port)"
         try """
-            version: 0.1
-            log: {level: warn}
-            storage: {filesystem: {rootdirectory: \(directory.path)/data}}
-            http: {addr: \(address)}
-            auth: {htpasswd: {realm: buildgate-test, path: \(directory.path)/htpasswd}}
-            """.write(toFile: "\(directory.path)/config.yml", atomically: true, encoding: .utf8)
+        version: 0.1
+        log: {level: warn}
+        storage: {filesystem: {rootdirectory: \(directory.path)/data}}
+        http: {addr: \(address)}
+        auth: {htpasswd: {realm: buildgate-test, path: \(directory.path)/htpasswd}}
+        """.write(toFile: "\(directory.path)/config.yml", atomically: true, encoding: .utf8)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
         process.arguments = ["serve", "\(directory.path)/config.yml"]
@@ -32,7 +34,9 @@ final class AuthenticatedRegistry: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         for _ in 0..<50 {
-            let code = try await ChildProcess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/v2/"]).output
+            let code = try await ChildProcess.run([
+                "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/v2/",
+            ]).output
             if code == "401" { return }
             try await Task.sleep(for: .milliseconds(100))
         }

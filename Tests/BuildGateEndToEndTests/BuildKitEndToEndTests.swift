@@ -10,7 +10,8 @@ import Testing
 @Suite(
     .enabled(
         if: RealEngines.buildKitAddress != nil,
-        "needs a real buildkitd: scripts/test-services starts one from ../shared/tools/buildkit (or BUILDGATE_TEST_BUILDKITD); neither is here"),
+        "needs a real buildkitd: scripts/test-services starts one from ../shared/tools/buildkit (or BUILDGATE_TEST_BUILDKITD); neither is here"
+    ),
     .serialized, .timeLimit(.minutes(5)))
 struct BuildKitEndToEndTests {
     private var builder: String {
@@ -22,7 +23,8 @@ struct BuildKitEndToEndTests {
         let image = services.uniqueImage("buildkitd")
         try await services.withGateway(builder: try builder) { gateway, _ in
             let queued = try await gateway.submit(
-                services.context("RUN echo from-buildkitd\nCOPY hello.txt /hello.txt\n", extraFile: ("hello.txt", "hi\n")),
+                services.context(
+                    "RUN echo from-buildkitd\nCOPY hello.txt /hello.txt\n", extraFile: ("hello.txt", "hi\n")),
                 query: "image=\(image)&label=org.example.engine=buildkitd")
             let build = try await gateway.waitUntilFinished(queued.id)
             let log = try await gateway.log(queued.id)

@@ -14,7 +14,10 @@ struct BuilderPoolEndToEndTests {
         let process: Process
         var socket: String { "\(directory)/podman.sock" }
         private var podman: [String] {
-            ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+            [
+                "podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
+                "--cgroup-manager", "cgroupfs",
+            ]
         }
 
         static func start() async throws -> PrivatePodman {
@@ -23,11 +26,15 @@ struct BuilderPoolEndToEndTests {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let registries = try #require(RealEngines.environment["BUILDGATE_TEST_DIR"]).appending("/registries.conf")
             let process = try ChildProcess.start(
-                ["podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
-                 "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock"],
+                [
+                    "podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
+                    "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock",
+                ],
                 environment: ["CONTAINERS_REGISTRIES_CONF": registries], logFile: "\(directory)/service.log")
             let podman = PrivatePodman(directory: directory, process: process)
-            let started = try await ChildProcess.wait(for: .seconds(20)) { FileManager.default.fileExists(atPath: podman.socket) }
+            let started = try await ChildProcess.wait(for: .seconds(20)) {
+                FileManager.default.fileExists(atPath: podman.socket)
+            }
             try #require(started, "podman system service did not start")
             return podman
         }
@@ -59,9 +66,12 @@ struct BuilderPoolEndToEndTests {
     private func poolScenario(services: RealServices, a: PrivatePodman, b: PrivatePodman) async throws {
         let builders = ["podman=unix://\(a.socket),name=pm-a", "podman=unix://\(b.socket),name=pm-b"]
         // Two keys, one preferring each builder, found with the gateway's own rendezvous choice on an idle pool.
-        let scratch = BuilderPool.healthy(["pm-a", "pm-b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
+        let scratch = BuilderPool.healthy(
+            ["pm-a", "pm-b"].map { BuilderEndpoint(name: $0, engine: .podman, address: .unix(path: "/\($0)")) })
         func preferred(_ image: String) throws -> String? {
-            let build = Build(id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: image)]), context: nil, createdAt: Date())
+            let build = Build(
+                id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: image)]), context: nil,
+                createdAt: Date())
             if case .endpoint(let endpoint) = scratch.choose(for: build) { return endpoint.name }
             return nil
         }
@@ -83,21 +93,27 @@ struct BuilderPoolEndToEndTests {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let intervals = try finished.map { build in
-                (try #require(build.startedAt.flatMap(formatter.date(from:))), try #require(build.finishedAt.flatMap(formatter.date(from:))))
+                (
+                    try #require(build.startedAt.flatMap(formatter.date(from:))),
+                    try #require(build.finishedAt.flatMap(formatter.date(from:)))
+                )
             }
-            let mostRunning = intervals.map { start, _ in intervals.filter { $0.0 <= start && start < $0.1 }.count }.max() ?? 0
+            let mostRunning =
+                intervals.map { start, _ in intervals.filter { $0.0 <= start && start < $0.1 }.count }.max() ?? 0
             #expect(finished.allSatisfy { $0.status == "succeeded" }, "\(finished.map(\.message))")
             #expect(mostRunning == 2)
             #expect(Set(finished.compactMap(\.builder)) == ["pm-a", "pm-b"])
 
             // Repeated builds of one key land where its cache is.
             for (key, builder) in [(onA, "pm-a"), (onB, "pm-b"), (onA, "pm-a"), (onB, "pm-b")] {
-                let again = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(key)").id)
+                let again = try await gateway.waitUntilFinished(
+                    try await gateway.submit(services.context(""), query: "image=\(key)").id)
                 #expect(again.builder == builder, "\(key)")
             }
 
             // pm-b dies in the middle of a build of its key: the build is retried on pm-a, nothing is lost.
-            let doomed = try await gateway.submit(services.context("RUN echo started-on-b && sleep 5\n"), query: "image=\(onB)")
+            let doomed = try await gateway.submit(
+                services.context("RUN echo started-on-b && sleep 5\n"), query: "image=\(onB)")
             _ = try await gateway.waitFor(doomed.id) { $0.status == "running" && $0.builder == "pm-b" }
             try await gateway.waitForLog(doomed.id, containing: "started-on-b\n")
             b.kill()
@@ -111,9 +127,11 @@ struct BuilderPoolEndToEndTests {
             #expect(try await services.manifest(of: onB).digest == retried.images.first?.digest)
 
             // The key whose builder is gone moves; the other stays.
-            let moved = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(onB)").id)
+            let moved = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(onB)").id)
             #expect(moved.builder == "pm-a")
-            let stayed = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(onA)").id)
+            let stayed = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(onA)").id)
             #expect(stayed.builder == "pm-a")
             let (_, body) = try await gateway.get("/v1/builders")
             #expect(String(decoding: body, as: UTF8.self).contains(#""health":"unhealthy""#))

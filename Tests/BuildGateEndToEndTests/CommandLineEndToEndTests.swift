@@ -4,11 +4,13 @@ import Testing
 
 /// The `buildgate` administration commands, run as the real executable on a data directory, and what a first start
 /// leaves on disk.
-@Suite(.enabled(if: RealEngines.gatewayBinary != nil || RealEngines.isCI, "needs BUILDGATE_TEST_BINARY: run scripts/test"))
+@Suite(
+    .enabled(if: RealEngines.gatewayBinary != nil || RealEngines.isCI, "needs BUILDGATE_TEST_BINARY: run scripts/test"))
 struct CommandLineEndToEndTests {
     private func buildgate(_ arguments: [String], data: String) async throws -> ChildProcess.Result {
         let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
-        return try await ChildProcess.run([binary] + arguments + ["--data-dir", data, "--migrations", migrationsDirectory])
+        return try await ChildProcess.run(
+            [binary] + arguments + ["--data-dir", data, "--migrations", migrationsDirectory])
     }
 
     @Test func tokensAreCreatedListedAndRevokedAndMigrateAndBackupWorkOnTheDataDirectory() async throws {
@@ -21,7 +23,10 @@ struct CommandLineEndToEndTests {
         #expect(migrated.output.contains("0008_abandoned_dispatches_token_parents"))
 
         let created = try await buildgate(
-            ["token", "create", "--tenant", "acme", "--name", "ci", "--scope", "builds:write", "--scope", "builds:read"], data: data)
+            [
+                "token", "create", "--tenant", "acme", "--name", "ci", "--scope", "builds:write", "--scope",
+                "builds:read",
+            ], data: data)
         #expect(created.status == 0, "\(created.output)")
         let lines = created.output.split(separator: "\n")
         let token = try #require(lines.last.map(String.init))
@@ -36,17 +41,23 @@ struct CommandLineEndToEndTests {
 
         let revoked = try await buildgate(["token", "revoke", id], data: data)
         #expect(revoked.status == 0 && revoked.output.contains("revoked \(id)"))
-        #expect(try await buildgate(["token", "list"], data: data).output.contains("\(id)\tacme\tbuilds:read,builds:write\trevoked"))
+        #expect(
+            try await buildgate(["token", "list"], data: data).output.contains(
+                "\(id)\tacme\tbuilds:read,builds:write\trevoked"))
         #expect(try await buildgate(["token", "revoke", "nosuchtoken0"], data: data).status != 0)
-        #expect(try await buildgate(["token", "create", "--name", "x", "--scope", "logs:read"], data: data).status != 0)
+        #expect(
+            try await buildgate(["token", "create", "--name", "x", "--scope", "logs:read"], data: data).status != 0)
 
-        let limits = try await buildgate(["tenant", "limits", "--tenant", "acme", "--max-running-builds", "2"], data: data)
+        let limits = try await buildgate(
+            ["tenant", "limits", "--tenant", "acme", "--max-running-builds", "2"], data: data)
         #expect(limits.status == 0 && limits.output.contains("running 2"), "\(limits.output)")
 
         let backup = "\(directory.path)/backup.sqlite"
         let backedUp = try await buildgate(["backup", backup], data: data)
         #expect(backedUp.status == 0, "\(backedUp.output)")
-        let copy = try await ChildProcess.run(["sqlite3", backup, "SELECT tenantId, name FROM accessToken WHERE id = '\(id)'"])
+        let copy = try await ChildProcess.run([
+            "sqlite3", backup, "SELECT tenantId, name FROM accessToken WHERE id = '\(id)'",
+        ])
         #expect(copy.output.trimmingCharacters(in: .whitespacesAndNewlines) == "acme|ci")
         #expect(try await buildgate(["backup", backup], data: data).status != 0, "a backup never overwrites")
     }

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
-import NIOCore
 import BuildGateTesting
 import Foundation
+import NIOCore
 import Testing
 
 /// The same gateway and driver against a real dockerd (classic builder), as a dind sidecar would serve it.
@@ -17,7 +17,8 @@ struct DockerEngineEndToEndTests {
         let image = services.uniqueImage("dockerd-buildkit")
         try await services.withGateway(builder: try dockerBuilder(buildKit: true)) { gateway, _ in
             let queued = try await gateway.submit(
-                services.context("RUN echo from-buildkit-run\n"), query: "image=\(image)&label=org.example.engine=buildkit")
+                services.context("RUN echo from-buildkit-run\n"),
+                query: "image=\(image)&label=org.example.engine=buildkit")
             let build = try await gateway.waitUntilFinished(queued.id)
             let log = try await gateway.log(queued.id)
             #expect(build.status == "succeeded", "\(log)")
@@ -33,7 +34,8 @@ struct DockerEngineEndToEndTests {
             #expect(step.startedAt != nil && step.completedAt != nil && !step.cached && step.error == nil)
 
             let failing = try await gateway.submit(
-                services.context("RUN echo about-to-fail && exit 5\n"), query: "image=\(services.uniqueImage("bkfail"))")
+                services.context("RUN echo about-to-fail && exit 5\n"), query: "image=\(services.uniqueImage("bkfail"))"
+            )
             let failed = try await gateway.waitUntilFinished(failing.id)
             #expect(failed.status == "failed")
             #expect(failed.reason == "buildFailed")
@@ -48,7 +50,8 @@ struct DockerEngineEndToEndTests {
         let image = services.uniqueImage("dockerd")
         try await services.withGateway(builder: try dockerBuilder()) { gateway, _ in
             let queued = try await gateway.submit(
-                services.context("RUN echo from-dockerd-run\nCOPY hello.txt /hello.txt\n", extraFile: ("hello.txt", "hi\n")),
+                services.context(
+                    "RUN echo from-dockerd-run\nCOPY hello.txt /hello.txt\n", extraFile: ("hello.txt", "hi\n")),
                 query: "image=\(image)&label=org.example.engine=dockerd")
             let build = try await gateway.waitUntilFinished(queued.id)
             let log = try await gateway.log(queued.id)
@@ -59,7 +62,8 @@ struct DockerEngineEndToEndTests {
             #expect(registry.labels["org.example.engine"] == "dockerd")
             #expect(log.contains("[buildgate] engine: Docker Engine 20.10"))
             #expect(log.contains("from-dockerd-run\n"))
-            #expect(build.steps.map(\.name).contains("[3/5] RUN echo from-dockerd-run"))  // dockerd adds the labels as a LABEL step
+            // dockerd adds the labels as a LABEL step
+            #expect(build.steps.map(\.name).contains("[3/5] RUN echo from-dockerd-run"))
             #expect(build.steps.allSatisfy { $0.completedAt != nil })
             #expect(!log.contains("Downloading") && !log.contains("Extracting"))
         }
@@ -70,7 +74,8 @@ struct DockerEngineEndToEndTests {
         let socket = try #require(RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")
         try await services.withGateway(builder: try dockerBuilder()) { gateway, _ in
             let queued = try await gateway.submit(
-                services.context("RUN echo long-step-started && sleep 30\n"), query: "image=\(services.uniqueImage("dkcancel"))")
+                services.context("RUN echo long-step-started && sleep 30\n"),
+                query: "image=\(services.uniqueImage("dkcancel"))")
             // Wait until the RUN step's container runs (its own output is in the log), then cancel.
             try await gateway.waitForLog(queued.id, containing: "long-step-started\n")
             let (cancel, _) = try await gateway.post("/v1/builds/\(queued.id)/cancel")
@@ -78,7 +83,10 @@ struct DockerEngineEndToEndTests {
             let build = try await gateway.waitUntilFinished(queued.id)
             #expect(build.status == "cancelled")
             // dockerd stops a build when its client goes away: no build container is left running.
-            var request = HTTPClientRequest(url: "http+unix://\(socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)/v1.41/containers/json")
+            var request = HTTPClientRequest(
+                url:
+                    "http+unix://\(socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)/v1.41/containers/json"
+            )
             request.headers.add(name: "Host", value: "localhost")
             var running = "?"
             for _ in 0..<20 {
@@ -95,7 +103,8 @@ struct DockerEngineEndToEndTests {
         let services = try RealServices()
         try await services.withGateway(builder: try dockerBuilder()) { gateway, _ in
             let queued = try await gateway.submit(
-                services.context("RUN echo about-to-fail && exit 7\n"), query: "image=\(services.uniqueImage("dockerfail"))")
+                services.context("RUN echo about-to-fail && exit 7\n"),
+                query: "image=\(services.uniqueImage("dockerfail"))")
             let build = try await gateway.waitUntilFinished(queued.id)
             #expect(build.status == "failed")
             #expect(build.reason == "buildFailed")
@@ -105,9 +114,11 @@ struct DockerEngineEndToEndTests {
 
     @Test func aTimeoutOnDockerdEndsTimedOutAndWrongCredentialsAreAPushFailure() async throws {
         let services = try RealServices()
-        let registry = try await AuthenticatedRegistry(username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
+        let registry = try await AuthenticatedRegistry(
+            username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
         defer { registry.stop() }
-        try await services.withGateway(insecureRegistries: [registry.address], builder: try dockerBuilder()) { gateway, _ in
+        try await services.withGateway(insecureRegistries: [registry.address], builder: try dockerBuilder()) {
+            gateway, _ in
             let timed = try await gateway.submit(
                 services.context("RUN sleep 20\n"), query: "image=\(services.uniqueImage("dktimeout"))&timeout=2")
             let timedOut = try await gateway.waitUntilFinished(timed.id)
@@ -140,10 +151,14 @@ struct DockerEngineEndToEndTests {
         }
         // The same engine, trusted, but the gateway shows no client certificate: dockerd's --tlsverify refuses it,
         // so the builder is unhealthy and the build waits in the queue, saying why.
-        let withoutClientCertificate = tls.split(separator: ",").filter { !$0.hasPrefix("tlscert=") && !$0.hasPrefix("tlskey=") }
-            .joined(separator: ",")
-        try await services.withGateway(builder: "docker=\(withoutClientCertificate),name=dockerd-tls,network=host") { gateway, _ in
-            let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("dockertls"))")
+        let withoutClientCertificate = tls.split(separator: ",").filter {
+            !$0.hasPrefix("tlscert=") && !$0.hasPrefix("tlskey=")
+        }
+        .joined(separator: ",")
+        try await services.withGateway(builder: "docker=\(withoutClientCertificate),name=dockerd-tls,network=host") {
+            gateway, _ in
+            let queued = try await gateway.submit(
+                services.context(""), query: "image=\(services.uniqueImage("dockertls"))")
             let waiting = try await gateway.waitFor(queued.id, timeout: .seconds(10)) { $0.queue?.reason != nil }
             #expect(waiting.status == "queued")
             #expect(waiting.queue?.reason == "no healthy builder")

@@ -19,7 +19,7 @@ struct EmbeddedPodmanEndToEndTests {
         let gateway = try GatewayProcess(
             binary: binary, dataDirectory: directory.path,
             arguments: [
-                "--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs",
+                "--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs"
             ])
         _ = try await gateway.port()
         var service: Int32?
@@ -49,9 +49,12 @@ struct EmbeddedPodmanEndToEndTests {
         defer { directory.remove() }
         let gateway = try GatewayProcess(
             binary: binary, dataDirectory: directory.path,
-            arguments: ["--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs"])
+            arguments: [
+                "--podman-args=--root \(directory.path)/storage --runroot \(directory.path)/run --runtime runc --cgroup-manager cgroupfs"
+            ])
         defer { gateway.terminate() }
-        let client = try GatewayClient(baseURL: "http://127.0.0.1:\(try await gateway.port())", dataDirectory: directory.path)
+        let client = try GatewayClient(
+            baseURL: "http://127.0.0.1:\(try await gateway.port())", dataDirectory: directory.path)
         var tar = TarWriter()
         tar.file("Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n")
         tar.file("hello.txt", "hello \(UUID().uuidString)\n")

@@ -65,19 +65,23 @@ struct EndToEndTests {
 
     @Test func aTenantsRegistryCredentialsAreUsedForItsPushesOnly() async throws {
         let services = try RealServices()
-        let registry = try await AuthenticatedRegistry(username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
+        let registry = try await AuthenticatedRegistry(
+            username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
         defer { registry.stop() }
         try await services.withGateway(insecureRegistries: [registry.address]) { gateway, directory in
             let image = "\(registry.address)/private/app:1"
             // Without credentials the registry refuses the push.
-            let denied = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(image)").id)
+            let denied = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(image)").id)
             #expect(denied.status == "failed")
             #expect(denied.reason == "pushFailed")
 
             let (put, _) = try await gateway.put(
-                "/v1/registries/\(registry.address)", json: #"{"username":"\#(registry.username)","password":"\#(registry.password)"}"#)
+                "/v1/registries/\(registry.address)",
+                json: #"{"username":"\#(registry.username)","password":"\#(registry.password)"}"#)
             #expect(put.status.code == 204)
-            let pushed = try await gateway.waitUntilFinished(try await gateway.submit(services.context(""), query: "image=\(image)").id)
+            let pushed = try await gateway.waitUntilFinished(
+                try await gateway.submit(services.context(""), query: "image=\(image)").id)
             #expect(pushed.status == "succeeded", "\(pushed.message ?? "")")
             #expect(pushed.images.first?.digest != nil)
             let log = try await gateway.log(pushed.id)
@@ -87,9 +91,13 @@ struct EndToEndTests {
             var configuration = try BuildGateConfiguration.resolve([], environment: [:])
             configuration.dataDirectory = directory.path
             configuration.migrationsDirectory = migrationsDirectory
-            let other = GatewayClient(baseURL: gateway.baseURL, token: try await openAccessTokens(configuration).createToken(
-                tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)
-            let theirs = try await other.waitUntilFinished(try await other.submit(services.context(""), query: "image=\(image)").id)
+            let other = GatewayClient(
+                baseURL: gateway.baseURL,
+                token: try await openAccessTokens(configuration).createToken(
+                    tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()
+                ).token)
+            let theirs = try await other.waitUntilFinished(
+                try await other.submit(services.context(""), query: "image=\(image)").id)
             #expect(theirs.reason == "pushFailed")
         }
     }
@@ -99,7 +107,9 @@ struct EndToEndTests {
         let services = try RealServices()
         let value = "s3cret-\(UUID().uuidString.prefix(8))"
         var tar = TarWriter()
-        tar.file("Dockerfile", """
+        tar.file(
+            "Dockerfile",
+            """
             \(services.dockerfileHeader)RUN echo run-\(UUID().uuidString)
             RUN --mount=type=secret,id=npmrc test "$(cat /run/secrets/npmrc | wc -c)" -eq \(value.utf8.count) && echo secret-matched
             RUN --mount=type=secret,id=npmrc cat /run/secrets/npmrc
@@ -114,7 +124,8 @@ struct EndToEndTests {
             let (put, _) = try await gateway.put("/v1/secrets/npmrc", body: Array(value.utf8))
             #expect(put.status.code == 204)
             let image = services.uniqueImage("secret")
-            let build = try await gateway.waitUntilFinished(try await gateway.submit(context, query: "image=\(image)&secret=npmrc").id)
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(context, query: "image=\(image)&secret=npmrc").id)
             let log = try await gateway.log(build.id)
             #expect(build.status == "succeeded", "\(log)")
             #expect(log.contains("secret-matched"))
@@ -135,7 +146,8 @@ struct EndToEndTests {
 
     @Test func aCacheExportedByOneBuildIsImportedByTheNext() async throws {
         let services = try RealServices()
-        let podman = try #require(RealEngines.environment["BUILDGATE_TEST_PODMAN"], "BUILDGATE_TEST_PODMAN is not set: run scripts/test")
+        let podman = try #require(
+            RealEngines.environment["BUILDGATE_TEST_PODMAN"], "BUILDGATE_TEST_PODMAN is not set: run scripts/test")
         let cache = services.uniqueImage("cache")
         let firstImage = services.uniqueImage("c1")
         let cacheName = try #require(cache.split(separator: "/").last?.split(separator: ":").first)
@@ -147,10 +159,13 @@ struct EndToEndTests {
             #expect(first.status == "succeeded", "\(first.message ?? "")")
             // Forget this build's local images (its tag and the cache tags; removing them removes the untagged
             // layers under them), so only the registry's cache can answer the next build. Other suites' images stay.
-            let prune = try await ChildProcess.run(["sh", "-c", """
+            let prune = try await ChildProcess.run([
+                "sh", "-c",
+                """
                 \(podman) images --format '{{.Repository}}:{{.Tag}}' | grep -F '\(cacheName)' \\
                   | xargs -r \(podman) rmi -f && \(podman) rmi -f '\(firstImage)'
-                """])
+                """,
+            ])
             #expect(prune.status == 0, "\(prune.output)")
             let second = try await gateway.waitUntilFinished(
                 try await gateway.submit(context, query: "image=\(services.uniqueImage("c2"))&cacheFrom=\(cache)").id)
@@ -182,8 +197,10 @@ struct EndToEndTests {
         let services = try RealServices()
         try await services.withGateway { gateway, _ in
             let running = try await gateway.submit(
-                services.context("RUN echo slow-start && sleep 4 && echo slow-end\n"), query: "image=\(services.uniqueImage("slow"))")
-            let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("queued"))")
+                services.context("RUN echo slow-start && sleep 4 && echo slow-end\n"),
+                query: "image=\(services.uniqueImage("slow"))")
+            let queued = try await gateway.submit(
+                services.context(""), query: "image=\(services.uniqueImage("queued"))")
             _ = try await gateway.waitFor(running.id) { $0.status == "running" }
 
             let (cancelQueued, cancelQueuedBody) = try await gateway.post("/v1/builds/\(queued.id)/cancel")
@@ -216,11 +233,15 @@ struct EndToEndTests {
         let directory = try TemporaryDirectory("sigterm")
         defer { directory.remove() }
 
-        let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services, extraArguments: ["--shutdown-grace", "2"])
-        let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
+        let first = try GatewayProcess(
+            binary: binary, dataDirectory: directory.path, services: services,
+            extraArguments: ["--shutdown-grace", "2"])
+        let gateway = try GatewayClient(
+            baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
         let slow = try await gateway.submit(
             services.context("RUN echo slow-started && sleep 20\n"), query: "image=\(services.uniqueImage("sigterm"))")
-        let queued = try await gateway.submit(services.context(""), query: "image=\(services.uniqueImage("aftersigterm"))")
+        let queued = try await gateway.submit(
+            services.context(""), query: "image=\(services.uniqueImage("aftersigterm"))")
         _ = try await gateway.waitFor(slow.id) { $0.status == "running" }
         let signalled = ContinuousClock.now
         // The grace is 2 s; the Podman build would take 20: the gateway settles it and exits well before that.
@@ -235,7 +256,9 @@ struct EndToEndTests {
         let settled = try await restarted.build(slow.id)
         #expect(settled.status == "failed")
         #expect(settled.reason == "interrupted")
-        #expect(try await restarted.log(slow.id).contains("the gateway shut down before the build finished; result: failed (interrupted)"))
+        #expect(
+            try await restarted.log(slow.id).contains(
+                "the gateway shut down before the build finished; result: failed (interrupted)"))
         // The build that was still queued at SIGTERM runs after the restart, once.
         let after = try await restarted.waitUntilFinished(queued.id)
         #expect(after.status == "succeeded", "\(after.message ?? "")")
@@ -249,7 +272,8 @@ struct EndToEndTests {
         defer { directory.remove() }
 
         let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
-        let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
+        let gateway = try GatewayClient(
+            baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
         let slow = try await gateway.submit(
             services.context("RUN echo slow-started && sleep 6\n"), query: "image=\(services.uniqueImage("killed"))")
         let queued = [
@@ -311,21 +335,27 @@ struct KilledTriggerBuildTests {
             callbacks.statuses.withLock { $0.append((request.uri.path, Array(body.readableBytesView))) }
             return Response(status: .created)
         }
-        try await Application(router: listener, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { client in
+        try await Application(router: listener, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(
+            .live
+        ) { client in
             let directory = try TemporaryDirectory("killed-trigger")
             defer { directory.remove() }
             let first = try GatewayProcess(binary: binary, dataDirectory: directory.path, services: services)
-            let gateway = try GatewayClient(baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
+            let gateway = try GatewayClient(
+                baseURL: "http://127.0.0.1:\(try await first.port())", dataDirectory: directory.path)
             let secret = "killed-\(UUID().uuidString)"
             let repository = "e2e/killed-\(UUID().uuidString.prefix(6).lowercased())"
-            let (trigger, triggerBody) = try await gateway.postJSON("/v1/triggers", """
+            let (trigger, triggerBody) = try await gateway.postJSON(
+                "/v1/triggers",
+                """
                 {"forge":"github","repository":"\(repository)","secret":"\(secret)","cloneURL":"\(git.url("slow"))",
                  "images":["\(services.registry)/e2e-killed:{{shortSha}}"],
                  "callbackURL":"http://127.0.0.1:\(client.port!)/callback",
                  "statusAPIURL":"http://127.0.0.1:\(client.port!)","statusToken":"ghp_e2e"}
                 """)
             #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
-            let payload = Array("""
+            let payload = Array(
+                """
                 {"ref":"refs/heads/main","after":"\(commit)","deleted":false,
                  "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
                  "head_commit":{"id":"\(commit)","message":"slow"}}
@@ -335,7 +365,8 @@ struct KilledTriggerBuildTests {
             let (hook, hookBody) = try await GatewayClient(baseURL: gateway.baseURL, token: "").post(
                 "/v1/webhooks/github", body: payload,
                 headers: [
-                    ("Content-Type", "application/json"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", UUID().uuidString),
+                    ("Content-Type", "application/json"), ("X-GitHub-Event", "push"),
+                    ("X-GitHub-Delivery", UUID().uuidString),
                     ("X-Hub-Signature-256", "sha256=\(signature)"),
                 ])
             #expect(hook.status.code == 202, "\(String(decoding: hookBody, as: UTF8.self))")
@@ -350,15 +381,21 @@ struct KilledTriggerBuildTests {
             let settled = try await restarted.waitUntilFinished(id)
             #expect(settled.status == "failed" && settled.reason == "interrupted")
 
-            struct Event: Decodable { struct Build: Decodable { var id: String; var status: String; var reason: String? }; var build: Build }
+            struct Event: Decodable {
+                struct Build: Decodable { var id: String; var status: String; var reason: String? }; var build: Build
+            }
             let told = try await ChildProcess.wait(for: .seconds(30)) {
                 callbacks.bodies.withLock { bodies in
-                    bodies.contains { (try? JSONDecoder().decode(Event.self, from: Data($0)))?.build.status == "failed" }
+                    bodies.contains {
+                        (try? JSONDecoder().decode(Event.self, from: Data($0)))?.build.status == "failed"
+                    }
                 }
             }
             #expect(told, "no callback for the interrupted build")
-            let failed = callbacks.bodies.withLock { $0 }.compactMap { try? JSONDecoder().decode(Event.self, from: Data($0)) }
-                .filter { $0.build.id == id && $0.build.status == "failed" }
+            let failed = callbacks.bodies.withLock { $0 }.compactMap {
+                try? JSONDecoder().decode(Event.self, from: Data($0))
+            }
+            .filter { $0.build.id == id && $0.build.status == "failed" }
             #expect(failed.count == 1, "told \(failed.count) times")
             #expect(failed.first?.build.reason == "interrupted")
             // And the commit's status on the forge ends too, no longer "pending".
@@ -367,7 +404,8 @@ struct KilledTriggerBuildTests {
                 callbacks.statuses.withLock { statuses in
                     statuses.contains {
                         $0.path == "/repos/\(repository)/statuses/\(commit)"
-                            && ["error", "failure"].contains((try? JSONDecoder().decode(Status.self, from: Data($0.body)))?.state)
+                            && ["error", "failure"].contains(
+                                (try? JSONDecoder().decode(Status.self, from: Data($0.body)))?.state)
                     }
                 }
             }
@@ -381,10 +419,14 @@ final class GatewayProcess: Sendable {
     private let process: Process
     private let output: Pipe
 
-    convenience init(binary: String, dataDirectory: String, services: RealServices, extraArguments: [String] = []) throws {
+    convenience init(binary: String, dataDirectory: String, services: RealServices, extraArguments: [String] = [])
+        throws
+    {
         try self.init(
             binary: binary, dataDirectory: dataDirectory,
-            arguments: ["--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry]
+            arguments: [
+                "--builder", "podman=unix://\(services.podmanSocket)", "--insecure-registry", services.registry,
+            ]
                 + extraArguments)
     }
 
@@ -392,10 +434,11 @@ final class GatewayProcess: Sendable {
     init(binary: String, dataDirectory: String, arguments: [String]) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory,
-            "--lease-seconds", "3", "--migrations", migrationsDirectory, "--log-level", "warning",
-        ] + arguments
+        process.arguments =
+            [
+                "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory,
+                "--lease-seconds", "3", "--migrations", migrationsDirectory, "--log-level", "warning",
+            ] + arguments
         output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.standardError
@@ -406,12 +449,15 @@ final class GatewayProcess: Sendable {
     func port() async throws -> Int {
         var text = ""
         let handle = output.fileHandleForReading
-        while !text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().contains(where: { $0.contains("listening on") }) {
+        while !text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().contains(where: {
+            $0.contains("listening on")
+        }) {
             let data = handle.availableData
             guard !data.isEmpty else { break }
             text += String(decoding: data, as: UTF8.self)
         }
-        let line = try #require(text.split(separator: "\n").first { $0.contains("listening on") }, "gateway did not start: \(text)")
+        let line = try #require(
+            text.split(separator: "\n").first { $0.contains("listening on") }, "gateway did not start: \(text)")
         let afterHost = try #require(line.split(separator: " ").first { $0.hasPrefix("http://") })
         return try #require(Int(afterHost.split(separator: ":").last ?? ""))
     }
@@ -448,8 +494,10 @@ struct MetricsEndToEndTests {
             #expect(response.status.code == 200)
             let text = String(decoding: body, as: UTF8.self)
             for expected in [
-                "buildgate_upload_bytes_total ", #"buildgate_build_duration_seconds_count{engine="podman",result="succeeded"}"#,
-                #"buildgate_build_queue_wait_seconds_count{engine="podman"}"#, #"buildgate_builder_healthy{builder="test-podman"} 1"#,
+                "buildgate_upload_bytes_total ",
+                #"buildgate_build_duration_seconds_count{engine="podman",result="succeeded"}"#,
+                #"buildgate_build_queue_wait_seconds_count{engine="podman"}"#,
+                #"buildgate_builder_healthy{builder="test-podman"} 1"#,
                 #"buildgate_builds{status="queued"}"#, "hb_requests{", "http_server_request_duration_bucket",
             ] {
                 #expect(text.contains(expected), "missing \(expected) in:\n\(text.prefix(3000))")

@@ -23,7 +23,8 @@ enum TestEngine: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .podman:
             return "podman=unix://\(services.podmanSocket),name=test-podman"
         case .dockerd, .dockerdBuildKit:
-            let socket = try #require(RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")
+            let socket = try #require(
+                RealEngines.dockerSocket, "BUILDGATE_TEST_DOCKER_SOCKET is not set: run scripts/test")
             return "docker=unix://\(socket),name=test-dockerd,network=host,buildkit=\(self == .dockerdBuildKit)"
         case .buildkitd:
             let address = try #require(RealEngines.buildKitAddress)
@@ -85,7 +86,9 @@ struct EngineParametersEndToEndTests {
         let services = try RealServices()
         let step = "RUN echo cache-me-\(UUID().uuidString) > /x"
         let source = context("FROM \(services.registry)/busybox:latest\n\(step)\n")
-        @Sendable func runStep(_ build: BuildJSON) -> BuildJSON.Step? { build.steps.first { $0.name.contains("cache-me-") } }
+        @Sendable func runStep(_ build: BuildJSON) -> BuildJSON.Step? {
+            build.steps.first { $0.name.contains("cache-me-") }
+        }
         try await services.withGateway(builder: try engine.builder(services)) { gateway, _ in
             let first = try await gateway.waitUntilFinished(
                 try await gateway.submit(source, query: "image=\(services.uniqueImage("nocache1"))").id)
@@ -108,8 +111,11 @@ struct EngineParametersEndToEndTests {
     func aFailingRunACancelAndATimeout(engine: TestEngine) async throws {
         let services = try RealServices()
         try await services.withGateway(builder: try engine.builder(services)) { gateway, _ in
-            let failing = try await gateway.waitUntilFinished(try await gateway.submit(
-                services.context("RUN echo about-to-fail && exit 3\n"), query: "image=\(services.uniqueImage("fail-\(engine.slug)"))").id)
+            let failing = try await gateway.waitUntilFinished(
+                try await gateway.submit(
+                    services.context("RUN echo about-to-fail && exit 3\n"),
+                    query: "image=\(services.uniqueImage("fail-\(engine.slug)"))"
+                ).id)
             #expect(failing.status == "failed")
             #expect(failing.reason == "buildFailed")
             #expect(failing.message?.isEmpty == false)
@@ -119,7 +125,8 @@ struct EngineParametersEndToEndTests {
             #expect(failedLog.contains("[buildgate] result: failed (buildFailed)"))
 
             let slow = try await gateway.submit(
-                services.context("RUN echo step-started && sleep 30\n"), query: "image=\(services.uniqueImage("cancel-\(engine.slug)"))")
+                services.context("RUN echo step-started && sleep 30\n"),
+                query: "image=\(services.uniqueImage("cancel-\(engine.slug)"))")
             try await gateway.waitForLog(slow.id, containing: "step-started\n")
             let (cancel, _) = try await gateway.post("/v1/builds/\(slow.id)/cancel")
             #expect(cancel.status.code == 202)
@@ -128,7 +135,8 @@ struct EngineParametersEndToEndTests {
             #expect(try await gateway.log(slow.id).contains("[buildgate] result: cancelled"))
 
             let timed = try await gateway.submit(
-                services.context("RUN echo timed-started && sleep 30\n"), query: "image=\(services.uniqueImage("timeout-\(engine.slug)"))&timeout=2")
+                services.context("RUN echo timed-started && sleep 30\n"),
+                query: "image=\(services.uniqueImage("timeout-\(engine.slug)"))&timeout=2")
             let timedOut = try await gateway.waitUntilFinished(timed.id)
             #expect(timedOut.status == "timedOut")
             #expect(try await gateway.log(timed.id).contains("timeout of 2s reached"))
@@ -138,11 +146,14 @@ struct EngineParametersEndToEndTests {
     @Test(arguments: TestEngine.available)
     func aRegistryThatRefusesThePushEndsPushFailedWithoutShowingTheCredentials(engine: TestEngine) async throws {
         let services = try RealServices()
-        let registry = try await AuthenticatedRegistry(username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
+        let registry = try await AuthenticatedRegistry(
+            username: "robot", password: "s3cret-\(UUID().uuidString.prefix(8))")
         defer { registry.stop() }
-        try await services.withGateway(insecureRegistries: [registry.address], builder: try engine.builder(services)) { gateway, _ in
+        try await services.withGateway(insecureRegistries: [registry.address], builder: try engine.builder(services)) {
+            gateway, _ in
             let (put, _) = try await gateway.put(
-                "/v1/registries/\(registry.address)", json: #"{"username":"\#(registry.username)","password":"wrong-password"}"#)
+                "/v1/registries/\(registry.address)",
+                json: #"{"username":"\#(registry.username)","password":"wrong-password"}"#)
             #expect(put.status.code == 204)
             let denied = try await gateway.waitUntilFinished(
                 try await gateway.submit(services.context(""), query: "image=\(registry.address)/private/app:1").id)
@@ -170,14 +181,17 @@ struct EngineParametersEndToEndTests {
                 ("build/out.o", "object\n"), ("build/keep.o", "kept object\n"),
             ])
         try await services.withGateway(builder: try engine.builder(services)) { gateway, _ in
-            let build = try await gateway.waitUntilFinished(try await gateway.submit(source, query: "image=\(image)").id)
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(source, query: "image=\(image)").id)
             let log = try await gateway.log(build.id)
             // Found by this test, not mended yet: dockerd (classic and BuildKit mode) keeps what an uploaded
             // context's .dockerignore excludes (the docker CLI filters on its side; the gateway does not yet).
             withKnownIssue("dockerd: .dockerignore not applied to an uploaded context") {
                 #expect(build.status == "succeeded", "\(log)")
                 #expect(log.contains("dockerignore-honoured"))
-            } when: { engine == .dockerd || engine == .dockerdBuildKit }
+            } when: {
+                engine == .dockerd || engine == .dockerdBuildKit
+            }
         }
     }
 
@@ -187,7 +201,8 @@ struct EngineParametersEndToEndTests {
         let services = try RealServices()
         let value = "s3cret-\(UUID().uuidString.prefix(8))"
         let image = services.uniqueImage("secret-\(engine.slug)")
-        let source = context("""
+        let source = context(
+            """
             FROM \(services.registry)/busybox:latest
             RUN --mount=type=secret,id=npmrc echo check-\(UUID().uuidString) \
                 && test "$(cat /run/secrets/npmrc | wc -c)" -eq \(value.utf8.count) && echo secret-matched
@@ -198,7 +213,8 @@ struct EngineParametersEndToEndTests {
         try await services.withGateway(builder: try engine.builder(services)) { gateway, _ in
             let (put, _) = try await gateway.put("/v1/secrets/npmrc", body: Array(value.utf8))
             #expect(put.status.code == 204)
-            let build = try await gateway.waitUntilFinished(try await gateway.submit(source, query: "image=\(image)&secret=npmrc").id)
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(source, query: "image=\(image)&secret=npmrc").id)
             let log = try await gateway.log(build.id)
             #expect(build.status == "succeeded", "\(log)")
             #expect(log.contains("secret-matched"))

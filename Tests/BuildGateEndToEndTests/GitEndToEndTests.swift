@@ -15,16 +15,20 @@ struct GitEndToEndTests {
         defer { git.stop() }
         let work = try git.makeRepository("app")
         let marker = "marker-\(UUID().uuidString)"
-        let first = try git.commit(work, files: [
-            "Dockerfile": services.dockerfileHeader + "RUN echo \(marker)-one\nCOPY app.txt /app.txt\n",
-            "app.txt": "one\n",
-        ], message: "first")
+        let first = try git.commit(
+            work,
+            files: [
+                "Dockerfile": services.dockerfileHeader + "RUN echo \(marker)-one\nCOPY app.txt /app.txt\n",
+                "app.txt": "one\n",
+            ], message: "first")
         try await git.waitUntilServing("app")
 
         try await services.withGateway(allowedGitHosts: ["127.0.0.1"]) { gateway, directory in
             // 1. POST /v1/builds with a git source: exactly that commit, labelled with it.
             let image = services.uniqueImage("git")
-            let (created, createdBody) = try await gateway.postJSON("/v1/builds", """
+            let (created, createdBody) = try await gateway.postJSON(
+                "/v1/builds",
+                """
                 {"source":{"git":{"url":"\(git.url("app"))","ref":"refs/heads/main","commit":"\(first)"}},"images":["\(image)"]}
                 """)
             #expect(created.status.code == 202, "\(String(decoding: createdBody, as: UTF8.self))")
@@ -39,20 +43,25 @@ struct GitEndToEndTests {
             #expect(manifest.digest == built.images.first?.digest)
 
             // 2. A trigger and a signed GitHub-style push of a second commit.
-            let second = try git.commit(work, files: [
-                "Dockerfile": services.dockerfileHeader + "RUN echo \(marker)-two\nCOPY app.txt /app.txt\n",
-                "app.txt": "two\n",
-            ], message: "second")
+            let second = try git.commit(
+                work,
+                files: [
+                    "Dockerfile": services.dockerfileHeader + "RUN echo \(marker)-two\nCOPY app.txt /app.txt\n",
+                    "app.txt": "two\n",
+                ], message: "second")
             let secret = "a-webhook-secret-\(UUID().uuidString)"
             let repository = "e2e/app-\(UUID().uuidString.prefix(6).lowercased())"
-            let (trigger, triggerBody) = try await gateway.postJSON("/v1/triggers", """
+            let (trigger, triggerBody) = try await gateway.postJSON(
+                "/v1/triggers",
+                """
                 {"forge":"github","repository":"\(repository)","secret":"\(secret)","cloneURL":"\(git.url("app"))",
                  "images":["\(services.registry)/e2e-hook:{{branch}}-{{shortSha}}"],"branches":["main"]}
                 """)
             #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
             #expect(!String(decoding: triggerBody, as: UTF8.self).contains(secret))
 
-            let payload = Array("""
+            let payload = Array(
+                """
                 {"ref":"refs/heads/main","before":"\(first)","after":"\(second)","deleted":false,
                  "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
                  "head_commit":{"id":"\(second)","message":"second"}}
@@ -79,7 +88,8 @@ struct GitEndToEndTests {
             #expect(hookLog.contains("\(marker)-two"))
 
             // 3. The forge redelivers: same answer, no second build.
-            let (replay, replayBody) = try await anonymous.post("/v1/webhooks/github", body: payload, headers: hookHeaders)
+            let (replay, replayBody) = try await anonymous.post(
+                "/v1/webhooks/github", body: payload, headers: hookHeaders)
             #expect(replay.status.code == 202)
             #expect(try JSONDecoder().decode(Answer.self, from: Data(replayBody)).buildId == hookBuildID)
             let (_, listBody) = try await gateway.get("/v1/builds?limit=50")
@@ -89,19 +99,26 @@ struct GitEndToEndTests {
             var forged = hookHeaders
             forged[3] = ("X-Hub-Signature-256", "sha256=" + String(repeating: "0", count: 64))
             forged[2] = ("X-GitHub-Delivery", UUID().uuidString)
-            #expect(try await anonymous.post("/v1/webhooks/github", body: payload, headers: forged).0.status.code == 401)
+            #expect(
+                try await anonymous.post("/v1/webhooks/github", body: payload, headers: forged).0.status.code == 401)
 
             // 5. Another tenant cannot see these builds; a token without the scope is refused.
             var configuration = try BuildGateConfiguration.resolve([], environment: [:])
             configuration.dataDirectory = directory.path
             configuration.migrationsDirectory = migrationsDirectory
             let tokens = try openAccessTokens(configuration)
-            let stranger = GatewayClient(baseURL: gateway.baseURL, token: try await tokens.createToken(
-                tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()).token)
+            let stranger = GatewayClient(
+                baseURL: gateway.baseURL,
+                token: try await tokens.createToken(
+                    tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()
+                ).token)
             #expect(try await stranger.get("/v1/builds/\(hookBuildID)").0.status.code == 404)
             #expect(try await stranger.get("/v1/builds/\(hookBuildID)/logs").0.status.code == 404)
-            let reader = GatewayClient(baseURL: gateway.baseURL, token: try await tokens.createToken(
-                tenant: .default, name: "e2e", scopes: [.buildsRead], buildID: nil, expiresAt: nil, at: Date()).token)
+            let reader = GatewayClient(
+                baseURL: gateway.baseURL,
+                token: try await tokens.createToken(
+                    tenant: .default, name: "e2e", scopes: [.buildsRead], buildID: nil, expiresAt: nil, at: Date()
+                ).token)
             #expect(try await reader.postJSON("/v1/triggers", "{}").0.status.code == 403)
             // Every git command's output files were closed, not just deleted (a leak would pile up descriptors).
             let open = (try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).compactMap {
@@ -120,7 +137,9 @@ struct GitEndToEndTests {
         try await git.waitUntilServing("missing")
         try await services.withGateway(allowedGitHosts: ["127.0.0.1"]) { gateway, _ in
             let absent = String(repeating: "d", count: 40)
-            let (_, body) = try await gateway.postJSON("/v1/builds", """
+            let (_, body) = try await gateway.postJSON(
+                "/v1/builds",
+                """
                 {"source":{"git":{"url":"\(git.url("missing"))","commit":"\(absent)"}},"images":["\(services.uniqueImage("absent"))"]}
                 """)
             let queued = try JSONDecoder().decode(BuildJSON.self, from: Data(body))
@@ -129,7 +148,9 @@ struct GitEndToEndTests {
             #expect(build.reason == "sourceFailed")
             #expect(try await gateway.log(queued.id).contains("ERROR: fetching the source failed"))
 
-            let (refused, refusedBody) = try await gateway.postJSON("/v1/builds", """
+            let (refused, refusedBody) = try await gateway.postJSON(
+                "/v1/builds",
+                """
                 {"source":{"git":{"url":"git://10.0.0.1/x.git","ref":"main"}},"images":["\(services.uniqueImage("x"))"]}
                 """)
             #expect(refused.status.code == 400)

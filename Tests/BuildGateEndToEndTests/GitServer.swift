@@ -53,11 +53,14 @@ final class GitServer: Sendable {
     func commit(_ work: String, files: [String: String], message: String) throws -> String {
         for (path, contents) in files {
             let url = URL(fileURLWithPath: "\(work)/\(path)")
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(contents.utf8).write(to: url)
         }
         try git(["-C", work, "add", "-A"])
-        try git(["-C", work, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message])
+        try git([
+            "-C", work, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message,
+        ])
         try git(["-C", work, "push", "--quiet", "origin", "main"])
         return try git(["-C", work, "rev-parse", "HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -98,8 +101,12 @@ final class GitServer: Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }

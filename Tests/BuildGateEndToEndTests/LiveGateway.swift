@@ -32,7 +32,9 @@ struct GatewayClient: Sendable {
         return request
     }
 
-    func post(_ path: String, body: [UInt8] = [], headers: [(String, String)] = []) async throws -> (HTTPClientResponse, [UInt8]) {
+    func post(_ path: String, body: [UInt8] = [], headers: [(String, String)] = []) async throws -> (
+        HTTPClientResponse, [UInt8]
+    ) {
         var request = request(path)
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -46,7 +48,9 @@ struct GatewayClient: Sendable {
         return (response, Array(try await response.body.collect(upTo: 64 << 20).readableBytesView))
     }
 
-    func postJSON(_ path: String, _ json: String, headers: [(String, String)] = []) async throws -> (HTTPClientResponse, [UInt8]) {
+    func postJSON(_ path: String, _ json: String, headers: [(String, String)] = []) async throws -> (
+        HTTPClientResponse, [UInt8]
+    ) {
         try await post(path, body: Array(json.utf8), headers: [("Content-Type", "application/json")] + headers)
     }
 
@@ -84,7 +88,9 @@ struct GatewayClient: Sendable {
     }
 
     /// Polls the build until `condition` holds (or fails the test after `timeout`).
-    func waitFor(_ id: String, timeout: Duration = .seconds(120), _ condition: (BuildJSON) -> Bool) async throws -> BuildJSON {
+    func waitFor(_ id: String, timeout: Duration = .seconds(120), _ condition: (BuildJSON) -> Bool) async throws
+        -> BuildJSON
+    {
         let deadline = ContinuousClock.now + timeout
         var last = try await build(id)
         while !condition(last) {
@@ -101,7 +107,8 @@ struct GatewayClient: Sendable {
     /// Follows the build's log until it holds `text` (a step's own output: the step really runs), or fails the test
     /// when the log ends without it.
     func waitForLog(_ id: String, containing text: String) async throws {
-        let response = try await HTTPClient.shared.execute(request("/v1/builds/\(id)/logs?follow=true"), timeout: .seconds(300))
+        let response = try await HTTPClient.shared.execute(
+            request("/v1/builds/\(id)/logs?follow=true"), timeout: .seconds(300))
         var received: [UInt8] = []
         for try await chunk in response.body {
             received += chunk.readableBytesView
@@ -122,8 +129,10 @@ struct RealServices {
     let podmanSocket: String
 
     init() throws {
-        registry = try #require(RealEngines.registry, "BUILDGATE_TEST_REGISTRY is not set: run the tests with scripts/test")
-        podmanSocket = try #require(RealEngines.podmanSocket, "BUILDGATE_TEST_PODMAN_SOCKET is not set: run scripts/test")
+        registry = try #require(
+            RealEngines.registry, "BUILDGATE_TEST_REGISTRY is not set: run the tests with scripts/test")
+        podmanSocket = try #require(
+            RealEngines.podmanSocket, "BUILDGATE_TEST_PODMAN_SOCKET is not set: run scripts/test")
     }
 
     /// A gateway built by the same `buildApplication` the executable uses, on an ephemeral port.
@@ -138,7 +147,8 @@ struct RealServices {
         configuration.dataDirectory = directory.path
         configuration.migrationsDirectory = migrationsDirectory
         configuration.port = 0
-        configuration.builders = try (builders ?? [builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman"])
+        configuration.builders = try
+            (builders ?? [builder ?? "podman=unix://\(podmanSocket),capacity=\(capacity),name=test-podman"])
             .enumerated().map { try BuildGateConfiguration.parseBuilder($1, index: $0) }
         configuration.insecureRegistries = Set([registry] + insecureRegistries)
         if let buildctl = RealEngines.buildctl { configuration.buildctlExecutable = buildctl }
@@ -148,7 +158,8 @@ struct RealServices {
         let app = try await buildApplication(configuration, logger: logger)
         return try await app.test(.live) { client in
             try await body(
-                try GatewayClient(baseURL: "http://127.0.0.1:\(client.port!)", dataDirectory: directory.path), directory)
+                try GatewayClient(baseURL: "http://127.0.0.1:\(client.port!)", dataDirectory: directory.path), directory
+            )
         }
     }
 
@@ -186,10 +197,17 @@ struct RealServices {
         let manifest = try JSONDecoder().decode(
             Manifest.self, from: Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
         let blob = try await HTTPClient.shared.execute(
-            HTTPClientRequest(url: "http://\(registry)/v2/\(repository)/blobs/\(manifest.config.digest)"), timeout: .seconds(30))
-        struct Config: Decodable { struct Inner: Decodable { var Labels: [String: String]? }; var config: Inner }
+            HTTPClientRequest(url: "http://\(registry)/v2/\(repository)/blobs/\(manifest.config.digest)"),
+            timeout: .seconds(30))
+        struct Config: Decodable {
+            struct Inner: Decodable {
+                enum CodingKeys: String, CodingKey { case labels = "Labels" }
+                var labels: [String: String]?
+            }
+            var config: Inner
+        }
         let configBytes = Data(try await blob.body.collect(upTo: 1 << 20).readableBytesView)
         let config = try JSONDecoder().decode(Config.self, from: configBytes)
-        return (digest, config.config.Labels ?? [:], String(decoding: configBytes, as: UTF8.self))
+        return (digest, config.config.labels ?? [:], String(decoding: configBytes, as: UTF8.self))
     }
 }

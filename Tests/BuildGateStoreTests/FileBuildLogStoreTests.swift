@@ -96,7 +96,9 @@ struct FileBuildLogStoreTests {
         var generator = SystemRandomNumberGenerator()
         var written: [UInt8] = []
         while written.count < 3 << 20 {  // 3 MiB: three windows
-            written += (0..<Int.random(in: 1...20_000, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            written += (0..<Int.random(in: 1...20_000, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
         }
         let readers = (0..<8).map { _ in
             Task {

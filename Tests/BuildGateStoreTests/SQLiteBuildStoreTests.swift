@@ -20,7 +20,8 @@ struct SQLiteBuildStoreTests {
         Build(
             id: .generate(at: date),
             request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], labels: ["a": "b"]),
-            context: BuildContext(digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: 42, compression: .gzip),
+            context: BuildContext(
+                digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: 42, compression: .gzip),
             createdAt: date, idempotencyKey: key)
     }
 
@@ -71,7 +72,9 @@ struct SQLiteBuildStoreTests {
         #expect(podman?.request.cacheTo == withSecret.request.cacheTo)
 
         let steps = [
-            BuildStep(name: "[1/2] FROM busybox", startedAt: Date(timeIntervalSince1970: 1), completedAt: Date(timeIntervalSince1970: 2), cached: true),
+            BuildStep(
+                name: "[1/2] FROM busybox", startedAt: Date(timeIntervalSince1970: 1),
+                completedAt: Date(timeIntervalSince1970: 2), cached: true),
             BuildStep(name: "[2/2] RUN false", startedAt: Date(timeIntervalSince1970: 2), error: "exit code: 1"),
         ]
         #expect(try await store.recordSteps(withSecret.id, owner: "o", steps: steps))
@@ -135,8 +138,13 @@ struct SQLiteBuildStoreTests {
         let stolen = try await store.settle(
             value.id, expecting: .lease(owner: "someone-else"), to: succeeded, pushedImages: [], at: Date())
         #expect(stolen == nil)
-        let pushed = [PushedImage(reference: try ImageReference(parsing: "r.example.com/app:1"), digest: "sha256:" + String(repeating: "c", count: 64))]
-        let stored = try await store.settle(value.id, expecting: .lease(owner: "mine"), to: succeeded, pushedImages: pushed, at: Date())
+        let pushed = [
+            PushedImage(
+                reference: try ImageReference(parsing: "r.example.com/app:1"),
+                digest: "sha256:" + String(repeating: "c", count: 64))
+        ]
+        let stored = try await store.settle(
+            value.id, expecting: .lease(owner: "mine"), to: succeeded, pushedImages: pushed, at: Date())
         #expect(stored?.status == .succeeded)
         #expect(stored?.pushedImages == pushed)
         #expect(try await store.renewLeases([value.id], owner: "mine", until: Date() + 60).isEmpty)
@@ -156,19 +164,24 @@ struct SQLiteBuildStoreTests {
         #expect(requeued.interruptedDispatches == 1)
         #expect(try await store.build(poison.id)?.interruptedDispatches == 1)
 
-        let second = try #require(try await store.claimNext(builder: "b", owner: "gateway-2", leaseUntil: start + 3, now: start + 2))
+        let second = try #require(
+            try await store.claimNext(builder: "b", owner: "gateway-2", leaseUntil: start + 3, now: start + 2))
         // The reaper asks the lifecycle, which gives the build up at the second interrupted dispatch.
-        let transition = try #require(BuildLifecycle.transition(
-            from: second.status, on: .leaseExpired(interruptedDispatches: second.interruptedDispatches, cancelRequested: false)))
+        let transition = try #require(
+            BuildLifecycle.transition(
+                from: second.status,
+                on: .leaseExpired(interruptedDispatches: second.interruptedDispatches, cancelRequested: false)))
         #expect(transition.isTerminal)
-        let abandoned = try #require(try await store.settle(
-            poison.id, expecting: .expiredLease(now: start + 4), to: transition, pushedImages: [], at: start + 4))
+        let abandoned = try #require(
+            try await store.settle(
+                poison.id, expecting: .expiredLease(now: start + 4), to: transition, pushedImages: [], at: start + 4))
         #expect(abandoned.status == .failed)
         #expect(abandoned.reason == .dispatchAbandoned)
         #expect(abandoned.message?.contains("2 times") == true)
         #expect(abandoned.interruptedDispatches == 2)
         #expect(try await store.build(poison.id)?.status == .failed)
-        #expect(try await store.claimNext(builder: "b", owner: "gateway-3", leaseUntil: start + 10, now: start + 4) == nil)
+        #expect(
+            try await store.claimNext(builder: "b", owner: "gateway-3", leaseUntil: start + 10, now: start + 4) == nil)
     }
 
     /// Builds that reached the engine are not counted: one interrupted while running still ends `interrupted`.
@@ -179,11 +192,15 @@ struct SQLiteBuildStoreTests {
         let start = Date()
         _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
         #expect(try await store.markRunning(running.id, owner: "g"))
-        #expect(try await store.requeueExpiredLease(running.id, now: start + 2) == nil, "a running build is not queued again")
-        let interrupted = try #require(BuildLifecycle.transition(
-            from: .running, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false)))
-        let settled = try #require(try await store.settle(
-            running.id, expecting: .expiredLease(now: start + 2), to: interrupted, pushedImages: [], at: start + 2))
+        #expect(
+            try await store.requeueExpiredLease(running.id, now: start + 2) == nil,
+            "a running build is not queued again")
+        let interrupted = try #require(
+            BuildLifecycle.transition(
+                from: .running, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false)))
+        let settled = try #require(
+            try await store.settle(
+                running.id, expecting: .expiredLease(now: start + 2), to: interrupted, pushedImages: [], at: start + 2))
         #expect(settled.status == .failed)
         #expect(settled.reason == .interrupted)
         #expect(settled.interruptedDispatches == 0)
@@ -219,18 +236,20 @@ struct SQLiteBuildStoreTests {
         defer { directory.remove() }
         #expect(throws: DatabaseError.self) {
             try database.writer.write { db in
-                try db.execute(sql: """
-                    INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
-                    VALUES ('x', 'running', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
-                    """)
+                try db.execute(
+                    sql: """
+                        INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
+                        VALUES ('x', 'running', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
+                        """)
             }
         }
         #expect(throws: DatabaseError.self) {
             try database.writer.write { db in
-                try db.execute(sql: """
-                    INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
-                    VALUES ('y', 'exploded', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
-                    """)
+                try db.execute(
+                    sql: """
+                        INSERT INTO build (id, status, request, contextDigest, contextSize, contextCompression, createdAt)
+                        VALUES ('y', 'exploded', '{}', 'sha256:\(String(repeating: "a", count: 64))', 1, 'none', 0)
+                        """)
             }
         }
     }
@@ -238,8 +257,12 @@ struct SQLiteBuildStoreTests {
     @Test func migrationsAreAppliedOnceAndInOrder() throws {
         defer { directory.remove() }
         let again = try BuildGateDatabase(path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
-        let applied = try again.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
-        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter { $0.hasSuffix(".sql") }.sorted()
+        let applied = try again.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter {
+            $0.hasSuffix(".sql")
+        }.sorted()
         #expect(applied == files.map { String($0.dropLast(4)) })
     }
 
@@ -248,7 +271,9 @@ struct SQLiteBuildStoreTests {
         // A database as the gateway left it at migration 0005, with a row whose dates GRDB wrote as text.
         let old = try TemporaryDirectory("migrations")
         defer { old.remove() }
-        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter { $0.hasSuffix(".sql") }.sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: migrationsDirectory).filter {
+            $0.hasSuffix(".sql")
+        }.sorted()
         for file in files where file < "0006" {
             try FileManager.default.copyItem(atPath: "\(migrationsDirectory)/\(file)", toPath: "\(old.path)/\(file)")
         }
@@ -256,23 +281,26 @@ struct SQLiteBuildStoreTests {
         let before = try BuildGateDatabase(path: path, migrationsDirectory: old.path)
         try await before.writer.write { db in
             try db.execute(sql: "INSERT INTO tenant (id, createdAt) VALUES ('default', 0) ON CONFLICT DO NOTHING")
-            try db.execute(sql: """
-                INSERT INTO build (id, tenantId, status, request, contextDigest, contextSize, contextCompression, createdAt, finishedAt, reason, message)
-                VALUES ('b00000000000000000000000001', 'default', 'failed',
-                  '{"buildArgs":{},"dockerfile":"Dockerfile","images":["r.example.com/app:1"],"labels":{},"noCache":false,"timeoutSeconds":60}',
-                  'sha256:\(String(repeating: "c", count: 64))', 1, 'none', '2026-11-20 10:00:00.500', '2026-11-20 10:01:00.000', 'buildFailed', 'x')
-                """)
+            try db.execute(
+                sql: """
+                    INSERT INTO build (id, tenantId, status, request, contextDigest, contextSize, contextCompression, createdAt, finishedAt, reason, message)
+                    VALUES ('b00000000000000000000000001', 'default', 'failed',
+                      '{"buildArgs":{},"dockerfile":"Dockerfile","images":["r.example.com/app:1"],"labels":{},"noCache":false,"timeoutSeconds":60}',
+                      'sha256:\(String(repeating: "c", count: 64))', 1, 'none', '2026-11-20 10:00:00.500', '2026-11-20 10:01:00.000', 'buildFailed', 'x')
+                    """)
         }
         let after = try BuildGateDatabase(path: path, migrationsDirectory: migrationsDirectory)
         let row = try await after.writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT typeof(createdAt) AS type, createdAt, finishedAt, attempt, runPolicy FROM build")
+            try Row.fetchOne(
+                db, sql: "SELECT typeof(createdAt) AS type, createdAt, finishedAt, attempt, runPolicy FROM build")
         }
         #expect(row?["type"] == "real")
         let created: Double = try #require(row?["createdAt"])
         #expect(abs(created - Date(timeIntervalSince1970: 1_795_168_800.5).timeIntervalSince1970) < 0.01)
         #expect(row?["attempt"] == 1)
         #expect(row?["runPolicy"] == "parallel")
-        let build = try #require(try await SQLiteBuildStore(database: after).build(BuildID("b00000000000000000000000001")!))
+        let build = try #require(
+            try await SQLiteBuildStore(database: after).build(BuildID("b00000000000000000000000001")!))
         #expect(build.status == .failed)
         #expect(build.finishedAt.map { $0.timeIntervalSince(build.createdAt) }.map { abs($0 - 59.5) < 0.01 } == true)
     }
@@ -283,7 +311,9 @@ struct SQLiteBuildStoreTests {
         let destination = "\(directory.path)/backup.sqlite"
         try database.backup(to: destination)
         let copy = try BuildGateDatabase(path: destination, migrationsDirectory: migrationsDirectory)
-        #expect(try await SQLiteBuildStore(database: copy).list(tenant: .default, status: nil, limit: 50, after: nil).count == 5)
+        #expect(
+            try await SQLiteBuildStore(database: copy).list(tenant: .default, status: nil, limit: 50, after: nil).count
+                == 5)
         #expect(try copy.appliedMigrations() == database.appliedMigrations())
         #expect(throws: BuildGateError.self) { try database.backup(to: destination) }
     }

@@ -20,8 +20,13 @@ package struct BuildJSON: Decodable {
     package struct Context: Decodable { package var digest: String; package var size: Int64 }
     package struct Image: Decodable { package var reference: String; package var digest: String? }
     package struct Links: Decodable { package var `self`: String; package var logs: String }
-    package struct Parameters: Decodable { package var secrets: [String]; package var cacheFrom: [String]; package var cacheTo: String? }
-    package struct Step: Decodable { package var name: String; package var startedAt: String?; package var completedAt: String?; package var cached: Bool; package var error: String? }
+    package struct Parameters: Decodable {
+        package var secrets: [String]; package var cacheFrom: [String]; package var cacheTo: String?
+    }
+    package struct Step: Decodable {
+        package var name: String; package var startedAt: String?; package var completedAt: String?;
+        package var cached: Bool; package var error: String?
+    }
     package struct Queue: Decodable { package var position: Int; package var reason: String? }
     package var id: String
     package var status: String

@@ -6,7 +6,9 @@ extension BuildQueue {
     /// for tests that need a build in `starting` under a given lease. Nil when none can be claimed.
     package func claimNext(builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build? {
         for candidate in try await dispatchable(limit: 200) {
-            if let claimed = try await claim(candidate.id, builder: builder, owner: owner, leaseUntil: leaseUntil, now: now) {
+            if let claimed = try await claim(
+                candidate.id, builder: builder, owner: owner, leaseUntil: leaseUntil, now: now)
+            {
                 return claimed
             }
         }

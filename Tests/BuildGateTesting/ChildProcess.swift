@@ -42,7 +42,9 @@ package enum ChildProcess {
     }
 
     /// Starts a long-running command (a service) with its output in `logFile`; stop it with `kill`.
-    package static func start(_ arguments: [String], environment: [String: String]? = nil, logFile: String) throws -> Process {
+    package static func start(_ arguments: [String], environment: [String: String]? = nil, logFile: String) throws
+        -> Process
+    {
         FileManager.default.createFile(atPath: logFile, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

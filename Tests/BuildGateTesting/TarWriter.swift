@@ -59,7 +59,9 @@ package struct TarWriter {
             for (index, byte) in text.utf8.prefix(length).enumerated() { header[offset + index] = byte }
         }
         func octal(_ value: Int, at offset: Int, length: Int) {
-            put(String(String(value, radix: 8).suffix(length - 1)).leftPad(to: length - 1), at: offset, length: length - 1)
+            put(
+                String(String(value, radix: 8).suffix(length - 1)).leftPad(to: length - 1), at: offset,
+                length: length - 1)
         }
         put(name, at: 0, length: 100)
         octal(0o644, at: 100, length: 8)

@@ -24,15 +24,19 @@ import Testing
                 let fixture = Bundle.module.url(forResource: "Fixtures/\(value)", withExtension: nil)?.path
                 return "\(key)='\(["REPLAY", "METADATA"].contains(key) ? fixture ?? value : value)'"
             }
-            try (conf.joined(separator: "\n") + "\n").write(toFile: "\(directory.path)/standin.conf", atomically: true, encoding: .utf8)
+            try (conf.joined(separator: "\n") + "\n").write(
+                toFile: "\(directory.path)/standin.conf", atomically: true, encoding: .utf8)
         }
 
         func recorded(_ name: String) -> String? {
             try? String(contentsOfFile: "\(directory.path)/\(name)", encoding: .utf8)
         }
 
-        func job(dockerfile: String = "Dockerfile", images: [String] = ["127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:latest"],
-                 secrets: [String: SecretValue] = [:]) throws -> BuildJob {
+        func job(
+            dockerfile: String = "Dockerfile",
+            images: [String] = ["127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:latest"],
+            secrets: [String: SecretValue] = [:]
+        ) throws -> BuildJob {
             var tar = TarWriter()
             tar.file(dockerfile, "FROM busybox\nRUN echo hello\n")
             tar.file("src/main.c", "int main(void) { return 0; }\n")
@@ -42,13 +46,16 @@ import Testing
             try Data(tar.bytes).write(to: URL(fileURLWithPath: archive))
             let request = BuildRequest(
                 images: try images.map { try ImageReference(parsing: $0) }, dockerfile: dockerfile, target: "final",
-                buildArgs: ["VERSION": "1.2", "A": "x=y"], labels: ["org.opencontainers.image.source": "https://git.example/app"],
+                buildArgs: ["VERSION": "1.2", "A": "x=y"],
+                labels: ["org.opencontainers.image.source": "https://git.example/app"],
                 platform: try Platform(parsing: "linux/arm64"), noCache: true,
                 cacheFrom: [try ImageReference(parsing: "127.0.0.1:5000/team/app-cache:main")],
                 cacheTo: try ImageReference(parsing: "cache.example.com/team/app-cache:main"))
             return BuildJob(
                 id: BuildID.generate(), request: request,
-                context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: Int64(tar.bytes.count), compression: .none),
+                context: BuildContext(
+                    digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: Int64(tar.bytes.count),
+                    compression: .none),
                 contextPath: archive,
                 registryCredentials: ["127.0.0.1:5000": RegistryCredential(username: "ci", password: "s3cret")],
                 secrets: secrets)
@@ -78,9 +85,12 @@ import Testing
     }
 
     let endpoint = {
-        var endpoint = BuilderEndpoint(name: "bk-1", engine: .buildkit, address: .tcp(host: "buildkitd.builders", port: 1234))
+        var endpoint = BuilderEndpoint(
+            name: "bk-1", engine: .buildkit, address: .tcp(host: "buildkitd.builders", port: 1234))
         endpoint.networkMode = "host"
-        endpoint.tls = .init(caCertificate: "/certs/ca.pem", clientCertificate: "/certs/cert.pem", clientKey: "/certs/key.pem", serverName: "buildkitd")
+        endpoint.tls = .init(
+            caCertificate: "/certs/ca.pem", clientCertificate: "/certs/cert.pem", clientKey: "/certs/key.pem",
+            serverName: "buildkitd")
         return endpoint
     }()
 
@@ -88,7 +98,9 @@ import Testing
         let standIn = try StandIn(["REPLAY": "build-rawjson.jsonl", "METADATA": "build-metadata.json"])
         defer { standIn.directory.remove() }
         let events = Events()
-        let outcome = await standIn.driver().run(try standIn.job(dockerfile: "docker/Dockerfile.prod"), on: endpoint) { events.append($0) }
+        let outcome = await standIn.driver().run(try standIn.job(dockerfile: "docker/Dockerfile.prod"), on: endpoint) {
+            events.append($0)
+        }
 
         let digest = "sha256:0586c9d1809d7beee270f2e95e5021166301625a9749bc6cac8fc79373e8c232"
         guard case .succeeded(let pushed) = outcome else { Issue.record("expected success, got \(outcome)"); return }
@@ -99,27 +111,31 @@ import Testing
         // The work directory is gone by now; compare with its paths' shape.
         let context = try #require(args.first { $0.hasPrefix("context=") }).dropFirst("context=".count)
         let metadata = try #require(args.last)
-        #expect(args == [
-            "--addr", "tcp://buildkitd.builders:1234",
-            "--tlscacert", "/certs/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey", "/certs/key.pem",
-            "--tlsservername", "buildkitd",
-            "build", "--frontend", "dockerfile.v0", "--progress", "rawjson",
-            "--local", "context=\(context)",
-            "--local", "dockerfile=\(context)/docker",
-            "--opt", "filename=Dockerfile.prod",
-            "--opt", "target=final",
-            "--opt", "platform=linux/arm64",
-            "--opt", "build-arg:A=x=y", "--opt", "build-arg:VERSION=1.2",
-            "--opt", "label:org.opencontainers.image.source=https://git.example/app",
-            "--no-cache",
-            "--opt", "force-network-mode=host", "--allow", "network.host",
-            "--import-cache", "type=registry,ref=127.0.0.1:5000/team/app-cache:main,registry.insecure=true",
-            "--export-cache", "type=registry,ref=cache.example.com/team/app-cache:main,mode=max",
-            "--output", "type=image,\"name=127.0.0.1:5000/team/app:1,127.0.0.1:5000/team/app:latest\",push=true,registry.insecure=true",
-            "--metadata-file", metadata,
-        ])
+        #expect(
+            args == [
+                "--addr", "tcp://buildkitd.builders:1234",
+                "--tlscacert", "/certs/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey", "/certs/key.pem",
+                "--tlsservername", "buildkitd",
+                "build", "--frontend", "dockerfile.v0", "--progress", "rawjson",
+                "--local", "context=\(context)",
+                "--local", "dockerfile=\(context)/docker",
+                "--opt", "filename=Dockerfile.prod",
+                "--opt", "target=final",
+                "--opt", "platform=linux/arm64",
+                "--opt", "build-arg:A=x=y", "--opt", "build-arg:VERSION=1.2",
+                "--opt", "label:org.opencontainers.image.source=https://git.example/app",
+                "--no-cache",
+                "--opt", "force-network-mode=host", "--allow", "network.host",
+                "--import-cache", "type=registry,ref=127.0.0.1:5000/team/app-cache:main,registry.insecure=true",
+                "--export-cache", "type=registry,ref=cache.example.com/team/app-cache:main,mode=max",
+                "--output",
+                "type=image,\"name=127.0.0.1:5000/team/app:1,127.0.0.1:5000/team/app:latest\",push=true,registry.insecure=true",
+                "--metadata-file", metadata,
+            ])
         // The context arrived whole, .dockerignore included (BuildKit applies it).
-        #expect(standIn.recorded("context-files") == ".\n./.dockerignore\n./docker\n./docker/Dockerfile.prod\n./src\n./src/main.c\n")
+        #expect(
+            standIn.recorded("context-files")
+                == ".\n./.dockerignore\n./docker\n./docker/Dockerfile.prod\n./src\n./src/main.c\n")
         // Credentials reached buildctl through DOCKER_CONFIG, and the per-build directory is gone afterwards.
         let config = try #require(standIn.recorded("docker-config.json"))
         #expect(config.contains(Data("ci:s3cret".utf8).base64EncodedString()))
@@ -132,9 +148,10 @@ import Testing
         #expect(events.text.range(of: #"#\d+ \d+\.\d{3} hello"#, options: .regularExpression) != nil)
 
         // Steps with BuildKit's own times, the last report complete.
-        let steps = try #require(events.all.last { if case .steps = $0 { true } else { false } }.flatMap { event -> [BuildStep]? in
-            if case .steps(let steps) = event { steps } else { nil }
-        })
+        let steps = try #require(
+            events.all.last { if case .steps = $0 { true } else { false } }.flatMap { event -> [BuildStep]? in
+                if case .steps(let steps) = event { steps } else { nil }
+            })
         let run = try #require(steps.first { $0.name == "[2/3] RUN echo hello" })
         let (started, completed) = (try #require(run.startedAt), try #require(run.completedAt))
         #expect(completed > started && completed.timeIntervalSince(started) < 60)
@@ -143,7 +160,9 @@ import Testing
         // In execution order, although buildkitd announced `[3/3] COPY` before the context load, RUN and FROM.
         let starts = steps.compactMap(\.startedAt)
         #expect(starts == starts.sorted(), "\(steps.map(\.name))")
-        let positions = ["[1/3] FROM", "[2/3] RUN", "[3/3] COPY"].compactMap { prefix in steps.firstIndex { $0.name.hasPrefix(prefix) } }
+        let positions = ["[1/3] FROM", "[2/3] RUN", "[3/3] COPY"].compactMap { prefix in
+            steps.firstIndex { $0.name.hasPrefix(prefix) }
+        }
         #expect(positions.count == 3 && positions == positions.sorted(), "\(steps.map(\.name))")
     }
 
@@ -178,7 +197,13 @@ import Testing
         defer { standIn.directory.remove() }
         let events = Events()
         let outcome = await standIn.driver().run(try standIn.job(), on: endpoint) { events.append($0) }
-        #expect(outcome == .failed(.buildFailed, message: #"failed to solve: process "/bin/sh -c echo about-to-fail && exit 3" did not complete successfully: exit code: 3"#))
+        #expect(
+            outcome
+                == .failed(
+                    .buildFailed,
+                    message:
+                        #"failed to solve: process "/bin/sh -c echo about-to-fail && exit 3" did not complete successfully: exit code: 3"#
+                ))
         #expect(events.text.contains("about-to-fail"))
         #expect(events.text.contains(">>> RUN echo about-to-fail && exit 3"))
         #expect(!events.all.contains { if case .pushed = $0 { true } else { false } })
@@ -186,7 +211,9 @@ import Testing
             Issue.record("no steps reported")
             return
         }
-        #expect(steps.first { $0.name.hasSuffix("RUN echo about-to-fail && exit 3") }?.error?.contains("exit code: 3") == true)
+        #expect(
+            steps.first { $0.name.hasSuffix("RUN echo about-to-fail && exit 3") }?.error?.contains("exit code: 3")
+                == true)
         #expect(standIn.workDirectoryIsEmpty)
     }
 
@@ -196,8 +223,13 @@ import Testing
         defer { standIn.directory.remove() }
         let events = Events()
         let outcome = await standIn.driver().run(try standIn.job(), on: endpoint) { events.append($0) }
-        #expect(outcome == .failed(
-            .buildFailed, message: "failed to solve: failed to read downloaded context: failed to load cache key: invalid response status 404"))
+        #expect(
+            outcome
+                == .failed(
+                    .buildFailed,
+                    message:
+                        "failed to solve: failed to read downloaded context: failed to load cache key: invalid response status 404"
+                ))
         #expect(events.text.contains("#1 ERROR: invalid response status 404\n"))
     }
 
@@ -205,12 +237,15 @@ import Testing
         let standIn = try StandIn(["REPLAY": "push-denied.txt", "EXIT": "1"])
         defer { standIn.directory.remove() }
         try """
-            error: failed to solve: failed to push 127.0.0.1:5000/team/app:1: failed to authorize: failed to fetch basic auth token: 401 Unauthorized
+        error: failed to solve: failed to push 127.0.0.1:5000/team/app:1: failed to authorize: failed to fetch basic auth token: 401 Unauthorized
 
-            """.write(toFile: "\(standIn.directory.path)/push-denied.txt", atomically: true, encoding: .utf8)
-        try "REPLAY='\(standIn.directory.path)/push-denied.txt'\nEXIT=1\n".write(toFile: "\(standIn.directory.path)/standin.conf", atomically: true, encoding: .utf8)
+        """.write(toFile: "\(standIn.directory.path)/push-denied.txt", atomically: true, encoding: .utf8)
+        try "REPLAY='\(standIn.directory.path)/push-denied.txt'\nEXIT=1\n".write(
+            toFile: "\(standIn.directory.path)/standin.conf", atomically: true, encoding: .utf8)
         let outcome = await standIn.driver().run(try standIn.job(), on: endpoint) { _ in }
-        guard case .failed(.pushFailed, let message) = outcome else { Issue.record("expected pushFailed, got \(outcome)"); return }
+        guard case .failed(.pushFailed, let message) = outcome else {
+            Issue.record("expected pushFailed, got \(outcome)"); return
+        }
         #expect(message.contains("401 Unauthorized"))
     }
 
@@ -253,7 +288,9 @@ import Testing
     }
 
     @Test func theVersionComesFromDebugInfo() {
-        #expect(BuildKitDriver.version(fromDebugInfo: "BuildKit: github.com/moby/buildkit v0.24.0 3a9ba4f\n") == "BuildKit v0.24.0")
+        #expect(
+            BuildKitDriver.version(fromDebugInfo: "BuildKit: github.com/moby/buildkit v0.24.0 3a9ba4f\n")
+                == "BuildKit v0.24.0")
         #expect(BuildKitDriver.version(fromDebugInfo: "something else") == "BuildKit")
     }
 }

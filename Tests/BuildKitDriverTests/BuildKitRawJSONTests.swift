@@ -30,21 +30,27 @@ struct BuildKitRawJSONTests {
         let rendered = render(try fixture("build-rawjson.jsonl")).split(separator: "\n").map(String.init)
         let plain = try fixture("build-plain.txt").split(separator: "\n").map(String.init)
         func stepNames(_ lines: [String]) -> Set<String> {
-            Set(lines.compactMap { line in
-                guard line.range(of: #"^#\d+ \["#, options: .regularExpression) != nil else { return nil }
-                return String(line.drop { $0 != " " }.dropFirst())
-            })
+            Set(
+                lines.compactMap { line in
+                    guard line.range(of: #"^#\d+ \["#, options: .regularExpression) != nil else { return nil }
+                    return String(line.drop { $0 != " " }.dropFirst())
+                })
         }
-        #expect(stepNames(plain).isSubset(of: stepNames(rendered)), "missing: \(stepNames(plain).subtracting(stepNames(rendered)))")
+        #expect(
+            stepNames(plain).isSubset(of: stepNames(rendered)),
+            "missing: \(stepNames(plain).subtracting(stepNames(rendered)))")
         // The RUN step's output, under the RUN step's number, with its elapsed time.
         let run = try #require(rendered.first { $0.hasSuffix("[2/3] RUN echo hello") })
         let number = try #require(run.split(separator: " ").first)
-        #expect(rendered.contains { $0.range(of: "^\(number) \\d+\\.\\d{3} hello$", options: .regularExpression) != nil })
+        #expect(
+            rendered.contains { $0.range(of: "^\(number) \\d+\\.\\d{3} hello$", options: .regularExpression) != nil })
         // Every step announced is also finished, once.
         let announcedNumbers = rendered.filter { $0.range(of: #"^#\d+ \S"#, options: .regularExpression) != nil }
             .map { String($0.split(separator: " ")[0]) }
-        let finishedNumbers = rendered.filter { $0.range(of: #"^#\d+ (DONE \d+\.\ds|CACHED)$"#, options: .regularExpression) != nil }
-            .map { String($0.split(separator: " ")[0]) }
+        let finishedNumbers = rendered.filter {
+            $0.range(of: #"^#\d+ (DONE \d+\.\ds|CACHED)$"#, options: .regularExpression) != nil
+        }
+        .map { String($0.split(separator: " ")[0]) }
         #expect(Set(announcedNumbers) == Set(finishedNumbers))
         #expect(finishedNumbers.count == Set(finishedNumbers).count)
     }
@@ -52,7 +58,11 @@ struct BuildKitRawJSONTests {
     @Test func aFailedBuildShowsTheOutputTheStepErrorAndBuildctlsTrailingText() throws {
         let rendered = render(try fixture("build-fail-rawjson.jsonl"))
         #expect(rendered.contains("about-to-fail"))
-        #expect(rendered.range(of: #"#\d+ ERROR: process "/bin/sh -c echo about-to-fail && exit 3" did not complete successfully: exit code: 3"#, options: .regularExpression) != nil)
+        #expect(
+            rendered.range(
+                of:
+                    #"#\d+ ERROR: process "/bin/sh -c echo about-to-fail && exit 3" did not complete successfully: exit code: 3"#,
+                options: .regularExpression) != nil)
         #expect(rendered.contains("error: failed to solve:"))
     }
 
@@ -62,15 +72,18 @@ struct BuildKitRawJSONTests {
         let rendered = render(try fixture("build-httpctx-rawjson.jsonl")).split(separator: "\n").map(String.init)
         let plain = try fixture("build-httpctx-plain.txt").split(separator: "\n").map(String.init)
         func names(_ lines: [String]) -> Set<String> {
-            Set(lines.compactMap { line in
-                guard line.range(of: #"^#\d+ (\[|copy|exporting to image)"#, options: .regularExpression) != nil else { return nil }
-                return String(line.drop { $0 != " " }.dropFirst())
-            })
+            Set(
+                lines.compactMap { line in
+                    guard line.range(of: #"^#\d+ (\[|copy|exporting to image)"#, options: .regularExpression) != nil
+                    else { return nil }
+                    return String(line.drop { $0 != " " }.dropFirst())
+                })
         }
         #expect(names(plain).isSubset(of: names(rendered)), "missing: \(names(plain).subtracting(names(rendered)))")
         let run = try #require(rendered.first { $0.hasSuffix("[2/3] RUN echo hello") })
         let number = try #require(run.split(separator: " ").first)
-        #expect(rendered.contains { $0.range(of: "^\(number) \\d+\\.\\d{3} hello$", options: .regularExpression) != nil })
+        #expect(
+            rendered.contains { $0.range(of: "^\(number) \\d+\\.\\d{3} hello$", options: .regularExpression) != nil })
         #expect(rendered.last?.hasPrefix("#7 DONE ") == true)
     }
 

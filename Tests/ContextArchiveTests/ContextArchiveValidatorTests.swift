@@ -125,7 +125,9 @@ struct ContextArchiveValidatorTests {
         tar.file("README", "hi")
         tar.end()
         #expect(kind { try validate(tar.bytes) } == .missingDockerfile(path: "Dockerfile"))
-        #expect(kind { try validate(tar.bytes, dockerfile: "docker/Dockerfile") } == .missingDockerfile(path: "docker/Dockerfile"))
+        #expect(
+            kind { try validate(tar.bytes, dockerfile: "docker/Dockerfile") }
+                == .missingDockerfile(path: "docker/Dockerfile"))
     }
 
     @Test func truncationAnywhereIsCorruptNotValid() throws {
@@ -149,14 +151,15 @@ struct ContextArchiveValidatorTests {
         #expect(kind { try validate(gzip) } == .corrupt)
     }
 
-    @Test(arguments: [
-        Array("hello, this is not an archive at all".utf8),
-        Array("BZh91AY&SY".utf8),
-        [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00],
-        [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0],
-        [0x50, 0x4b, 0x03, 0x04] + [UInt8](repeating: 0, count: 600),
-        [],
-    ] as [[UInt8]])
+    @Test(
+        arguments: [
+            Array("hello, this is not an archive at all".utf8),
+            Array("BZh91AY&SY".utf8),
+            [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00],
+            [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0],
+            [0x50, 0x4b, 0x03, 0x04] + [UInt8](repeating: 0, count: 600),
+            [],
+        ] as [[UInt8]])
     func anythingButTarOrGzipIsNotAnArchive(bytes: [UInt8]) {
         #expect(kind { try validate(bytes) } == .notAnArchive)
     }

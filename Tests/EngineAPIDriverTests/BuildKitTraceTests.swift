@@ -30,7 +30,10 @@ struct BuildKitTraceTests {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         for (status, line) in zip(decoded, derived) {
             struct Expected: Decodable {
-                struct Vertex: Decodable { var digest: String; var name: String?; var cached: Bool?; var started: String?; var completed: String?; var error: String? }
+                struct Vertex: Decodable {
+                    var digest: String; var name: String?; var cached: Bool?; var started: String?;
+                    var completed: String?; var error: String?
+                }
                 struct Status: Decodable { var id: String; var vertex: String; var current: Int64?; var total: Int64? }
                 struct Log: Decodable { var vertex: String; var data: String }
                 var vertexes: [Vertex]?
@@ -62,13 +65,16 @@ struct BuildKitTraceTests {
         let expected = try lines("buildkit-success.expected.md")
             .drop { $0 != "## Rendered progress output (verbatim, margin '|' stripped)" }
             .dropFirst(2).prefix { $0 != "```" }.filter { !$0.isEmpty }
-        let rendered = text.split(separator: "\n").map { $0.replacingOccurrences(of: #" DONE \d+\.\ds$"#, with: " DONE", options: .regularExpression) }
+        let rendered = text.split(separator: "\n").map {
+            $0.replacingOccurrences(of: #" DONE \d+\.\ds$"#, with: " DONE", options: .regularExpression)
+        }
         #expect(rendered == Array(expected))
     }
 
     @Test func aRealDockerdBuildKitFailureRendersTheRunOutputAndTheError() throws {
         var decoder = EngineStreamDecoder()
-        let messages = decoder.decode(Array(try lines("dockerd-20.10-buildkit-build-failure.jsonl").joined(separator: "\n").utf8) + [10])
+        let messages = decoder.decode(
+            Array(try lines("dockerd-20.10-buildkit-build-failure.jsonl").joined(separator: "\n").utf8) + [10])
         var renderer = BuildKitPlainRenderer()
         var text = ""
         var failure: String?
@@ -83,7 +89,8 @@ struct BuildKitTraceTests {
         #expect(text.contains("] RUN "))
         #expect(text.contains("ERROR: "))
         #expect(failure != nil)
-        let success = decoder.decode(Array(try lines("dockerd-20.10-buildkit-build-success.jsonl").joined(separator: "\n").utf8) + [10])
+        let success = decoder.decode(
+            Array(try lines("dockerd-20.10-buildkit-build-success.jsonl").joined(separator: "\n").utf8) + [10])
         #expect(success.contains { if case .buildKitTrace = $0 { true } else { false } })
     }
 }

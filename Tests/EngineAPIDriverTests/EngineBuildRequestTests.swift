@@ -7,10 +7,13 @@ import Testing
 /// What `POST /build` is asked for each build parameter, on Podman and dockerd; the real engines' answers to the
 /// same parameters are checked end to end (`EngineParametersEndToEndTests`).
 struct EngineBuildRequestTests {
-    private func job(_ request: BuildRequest, secrets: [String: SecretValue] = [:], credentials: [String: RegistryCredential] = [:]) -> BuildJob {
+    private func job(
+        _ request: BuildRequest, secrets: [String: SecretValue] = [:], credentials: [String: RegistryCredential] = [:]
+    ) -> BuildJob {
         BuildJob(
             id: BuildID("b0123456789abcdefghjkmnpqrs")!, request: request,
-            context: BuildContext(digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 10, compression: .none),
+            context: BuildContext(
+                digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: 10, compression: .none),
             contextPath: "/nowhere", registryCredentials: credentials, secrets: secrets)
     }
 
@@ -22,7 +25,9 @@ struct EngineBuildRequestTests {
 
     @Test func everyBuildParameterHasItsQueryItem() throws {
         let request = BuildRequest(
-            images: [try ImageReference(parsing: "reg.example/app:1"), try ImageReference(parsing: "reg.example/app:latest")],
+            images: [
+                try ImageReference(parsing: "reg.example/app:1"), try ImageReference(parsing: "reg.example/app:latest"),
+            ],
             dockerfile: "docker/Dockerfile.prod", target: "runtime", buildArgs: ["B": "2", "A": "1 and more"],
             labels: ["org.example.team": "builders"], platform: try Platform(parsing: "linux/arm64/v8"), noCache: true)
 
@@ -42,7 +47,8 @@ struct EngineBuildRequestTests {
     }
 
     @Test func parametersLeftOutAreNotSent() throws {
-        let built = EngineBuildRequest(job(BuildRequest(images: [try ImageReference(parsing: "reg.example/app:1")])), endpoint: podman)
+        let built = EngineBuildRequest(
+            job(BuildRequest(images: [try ImageReference(parsing: "reg.example/app:1")])), endpoint: podman)
 
         let names = Set(built.query.map(\.0))
         #expect(names == ["t", "dockerfile", "rm", "forcerm"])
@@ -65,7 +71,9 @@ struct EngineBuildRequestTests {
         // Podman never gets BuildKit's switch, whatever the endpoint says.
         var podmanWithFlag = podman
         podmanWithFlag.useBuildKit = true
-        #expect(values("version", in: EngineBuildRequest(job(BuildRequest(images: [image])), endpoint: podmanWithFlag)).isEmpty)
+        #expect(
+            values("version", in: EngineBuildRequest(job(BuildRequest(images: [image])), endpoint: podmanWithFlag))
+                .isEmpty)
     }
 
     @Test func cachesNameARepositoryAndTurnOnLayers() throws {
@@ -82,19 +90,29 @@ struct EngineBuildRequestTests {
     }
 
     @Test func secretsTravelAsFilesNoContextEntryCanBeNamedAndCredentialsAsRegistryConfig() throws {
-        let request = BuildRequest(images: [try ImageReference(parsing: "reg.example/app:1")], secrets: ["npmrc", "aws"])
+        let request = BuildRequest(
+            images: [try ImageReference(parsing: "reg.example/app:1")], secrets: ["npmrc", "aws"])
         let built = EngineBuildRequest(
-            job(request, secrets: ["npmrc": SecretValue(Array("token".utf8)), "aws": SecretValue(Array("key".utf8))],
+            job(
+                request, secrets: ["npmrc": SecretValue(Array("token".utf8)), "aws": SecretValue(Array("key".utf8))],
                 credentials: ["reg.example": RegistryCredential(username: "robot", password: "pw")]),
             endpoint: podman)
 
-        #expect(built.secretFiles.map(\.name) == [".buildgate-secret-b0123456789abcdefghjkmnpqrs-aws", ".buildgate-secret-b0123456789abcdefghjkmnpqrs-npmrc"])
+        #expect(
+            built.secretFiles.map(\.name) == [
+                ".buildgate-secret-b0123456789abcdefghjkmnpqrs-aws",
+                ".buildgate-secret-b0123456789abcdefghjkmnpqrs-npmrc",
+            ])
         #expect(built.secretFiles.map { String(decoding: $0.contents, as: UTF8.self) } == ["key", "token"])
-        #expect(values("secrets", in: built) == [
-            #"["id=aws,src=.buildgate-secret-b0123456789abcdefghjkmnpqrs-aws","id=npmrc,src=.buildgate-secret-b0123456789abcdefghjkmnpqrs-npmrc"]"#
-        ])
+        #expect(
+            values("secrets", in: built) == [
+                #"["id=aws,src=.buildgate-secret-b0123456789abcdefghjkmnpqrs-aws","id=npmrc,src=.buildgate-secret-b0123456789abcdefghjkmnpqrs-npmrc"]"#
+            ])
         let config = try #require(built.headers["X-Registry-Config"].first)
-        let decoded = try #require(Data(base64Encoded: config.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")))
+        let decoded = try #require(
+            Data(
+                base64Encoded: config.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
+        )
         let map = try JSONDecoder().decode([String: [String: String]].self, from: decoded)
         #expect(map["reg.example"] == ["username": "robot", "password": "pw"])
     }

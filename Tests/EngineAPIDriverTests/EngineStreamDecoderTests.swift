@@ -45,7 +45,10 @@ struct EngineStreamDecoderTests {
             return
         }
         #expect(message.contains("while running runtime: exit status 1"))
-        #expect(messages.contains { if case .stream(let text) = $0 { text.contains("cgroups in hybrid mode") } else { false } })
+        #expect(
+            messages.contains {
+                if case .stream(let text) = $0 { text.contains("cgroups in hybrid mode") } else { false }
+            })
     }
 
     @Test func dockerdClassicFailureIsAnError() throws {
@@ -61,29 +64,37 @@ struct EngineStreamDecoderTests {
         }
         #expect(digests.count == 1)
         #expect(digests.first?.hasPrefix("sha256:") == true && digests.first?.count == 71)
-        #expect(EngineStreamDecoder.pushedDigest(in: "1: digest: sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab size: 749")
-            == "sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab")
+        #expect(
+            EngineStreamDecoder.pushedDigest(
+                in: "1: digest: sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab size: 749")
+                == "sha256:04895987b9ddf14a2c63ec8dc6f9be61cf411e4fd08bbba150b30104203489ab")
         #expect(EngineStreamDecoder.pushedDigest(in: "Pushed") == nil)
     }
 
     @Test func pullProgressIsMarkedSoItCanBeLeftOutOfTheLog() {
         var decoder = EngineStreamDecoder()
-        let messages = decoder.decode(Array(#"""
-            {"status":"Pulling fs layer","progressDetail":{},"id":"02d16010ee66"}
-            {"status":"Downloading","progressDetail":{"current":36445,"total":1083810},"progress":"[=>   ]  36.45kB/1.084MB","id":"02d16010ee66"}
-            {"status":"Pull complete","progressDetail":{},"id":"02d16010ee66"}
+        let messages = decoder.decode(
+            Array(
+                #"""
+                {"status":"Pulling fs layer","progressDetail":{},"id":"02d16010ee66"}
+                {"status":"Downloading","progressDetail":{"current":36445,"total":1083810},"progress":"[=>   ]  36.45kB/1.084MB","id":"02d16010ee66"}
+                {"status":"Pull complete","progressDetail":{},"id":"02d16010ee66"}
 
-            """#.utf8))
-        #expect(messages == [
-            .status("Pulling fs layer", id: "02d16010ee66", isProgress: false),
-            .status("Downloading", id: "02d16010ee66", isProgress: true),
-            .status("Pull complete", id: "02d16010ee66", isProgress: false),
-        ])
+                """#.utf8))
+        #expect(
+            messages == [
+                .status("Pulling fs layer", id: "02d16010ee66", isProgress: false),
+                .status("Downloading", id: "02d16010ee66", isProgress: true),
+                .status("Pull complete", id: "02d16010ee66", isProgress: false),
+            ])
     }
 
     @Test func nonJSONLinesAreKeptAsText() {
         var decoder = EngineStreamDecoder()
-        #expect(decoder.decode(Array("plain words\r\n{\"stream\":\"x\"}\n".utf8)) == [.stream("plain words\n"), .stream("x")])
+        #expect(
+            decoder.decode(Array("plain words\r\n{\"stream\":\"x\"}\n".utf8)) == [
+                .stream("plain words\n"), .stream("x"),
+            ])
         #expect(decoder.decode(Array("{\"stream\":\"tail\"}".utf8)).isEmpty)
         #expect(decoder.finish() == [.stream("tail")])
     }
@@ -92,7 +103,8 @@ struct EngineStreamDecoderTests {
         let header = EngineAPIDriver.registryAuth(.init(username: "u", password: "p?>"), for: "r.example:5000")
         #expect(!header.contains("+") && !header.contains("/"))
         let standard = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        let json = try JSONSerialization.jsonObject(with: try #require(Data(base64Encoded: standard))) as? [String: String]
+        let json =
+            try JSONSerialization.jsonObject(with: try #require(Data(base64Encoded: standard))) as? [String: String]
         #expect(json == ["username": "u", "password": "p?>", "serveraddress": "r.example:5000"])
         #expect(EngineAPIDriver.registryAuth(nil, for: "x") == Data("{}".utf8).base64EncodedString())
     }

@@ -16,7 +16,9 @@ struct ForgeWebhooksTests {
         let body = try Data(contentsOf: base.appendingPathComponent("\(name).json"))
         let text = try String(contentsOf: base.appendingPathComponent("\(file ?? name).headers.txt"), encoding: .utf8)
         let headers = text.split(separator: "\n").compactMap { line -> (name: String, value: String)? in
-            guard !line.hasPrefix("#"), !line.hasPrefix("POST "), let colon = line.firstIndex(of: ":") else { return nil }
+            guard !line.hasPrefix("#"), !line.hasPrefix("POST "), let colon = line.firstIndex(of: ":") else {
+                return nil
+            }
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
         }
         return WebhookDelivery(headers: headers, body: Array(body))
@@ -24,7 +26,9 @@ struct ForgeWebhooksTests {
 
     @Test func githubsPublishedSignatureVectorVerifies() throws {
         let vector = WebhookDelivery(
-            headers: [("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")],
+            headers: [
+                ("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+            ],
             body: Array("Hello, World!".utf8))
         try WebhookSignature.verify(vector, forge: .github, secret: Self.githubSecret)
         #expect(throws: WebhookError.unauthorized) {
@@ -57,32 +61,44 @@ struct ForgeWebhooksTests {
         let good = try Self.delivery(name)
         try WebhookSignature.verify(good, forge: forge, secret: secret)
 
-        #expect(throws: WebhookError.unauthorized) { try WebhookSignature.verify(good, forge: forge, secret: secret + "x") }
+        #expect(throws: WebhookError.unauthorized) {
+            try WebhookSignature.verify(good, forge: forge, secret: secret + "x")
+        }
         #expect(throws: WebhookError.unauthorized) { try WebhookSignature.verify(good, forge: forge, secret: "") }
         var tampered = good
         tampered.body[tampered.body.count / 2] ^= 1
         if forge != .gitlab {  // GitLab's classic token does not cover the body
-            #expect(throws: WebhookError.unauthorized) { try WebhookSignature.verify(tampered, forge: forge, secret: secret) }
+            #expect(throws: WebhookError.unauthorized) {
+                try WebhookSignature.verify(tampered, forge: forge, secret: secret)
+            }
         }
         let stripped = WebhookDelivery(headers: [], body: good.body)
-        #expect(throws: WebhookError.unauthorized) { try WebhookSignature.verify(stripped, forge: forge, secret: secret) }
+        #expect(throws: WebhookError.unauthorized) {
+            try WebhookSignature.verify(stripped, forge: forge, secret: secret)
+        }
     }
 
     @Test func bitbucketSignaturesAreSHA256OverTheBody() throws {
         let body = try Self.delivery("bitbucket/repo-push").body
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data("bb-secret".utf8)))
         let hex = mac.map { String(format: "%02x", $0) }.joined()
-        let signed = WebhookDelivery(headers: [("X-Event-Key", "repo:push"), ("X-Hub-Signature", "sha256=\(hex)")], body: body)
+        let signed = WebhookDelivery(
+            headers: [("X-Event-Key", "repo:push"), ("X-Hub-Signature", "sha256=\(hex)")], body: body)
         try WebhookSignature.verify(signed, forge: .bitbucket, secret: "bb-secret")
         let wrongPrefix = WebhookDelivery(headers: [("X-Hub-Signature", "sha1=\(hex)")], body: body)
-        #expect(throws: WebhookError.unauthorized) { try WebhookSignature.verify(wrongPrefix, forge: .bitbucket, secret: "bb-secret") }
+        #expect(throws: WebhookError.unauthorized) {
+            try WebhookSignature.verify(wrongPrefix, forge: .bitbucket, secret: "bb-secret")
+        }
     }
 
     @Test func githubPushesParseToBranchTagAndCommit() throws {
         let created = try ForgeWebhookParser.parse(try Self.delivery("github/push-branch-created"), forge: .github)
         #expect(created.deliveryID == "72d3162e-cc78-11e3-81ab-4c9367dc0958")
         guard case .push(let push) = created.event else { Issue.record("not a push: \(created.event)"); return }
-        #expect(push.repository == ForgeRepository(fullName: "Codertocat/Hello-World", cloneURL: "https://github.com/Codertocat/Hello-World.git"))
+        #expect(
+            push.repository
+                == ForgeRepository(
+                    fullName: "Codertocat/Hello-World", cloneURL: "https://github.com/Codertocat/Hello-World.git"))
         #expect(push.branch == "master" && push.tag == nil)
         #expect(push.commit == "6113728f27ae82c7b1a177c8d03f9e96e0adf246")
         #expect(push.headCommitMessage == "Initial commit")
@@ -138,15 +154,22 @@ struct ForgeWebhooksTests {
         let wrongShape = WebhookDelivery(headers: [("X-Gitlab-Event", "Push Hook")], body: Array("{}".utf8))
         #expect(throws: WebhookError.self) { try ForgeWebhookParser.parse(wrongShape, forge: .gitlab) }
         let issue = WebhookDelivery(headers: [("X-GitHub-Event", "issues")], body: Array("{}".utf8))
-        #expect(try ForgeWebhookParser.parse(issue, forge: .github).event == .ignored(reason: "event 'issues' is not built"))
+        #expect(
+            try ForgeWebhookParser.parse(issue, forge: .github).event == .ignored(reason: "event 'issues' is not built")
+        )
     }
 
     @Test func githubPullRequestsParseToTheHeadCommit() throws {
-        let body = #"{"action":"synchronize","pull_request":{"number":7,"title":"Fix","head":{"sha":"\#(String(repeating: "a", count: 40))","ref":"feature"}},"repository":{"full_name":"o/r","clone_url":"https://github.com/o/r.git"}}"#
+        let body =
+            #"{"action":"synchronize","pull_request":{"number":7,"title":"Fix","head":{"sha":"\#(String(repeating: "a", count: 40))","ref":"feature"}},"repository":{"full_name":"o/r","clone_url":"https://github.com/o/r.git"}}"#
         let parsed = try ForgeWebhookParser.parse(
             WebhookDelivery(headers: [("X-GitHub-Event", "pull_request")], body: Array(body.utf8)), forge: .github)
-        #expect(parsed.event == .pullRequest(PullRequestEvent(
-            repository: ForgeRepository(fullName: "o/r", cloneURL: "https://github.com/o/r.git"), number: 7,
-            ref: "refs/pull/7/head", commit: String(repeating: "a", count: 40), sourceBranch: "feature", title: "Fix")))
+        #expect(
+            parsed.event
+                == .pullRequest(
+                    PullRequestEvent(
+                        repository: ForgeRepository(fullName: "o/r", cloneURL: "https://github.com/o/r.git"), number: 7,
+                        ref: "refs/pull/7/head", commit: String(repeating: "a", count: 40), sourceBranch: "feature",
+                        title: "Fix")))
     }
 }

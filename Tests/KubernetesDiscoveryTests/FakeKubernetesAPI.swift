@@ -105,10 +105,17 @@ final class FakeKubernetesAPI: Sendable {
     // MARK: - What tests do
 
     /// A pod of the builder pool (`app=builder`), Running with an IP, Ready or not.
-    func addPod(_ name: String, ip: String, ready: Bool, labels: [String: String] = ["app": "builder"], annotations: [String: String] = [:]) {
+    func addPod(
+        _ name: String, ip: String, ready: Bool, labels: [String: String] = ["app": "builder"],
+        annotations: [String: String] = [:]
+    ) {
         let pod = Pod(
             metadata: .init(name: name, labels: labels, annotations: annotations),
-            status: .init(podIP: ip, conditions: [.init(type: "Initialized", status: "True"), .init(type: "Ready", status: ready ? "True" : "False")]))
+            status: .init(
+                podIP: ip,
+                conditions: [
+                    .init(type: "Initialized", status: "True"), .init(type: "Ready", status: ready ? "True" : "False"),
+                ]))
         change("ADDED", name) { _ in pod }
     }
 
@@ -126,13 +133,17 @@ final class FakeKubernetesAPI: Sendable {
 
     /// Drops the event history up to now, as etcd compaction does: watches from older versions get 410.
     func compact() {
-        state.withLock { $0.oldestRetained = $0.resourceVersion; $0.events.removeAll() }
+        state.withLock {
+            $0.oldestRetained = $0.resourceVersion; $0.events.removeAll()
+        }
     }
 
     /// Sends a `BOOKMARK` at the current resourceVersion to every open watch.
     func bookmark() {
         state.withLock { state in
-            let line = Self.line(WatchEvent(type: "BOOKMARK", object: Bookmark(metadata: ["resourceVersion": String(state.resourceVersion)])))
+            let line = Self.line(
+                WatchEvent(
+                    type: "BOOKMARK", object: Bookmark(metadata: ["resourceVersion": String(state.resourceVersion)])))
             for watcher in state.watchers.values { watcher.yield(Outgoing(line: line, pod: nil)) }
         }
     }
@@ -186,15 +197,22 @@ final class FakeKubernetesAPI: Sendable {
         }
         if failing { return Self.status(500, reason: "InternalError", message: "etcdserver: request timed out") }
         guard context.parameters.get("namespace") == namespace else {
-            return Self.status(404, reason: "NotFound", message: "namespaces \"\(context.parameters.get("namespace") ?? "")\" not found")
+            return Self.status(
+                404, reason: "NotFound",
+                message: "namespaces \"\(context.parameters.get("namespace") ?? "")\" not found")
         }
         let selector = Self.selector(query["labelSelector"].map(String.init) ?? "")
         guard query["watch"] == "1" || query["watch"] == "true" else {
             let (items, version) = state.withLock { state in
-                (state.pods.values.filter { $0.matches(selector) }.sorted { $0.metadata.name < $1.metadata.name }, state.resourceVersion)
+                (
+                    state.pods.values.filter { $0.matches(selector) }.sorted { $0.metadata.name < $1.metadata.name },
+                    state.resourceVersion
+                )
             }
             let list = PodList(metadata: ["resourceVersion": String(version)], items: items)
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: Self.line(list))))
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: Self.line(list))))
         }
 
         let from = Int(query["resourceVersion"].map(String.init) ?? "") ?? 0
@@ -206,16 +224,21 @@ final class FakeKubernetesAPI: Sendable {
                 return
             }
             if from != 0 && from < state.oldestRetained {
-                let status = StatusObject(message: "too old resource version: \(from) (\(state.oldestRetained))", reason: "Expired", code: 410)
+                let status = StatusObject(
+                    message: "too old resource version: \(from) (\(state.oldestRetained))", reason: "Expired", code: 410
+                )
                 continuation.yield(Outgoing(line: Self.line(WatchEvent(type: "ERROR", object: status)), pod: nil))
                 continuation.finish()
                 return
             }
             if from == 0 {
-                for pod in state.pods.values { continuation.yield(Outgoing(line: Self.line(WatchEvent(type: "ADDED", object: pod)), pod: pod)) }
+                for pod in state.pods.values {
+                    continuation.yield(Outgoing(line: Self.line(WatchEvent(type: "ADDED", object: pod)), pod: pod))
+                }
             } else {
                 for event in state.events where event.resourceVersion > from {
-                    continuation.yield(Outgoing(line: Self.line(WatchEvent(type: event.type, object: event.pod)), pod: event.pod))
+                    continuation.yield(
+                        Outgoing(line: Self.line(WatchEvent(type: event.type, object: event.pod)), pod: event.pod))
                 }
             }
             state.watchers[id] = continuation
@@ -248,7 +271,8 @@ final class FakeKubernetesAPI: Sendable {
     private static func status(_ code: Int, reason: String, message: String) -> Response {
         Response(
             status: HTTPResponse.Status(code: code), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: line(StatusObject(message: message, reason: reason, code: code)))))
+            body: .init(
+                byteBuffer: ByteBuffer(string: line(StatusObject(message: message, reason: reason, code: code)))))
     }
 
     static func line(_ object: some Encodable) -> String {
@@ -256,9 +280,10 @@ final class FakeKubernetesAPI: Sendable {
     }
 
     private static func selector(_ text: String) -> [String: String] {
-        Dictionary(text.split(separator: ",").compactMap { pair -> (String, String)? in
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            return parts.count == 2 ? (parts[0], parts[1]) : nil
-        }, uniquingKeysWith: { $1 })
+        Dictionary(
+            text.split(separator: ",").compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            }, uniquingKeysWith: { $1 })
     }
 }

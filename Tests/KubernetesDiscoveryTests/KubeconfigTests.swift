@@ -40,7 +40,8 @@ import Testing
         _ = try write("token-from-file\n", as: "token", in: directory)
         let key = Data("KEY PEM".utf8).base64EncodedString()
         let certificate = Data("CERT PEM".utf8).base64EncodedString()
-        let path = try write("""
+        let path = try write(
+            """
             apiVersion: v1
             kind: Config
             preferences: {}
@@ -88,13 +89,17 @@ import Testing
         #expect(credentials.clientKeyData == Array("KEY PEM".utf8))
         #expect(credentials.namespace == "buildgate")
         // Nothing was written beside it: inline certificates stay in memory.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["certs", "config", "token"])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == [
+                "certs", "config", "token",
+            ])
     }
 
     @Test func aJSONKubeconfigReadsTheSame() throws {
         let directory = try TemporaryDirectory("kubeconfig")
         defer { directory.remove() }
-        let path = try write("""
+        let path = try write(
+            """
             {"apiVersion":"v1","kind":"Config","current-context":"kind",
              "clusters":[{"name":"kind","cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"\(Data("CA PEM".utf8).base64EncodedString())"}}],
              "users":[{"name":"kind","user":{"token":"abc"}}],
@@ -117,33 +122,38 @@ import Testing
             contexts: [{name: c, context: {cluster: k, user: u}}]
 
             """
-        let exec = try refusal(header + """
-            clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443"}}]
-            users:
-            - name: u
-              user:
-                exec:
-                  apiVersion: client.authentication.k8s.io/v1beta1
-                  command: aws
-                  args: [eks, get-token, --cluster-name, prod]
-            """)
+        let exec = try refusal(
+            header + """
+                clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443"}}]
+                users:
+                - name: u
+                  user:
+                    exec:
+                      apiVersion: client.authentication.k8s.io/v1beta1
+                      command: aws
+                      args: [eks, get-token, --cluster-name, prod]
+                """)
         #expect(exec.contains("exec credential plugin"), "\(exec)")
-        let provider = try refusal(header + """
-            clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443"}}]
-            users: [{name: u, user: {auth-provider: {name: gcp}}}]
-            """)
+        let provider = try refusal(
+            header + """
+                clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443"}}]
+                users: [{name: u, user: {auth-provider: {name: gcp}}}]
+                """)
         #expect(provider.contains("auth-provider"), "\(provider)")
-        let both = try refusal(header + """
-            clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true, certificate-authority-data: Q0E=}}]
-            users: [{name: u, user: {token: t}}]
-            """)
+        let both = try refusal(
+            header + """
+                clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true, certificate-authority-data: Q0E=}}]
+                users: [{name: u, user: {token: t}}]
+                """)
         #expect(both.contains("insecure-skip-tls-verify and a certificate authority"), "\(both)")
-        let missingFile = try refusal(header + """
-            clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443", certificate-authority: /nowhere/ca.crt}}]
-            users: [{name: u, user: {token: t}}]
-            """)
+        let missingFile = try refusal(
+            header + """
+                clusters: [{name: k, cluster: {server: "https://127.0.0.1:6443", certificate-authority: /nowhere/ca.crt}}]
+                users: [{name: u, user: {token: t}}]
+                """)
         #expect(missingFile.contains("/nowhere/ca.crt"), "\(missingFile)")
-        let noContext = try refusal("""
+        let noContext = try refusal(
+            """
             apiVersion: v1
             kind: Config
             current-context: gone
@@ -159,10 +169,13 @@ import Testing
     // MARK: - TLS against a real HTTPS listener
 
     /// A self-signed certificate for 127.0.0.1, made with openssl (PEM certificate, PEM key).
-    private func selfSignedCertificate(in directory: TemporaryDirectory) async throws -> (certificate: String, key: String) {
+    private func selfSignedCertificate(in directory: TemporaryDirectory) async throws -> (
+        certificate: String, key: String
+    ) {
         let made = try await ChildProcess.run([
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kube-apiserver",
-            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory.path)/key.pem", "-out", "\(directory.path)/cert.pem",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory.path)/key.pem", "-out",
+            "\(directory.path)/cert.pem",
         ])
         try #require(made.status == 0, "\(made.output)")
         return ("\(directory.path)/cert.pem", "\(directory.path)/key.pem")
@@ -186,13 +199,16 @@ import Testing
             configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         return try await app.test(.live) { client in
             let path = try write(kubeconfig(client.port!, api.token), as: "kubeconfig", in: directory)
-            let apiClient = KubernetesAPIClient(credentials: try KubernetesCredentials.kubeconfig(file: path), httpClient: .shared)
+            let apiClient = KubernetesAPIClient(
+                credentials: try KubernetesCredentials.kubeconfig(file: path), httpClient: .shared)
             let result: Result<[String], any Error>
             do {
                 let response = try await apiClient.get(
-                    "/api/v1/namespaces/\(api.namespace)/pods", query: [("labelSelector", "app=builder")], timeout: .seconds(10))
+                    "/api/v1/namespaces/\(api.namespace)/pods", query: [("labelSelector", "app=builder")],
+                    timeout: .seconds(10))
                 let list = try JSONDecoder().decode(
-                    KubernetesPodList.self, from: Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+                    KubernetesPodList.self, from: Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+                )
                 result = .success(list.items.compactMap(\.metadata.name))
             } catch {
                 result = .failure(error)
@@ -206,14 +222,17 @@ import Testing
         let directory = try TemporaryDirectory("kube-tls")
         defer { directory.remove() }
         let tls = try serverTLS(try await selfSignedCertificate(in: directory))
-        let found = try await listPods({ port, token in """
-            apiVersion: v1
-            kind: Config
-            current-context: c
-            contexts: [{name: c, context: {cluster: k, user: u}}]
-            clusters: [{name: k, cluster: {server: "https://127.0.0.1:\(port)", insecure-skip-tls-verify: true}}]
-            users: [{name: u, user: {token: \(token)}}]
-            """ }, tls: tls, directory: directory)
+        let found = try await listPods(
+            { port, token in
+                """
+                apiVersion: v1
+                kind: Config
+                current-context: c
+                contexts: [{name: c, context: {cluster: k, user: u}}]
+                clusters: [{name: k, cluster: {server: "https://127.0.0.1:\(port)", insecure-skip-tls-verify: true}}]
+                users: [{name: u, user: {token: \(token)}}]
+                """
+            }, tls: tls, directory: directory)
         #expect(try found.get() == ["bk-0"])
     }
 
@@ -224,14 +243,16 @@ import Testing
         let tls = try serverTLS(files)
         let ca = try Data(contentsOf: URL(fileURLWithPath: files.certificate)).base64EncodedString()
         func config(_ cluster: String) -> @Sendable (Int, String) -> String {
-            { port, token in """
+            { port, token in
+                """
                 apiVersion: v1
                 kind: Config
                 current-context: c
                 contexts: [{name: c, context: {cluster: k, user: u}}]
                 clusters: [{name: k, cluster: {server: "https://127.0.0.1:\(port)"\(cluster)}}]
                 users: [{name: u, user: {token: \(token)}}]
-                """ }
+                """
+            }
         }
         let trusted = try await listPods(config(", certificate-authority-data: \(ca)"), tls: tls, directory: directory)
         #expect(try trusted.get() == ["bk-0"])

@@ -21,8 +21,10 @@ import Testing
         try await app.test(.live) { client in
             let pool = BuilderPool()
             let discovery = KubernetesBuilderDiscovery(
-                credentials: KubernetesCredentials(server: "http://127.0.0.1:\(client.port!)", token: token ?? api.token),
-                selection: .init(namespace: api.namespace, labelSelector: "app=builder"), template: template, pool: pool,
+                credentials: KubernetesCredentials(
+                    server: "http://127.0.0.1:\(client.port!)", token: token ?? api.token),
+                selection: .init(namespace: api.namespace, labelSelector: "app=builder"), template: template,
+                pool: pool,
                 // Short back-offs: a test waits for what discovery does, never for the wall clock to pass a second.
                 watchTimeoutSeconds: 30, backoff: .init(initial: .milliseconds(10), maximum: .milliseconds(40)),
                 logger: Logger(label: "test"))
@@ -52,7 +54,9 @@ import Testing
 
     /// The pool's builders of this source, by name, once `condition` holds (or fails after 30 s).
     @discardableResult
-    func eventually(_ pool: BuilderPool, _ what: Comment, _ condition: ([BuilderEndpoint]) -> Bool) async throws -> [BuilderEndpoint] {
+    func eventually(_ pool: BuilderPool, _ what: Comment, _ condition: ([BuilderEndpoint]) -> Bool) async throws
+        -> [BuilderEndpoint]
+    {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let endpoints = pool.members.filter { $0.source != nil }.map(\.endpoint)
@@ -80,7 +84,8 @@ import Testing
             try await eventually(pool, "bk-1 deleted") { $0.isEmpty }
 
             // Labels and annotations override the pool's engine, capacity and port.
-            api.addPod("pm-0", ip: "10.2.0.20", ready: true, labels: ["app": "builder", "buildgate.dev/engine": "podman"],
+            api.addPod(
+                "pm-0", ip: "10.2.0.20", ready: true, labels: ["app": "builder", "buildgate.dev/engine": "podman"],
                 annotations: ["buildgate.dev/capacity": "3", "buildgate.dev/port": "8888"])
             let podman = try await eventually(pool, "pm-0") { $0.map(\.name) == ["builders/pm-0"] }
             #expect(podman.first?.engine == .podman)
@@ -126,7 +131,9 @@ import Testing
             api.compact()
             // Discovery retries against the failing API several times; the pool stays as it was meanwhile.
             try await until("three refused retries") { api.failuresLeft <= 997 }
-            #expect(pool.members.map(\.endpoint.name) == ["builders/bk-0", "builders/bk-1"], "the pool keeps its last known builders")
+            #expect(
+                pool.members.map(\.endpoint.name) == ["builders/bk-0", "builders/bk-1"],
+                "the pool keeps its last known builders")
             // The API is back: resuming from the old version is 410, so discovery lists again and sees the change.
             api.failNext(0)
             try await eventually(pool, "the relisted state") { $0.map(\.name) == ["builders/bk-1", "builders/bk-2"] }
@@ -163,8 +170,10 @@ import Testing
         try "token-1\n".write(toFile: "\(directory.path)/token", atomically: true, encoding: .utf8)
         try "ca".write(toFile: "\(directory.path)/ca.crt", atomically: true, encoding: .utf8)
         try "buildgate\n".write(toFile: "\(directory.path)/namespace", atomically: true, encoding: .utf8)
-        let credentials = try #require(KubernetesCredentials.inCluster(
-            environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"], directory: directory.path))
+        let credentials = try #require(
+            KubernetesCredentials.inCluster(
+                environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"],
+                directory: directory.path))
         #expect(credentials.server == "https://10.96.0.1:443")
         #expect(credentials.tokenFile == "\(directory.path)/token")
         #expect(credentials.caFile == "\(directory.path)/ca.crt")
@@ -174,13 +183,18 @@ import Testing
 
     @Test func theRealPodShapesDecode() throws {
         // A real `kubectl get pods -o json` capture: every pod in it is Running and Ready with an IP.
-        let url = URL(fileURLWithPath: "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/real-kubectl-pod-list-minikube.json")
+        let url = URL(
+            fileURLWithPath:
+                "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/real-kubectl-pod-list-minikube.json")
         let list = try JSONDecoder().decode(KubernetesPodList.self, from: Data(contentsOf: url))
         #expect(!list.items.isEmpty)
         #expect(list.items.allSatisfy { $0.isReady })
         let status = try JSONDecoder().decode(
             KubernetesStatus.self,
-            from: Data(contentsOf: URL(fileURLWithPath: "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/status-404-notfound-job.json")))
+            from: Data(
+                contentsOf: URL(
+                    fileURLWithPath:
+                        "\(repositoryRoot)/Tests/KubernetesDiscoveryTests/Fixtures/status-404-notfound-job.json")))
         #expect(status.code == 404)
         #expect(status.reason == "NotFound")
     }
