@@ -138,7 +138,7 @@ extension BuildGateConfiguration {
         },
         .init(
             "pools", .list(separator: " "), flag: "--pool", default: "none",
-            help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,engine=E,port=P[,…], repeatable."
+            help: "dns:NAME:PORT,engine=E[,…] or kubernetes:NAMESPACE/LABEL=VALUE,port=P[,engine=E][,…], repeatable."
         ) { configuration, value in configuration.pools = try value.list("pools").map(parsePool) },
         .init(
             "kubeconfig", .text, default: "the pod's service account",

@@ -88,11 +88,12 @@ package struct BuildGateConfiguration: Sendable {
             guard let index = options.firstIndex(where: { $0.hasPrefix("\(key)=") }) else { return nil }
             return String(options.remove(at: index).dropFirst(key.count + 1))
         }
-        guard let engineName = take("engine"), let engine = BuilderEngine(rawValue: engineName) else {
+        let head = fields.first ?? ""
+        let engine = take("engine")
+        guard engine.map({ BuilderEngine(rawValue: $0) != nil }) ?? head.hasPrefix("kubernetes:") else {
             throw BuildGateError(.invalidParameter, "pool '\(text)' needs engine=podman|docker|buildkit")
         }
-        let head = fields.first ?? ""
-        var template = BuilderTemplate(engine: engine, port: .number(0))
+        var template = BuilderTemplate(engine: engine.flatMap(BuilderEngine.init(rawValue:)), port: .number(0))
         if let port = take("port") { template.port = Int(port).map { .number($0) } ?? .named(port) }
         for option in options { try applyOption(option, to: &template, text: text) }
         if head.hasPrefix("dns:") {
@@ -132,9 +133,10 @@ package struct BuildGateConfiguration: Sendable {
             }
             template.capacity = capacity
         case ("network", 2)
-        where (engine == .buildkit ? ["host", "none"] : ["host", "none", "bridge", "default"]).contains(parts[1]):
+        where (engine == .buildkit || engine == nil ? ["host", "none"] : ["host", "none", "bridge", "default"])
+            .contains(parts[1]):
             template.networkMode = parts[1]
-        case ("buildkit", 2) where engine == .docker && ["true", "false"].contains(parts[1]):
+        case ("buildkit", 2) where engine != .podman && engine != .buildkit && ["true", "false"].contains(parts[1]):
             template.useBuildKit = parts[1] == "true"
         case ("tlscacert", 2), ("tlscert", 2), ("tlskey", 2), ("tlsservername", 2):
             var files = template.tls ?? BuilderEndpoint.TLSFiles(caCertificate: "")

@@ -16,28 +16,68 @@ package struct BuilderTemplate: Sendable, Equatable {
         case named(String)
     }
 
-    package var engine: BuilderEngine
+    /// What a discovered builder says of itself (a Kubernetes pod's `buildgate.dev/…` labels and annotations), over
+    /// the template's settings. Nil keeps the template's.
+    package struct Overrides: Sendable, Equatable {
+        package var engine: BuilderEngine?
+        package var capacity: Int?
+        /// Docker only: run builds with BuildKit (`version=2`).
+        package var useBuildKit: Bool?
+        /// False: this builder speaks plain HTTP although the pool has TLS material.
+        package var tls: Bool?
+        /// The name in this builder's server certificate; turns TLS on with the pool's CA and client certificate.
+        package var tlsServerName: String?
+
+        package init(
+            engine: BuilderEngine? = nil, capacity: Int? = nil, useBuildKit: Bool? = nil, tls: Bool? = nil,
+            tlsServerName: String? = nil
+        ) {
+            self.engine = engine
+            self.capacity = capacity
+            self.useBuildKit = useBuildKit
+            self.tls = tls
+            self.tlsServerName = tlsServerName
+        }
+    }
+
+    /// The engine of every builder; nil when each builder names its own (a pool of mixed Kubernetes pods).
+    package var engine: BuilderEngine?
     package var port: Port
     package var capacity = 1
     package var networkMode: String?
     package var useBuildKit = false
+    /// The CA (and client certificate) for builders reached over TLS.
     package var tls: BuilderEndpoint.TLSFiles?
 
-    package init(engine: BuilderEngine, port: Port) {
+    package init(engine: BuilderEngine?, port: Port) {
         self.engine = engine
         self.port = port
     }
 
     /// The endpoint for one discovered builder.
-    package func endpoint(name: String, host: String, port: Int, engine: BuilderEngine? = nil, capacity: Int? = nil)
+    ///
+    /// - Throws: `invalidParameter` when neither the builder nor the template names an engine, or the builder asks
+    ///   for TLS in a pool without a CA: such a builder is left out of the pool, never reached some other way.
+    package func endpoint(name: String, host: String, port: Int, overrides: Overrides = .init()) throws(BuildGateError)
         -> BuilderEndpoint
     {
+        guard let engine = overrides.engine ?? engine else {
+            throw BuildGateError(.invalidParameter, "it names no engine (buildgate.dev/engine) and its pool gives none")
+        }
         var endpoint = BuilderEndpoint(
-            name: name, engine: engine ?? self.engine, address: .tcp(host: host, port: port),
-            capacity: capacity ?? self.capacity,
-            networkMode: networkMode)
-        endpoint.useBuildKit = useBuildKit
-        endpoint.tls = tls
+            name: name, engine: engine, address: .tcp(host: host, port: port),
+            capacity: overrides.capacity ?? capacity, networkMode: networkMode)
+        endpoint.useBuildKit = engine == .docker && (overrides.useBuildKit ?? useBuildKit)
+        if let serverName = overrides.tlsServerName {
+            guard var files = tls else {
+                throw BuildGateError(
+                    .invalidParameter, "it asks for TLS (buildgate.dev/tls-server-name) but its pool has no tlscacert")
+            }
+            files.serverName = serverName
+            endpoint.tls = files
+        } else {
+            endpoint.tls = overrides.tls == false ? nil : tls
+        }
         return endpoint
     }
 }
@@ -78,7 +118,8 @@ package struct DNSBuilderDiscovery: Service {
         do {
             let addresses = try Self.resolve(name)
             pool.update(
-                addresses.map { template.endpoint(name: "\(name)/\($0)", host: $0, port: port) }, from: source)
+                addresses.compactMap { try? template.endpoint(name: "\(name)/\($0)", host: $0, port: port) },
+                from: source)
         } catch {
             logger.warning(
                 "resolving builders failed; keeping the last answer",

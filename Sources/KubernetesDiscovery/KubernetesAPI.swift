@@ -126,7 +126,8 @@ struct KubernetesStatus: Decodable, Equatable {
     var code: Int?
 }
 
-struct KubernetesPod: Decodable, Equatable {
+/// A pod as the API serves it, with only the fields discovery reads.
+package struct KubernetesPod: Decodable, Equatable {
     struct Metadata: Decodable, Equatable {
         var name: String?
         var namespace: String?

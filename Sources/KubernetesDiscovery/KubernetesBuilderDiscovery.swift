@@ -10,9 +10,12 @@ import Synchronization
 /// namespace, the way client-go's reflector does.
 ///
 /// - Only Running, Ready pods with an IP and no deletion timestamp are builders.
-/// - Port: the annotation `buildgate.dev/port`, else the template's port (a number, or a named container port).
-///   Engine and capacity: the label or annotation `buildgate.dev/engine` / `buildgate.dev/capacity`, else the
-///   template's.
+/// - A pod may describe itself with labels or annotations, over the template's settings: `buildgate.dev/port` (a
+///   number or a container port's name), `buildgate.dev/engine`, `buildgate.dev/capacity`, `buildgate.dev/buildkit`
+///   (`true`: dockerd builds with BuildKit), `buildgate.dev/tls-server-name` (TLS with the pool's CA and client
+///   certificate, expecting that name) and `buildgate.dev/tls: "false"` (plain HTTP in a pool with TLS material).
+///   So pools of several engines share one selector: each workload labels its pods, the gateway's setting stays.
+///   A pod that names no engine in a pool without one, or asks for TLS in a pool without a CA, is left out.
 /// - The watch resumes from the last `resourceVersion` seen (events and `BOOKMARK`s); a `410 Gone` (HTTP, or an
 ///   `ERROR` event with code 410) means the history is gone: list again. Other errors back off (1 s doubling to
 ///   30 s) and retry. The pool keeps the last known pods meanwhile: a broken watch never empties it.
@@ -195,31 +198,44 @@ package struct KubernetesBuilderDiscovery: Service {
     }
 
     func endpoint(for pod: KubernetesPod) -> BuilderEndpoint? {
-        guard let name = pod.metadata.name, let ip = pod.status?.podIP else { return nil }
+        guard pod.metadata.name != nil, pod.status?.podIP != nil else { return nil }
+        do {
+            return try Self.endpoint(for: pod, namespace: selection.namespace, template: template)
+        } catch {
+            logger.warning(
+                "a builder pod is left out: \(error.message)",
+                metadata: ["buildgate.kubernetes.pod": "\(pod.metadata.name ?? "")"])
+            return nil
+        }
+    }
+
+    /// The builder a pod stands for, from its own labels and annotations over the template's settings.
+    ///
+    /// - Throws: `invalidParameter` saying why the pod cannot be a builder (no name or IP, no port to reach it on, no
+    ///   engine, TLS asked for without a CA).
+    package static func endpoint(for pod: KubernetesPod, namespace: String, template: BuilderTemplate)
+        throws(BuildGateError) -> BuilderEndpoint
+    {
+        guard let name = pod.metadata.name, let ip = pod.status?.podIP else {
+            throw BuildGateError(.invalidParameter, "it has no name or no IP yet")
+        }
         func setting(_ key: String) -> String? {
             pod.metadata.annotations?["buildgate.dev/\(key)"] ?? pod.metadata.labels?["buildgate.dev/\(key)"]
         }
         let port: Int?
-        if let annotated = setting("port").flatMap(Int.init) {
-            port = annotated
-        } else {
-            switch template.port {
-            case .number(let number): port = number
-            case .named(let portName):
-                port =
-                    pod.spec?.containers.lazy.compactMap { $0.ports?.first { $0.name == portName }?.containerPort }
-                    .first
-            }
+        switch setting("port").map({ Int($0).map(BuilderTemplate.Port.number) ?? .named($0) }) ?? template.port {
+        case .number(let number): port = number
+        case .named(let portName):
+            port = pod.spec?.containers.lazy.compactMap { $0.ports?.first { $0.name == portName }?.containerPort }.first
         }
-        guard let port else {
-            logger.warning(
-                "a builder pod has no port to reach it on", metadata: ["buildgate.kubernetes.pod": "\(name)"])
-            return nil
-        }
-        return template.endpoint(
-            name: "\(selection.namespace)/\(name)", host: ip, port: port,
+        guard let port else { throw BuildGateError(.invalidParameter, "it has no port to reach it on") }
+        let overrides = BuilderTemplate.Overrides(
             engine: setting("engine").flatMap(BuilderEngine.init(rawValue:)),
-            capacity: setting("capacity").flatMap(Int.init).flatMap { $0 >= 1 ? $0 : nil })
+            capacity: setting("capacity").flatMap(Int.init).flatMap { $0 >= 1 ? $0 : nil },
+            useBuildKit: setting("buildkit").flatMap(Bool.init),
+            tls: setting("tls").flatMap(Bool.init),
+            tlsServerName: setting("tls-server-name").flatMap { $0.isEmpty ? nil : $0 })
+        return try template.endpoint(name: "\(namespace)/\(name)", host: ip, port: port, overrides: overrides)
     }
 
     private func metadata(_ error: any Error) -> Logger.Metadata {

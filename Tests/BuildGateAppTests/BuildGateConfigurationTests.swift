@@ -97,8 +97,15 @@ struct BuildGateConfigurationTests {
             try BuildGateConfiguration.parsePool(
                 "kubernetes:builders/app=buildkitd+tier=ci,engine=buildkit,port=buildkitd,network=host")
                 == .kubernetes(namespace: "builders", labelSelector: "app=buildkitd,tier=ci", template: kubernetes))
+        // A pool of mixed pods: each names its own engine (buildgate.dev/engine), the pool gives none.
+        #expect(
+            try BuildGateConfiguration.parsePool("kubernetes:builders/buildgate.dev/builder=true,port=builder")
+                == .kubernetes(
+                    namespace: "builders", labelSelector: "buildgate.dev/builder=true",
+                    template: BuilderTemplate(engine: nil, port: .named("builder"))))
         for bad in [
-            "dns:x:1", "dns:x,engine=podman", "kubernetes:builders,engine=podman,port=1",
+            "dns:x:1", "dns:x:1,engine=crun", "kubernetes:b/app=x,engine=crun,port=1", "dns:x,engine=podman",
+            "kubernetes:builders,engine=podman,port=1",
             "kubernetes:builders/app=x,engine=podman",
             "static:x,engine=podman", "dns:x:1,engine=podman,colour=blue",
         ] {

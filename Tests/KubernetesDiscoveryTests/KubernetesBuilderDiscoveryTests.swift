@@ -199,3 +199,59 @@ import Testing
         #expect(status.reason == "NotFound")
     }
 }
+
+/// A pod describes itself over its pool's template, so pools of several engines share one selector.
+struct KubernetesPodEndpointTests {
+    func pod(_ annotations: [String: String], labels: [String: String] = [:], ports: [String: Int] = ["builder": 1234])
+        -> KubernetesPod
+    {
+        KubernetesPod(
+            metadata: .init(name: "b-0", labels: labels, annotations: annotations),
+            spec: .init(containers: [
+                .init(name: "b", ports: ports.map { .init(name: $0.key, containerPort: $0.value) })
+            ]),
+            status: .init(phase: "Running", podIP: "10.1.2.3", conditions: [.init(type: "Ready", status: "True")]))
+    }
+
+    var mixed: BuilderTemplate {
+        var template = BuilderTemplate(engine: nil, port: .named("builder"))
+        template.tls = .init(caCertificate: "/ca.pem", clientCertificate: "/cert.pem", clientKey: "/key.pem")
+        return template
+    }
+
+    @Test func eachPodNamesItsEngineTLSAndBuildKit() throws {
+        let buildkitd = try KubernetesBuilderDiscovery.endpoint(
+            for: pod(["buildgate.dev/tls-server-name": "buildkitd"], labels: ["buildgate.dev/engine": "buildkit"]),
+            namespace: "ns", template: mixed)
+        #expect(buildkitd.engine == .buildkit && buildkitd.address == .tcp(host: "10.1.2.3", port: 1234))
+        #expect(buildkitd.tls?.serverName == "buildkitd" && buildkitd.tls?.clientKey == "/key.pem")
+
+        let podman = try KubernetesBuilderDiscovery.endpoint(
+            for: pod(["buildgate.dev/tls": "false", "buildgate.dev/engine": "podman", "buildgate.dev/capacity": "3"]),
+            namespace: "ns", template: mixed)
+        #expect(podman.engine == .podman && podman.tls == nil && podman.capacity == 3)
+
+        let dockerd = try KubernetesBuilderDiscovery.endpoint(
+            for: pod(
+                ["buildgate.dev/engine": "docker", "buildgate.dev/buildkit": "true", "buildgate.dev/port": "dockerd"],
+                ports: ["dockerd": 2376]),
+            namespace: "ns", template: mixed)
+        #expect(dockerd.useBuildKit && dockerd.address == .tcp(host: "10.1.2.3", port: 2376))
+        #expect(dockerd.tls?.serverName == nil, "the pool's TLS, expecting the address's own name")
+    }
+
+    @Test func aPodThatCannotBeReachedAsItSaysIsLeftOut() throws {
+        #expect(throws: BuildGateError.self, "no engine in the pod or the pool") {
+            try KubernetesBuilderDiscovery.endpoint(for: pod([:]), namespace: "ns", template: mixed)
+        }
+        let plain = BuilderTemplate(engine: .buildkit, port: .named("builder"))
+        #expect(throws: BuildGateError.self, "TLS asked for in a pool with no CA") {
+            try KubernetesBuilderDiscovery.endpoint(
+                for: pod(["buildgate.dev/tls-server-name": "buildkitd"]), namespace: "ns", template: plain)
+        }
+        #expect(throws: BuildGateError.self, "no port of that name") {
+            try KubernetesBuilderDiscovery.endpoint(
+                for: pod(["buildgate.dev/engine": "podman"], ports: ["other": 1]), namespace: "ns", template: mixed)
+        }
+    }
+}
