@@ -2,7 +2,8 @@
 """Checks openapi.yaml for the test suite.
 
   openapi-check.py spec                      validate the document as OpenAPI 3.1
-  openapi-check.py operations                print [[method, path, [status codes]], ...] as JSON
+  openapi-check.py contract                  print the operations, their documented statuses and response headers
+                                             (name: required), and the error codes, as JSON
   openapi-check.py instance SCHEMA FILE      validate the JSON in FILE against components/schemas/SCHEMA
   openapi-check.py load FILE                 load FILE as the spec is loaded (fails on a key given twice)
 """
@@ -43,14 +44,26 @@ def main(argv):
         from openapi_spec_validator import validate
         validate(spec)
         print("valid OpenAPI", spec["openapi"])
-    elif argv[1] == "operations":
+    elif argv[1] == "contract":
+        def resolve(node):
+            while isinstance(node, dict) and "$ref" in node:
+                *_, section, name = node["$ref"].split("/")
+                node = spec["components"][section][name]
+            return node
+
         operations = []
         for path, item in spec["paths"].items():
             for method, operation in item.items():
                 if method == "parameters":
                     continue
-                operations.append([method.upper(), path, sorted(operation["responses"].keys())])
-        print(json.dumps(operations))
+                responses = {}
+                for status, response in operation["responses"].items():
+                    headers = resolve(response).get("headers", {})
+                    responses[status] = {name: bool(resolve(h).get("required", False)) for name, h in headers.items()}
+                operations.append({"method": method.upper(), "path": path, "responses": responses})
+        code = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+        print(json.dumps({"operations": operations, "errorCodes": code["enum"],
+                          "everyResponse": spec["x-every-response-headers"]}))
     elif argv[1] == "instance":
         from openapi_schema_validator import OAS31Validator
         schema = {"$ref": f"#/components/schemas/{argv[2]}", "components": spec["components"]}

@@ -75,7 +75,14 @@ struct APIHarness {
     }
 
     func application(timeouts: RequestTimeouts = .init()) -> some ApplicationProtocol {
-        let router = buildRouter(
+        Application(
+            router: router(), server: buildGateHTTPServer(timeouts: timeouts),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    /// The gateway's router over this harness's stores.
+    func router() -> Router<BuildGateRequestContext> {
+        buildRouter(
             context: BuildGateRequestContext.self,
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
@@ -85,9 +92,6 @@ struct APIHarness {
                 metrics: { "# TYPE buildgate_up gauge\nbuildgate_up 1\n" },
                 onQueued: {}),
             limits: limits, logger: Logger(label: "test"))
-        return Application(
-            router: router, server: buildGateHTTPServer(timeouts: timeouts),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
     }
 
     /// Rows in the build table.
