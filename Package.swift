@@ -210,6 +210,7 @@ let package = Package(
             name: "BuildGateStoreTests",
             dependencies: [
                 "BuildGateCore", "BuildGateStore", "BuildGateTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

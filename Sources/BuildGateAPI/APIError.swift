@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import NIOHTTP1
 
 /// An error as a client sees it: a status and `{"error":{"code":…,"message":…}}`.
@@ -72,6 +73,12 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(
                 status: .requestTimeout, code: "requestTimeout", message: error.description,
                 headers: [.connection: "close"])
+        } catch let error as NIOTooManyBytesError {
+            // A body collected with a limit (JSON, secrets, webhooks) that arrived without a Content-Length saying so.
+            throw APIError(
+                status: .contentTooLarge, code: "contextTooLarge",
+                message:
+                    "the request body is over this request's limit of \(error.maxBytes.map(String.init) ?? "?") bytes")
         } catch let error as HTTPParserError {
             // The body's framing broke (a chunk size that is not hex, a body shorter than its Content-Length…).
             throw APIError(

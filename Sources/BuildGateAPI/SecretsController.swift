@@ -17,13 +17,7 @@ struct SecretsController<Context: AuthenticatedRequestContext>: Sendable {
     @Sendable func put(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.admin)
         let name = try Self.name(context)
-        let bytes: ByteBuffer
-        do {
-            bytes = try await request.body.collect(upTo: BuildSecretName.maxValueSize)
-        } catch is NIOTooManyBytesError {
-            throw BuildGateError(
-                .contextTooLarge, "a secret value may be at most \(BuildSecretName.maxValueSize) bytes")
-        }
+        let bytes = try await request.body.collect(upTo: BuildSecretName.maxValueSize)
         guard bytes.readableBytes > 0 else {
             throw BuildGateError(.invalidParameter, "the body is the secret's value and must not be empty")
         }

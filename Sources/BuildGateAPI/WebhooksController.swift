@@ -31,12 +31,7 @@ struct WebhooksController<Context: AuthenticatedRequestContext>: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxWebhookBody {
             throw BuildGateError(.contextTooLarge, "webhook bodies are limited to \(limits.maxWebhookBody) bytes")
         }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: limits.maxWebhookBody)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw BuildGateError(.contextTooLarge, "webhook bodies are limited to \(limits.maxWebhookBody) bytes")
-        }
+        let body = try await request.body.collect(upTo: limits.maxWebhookBody)
         let delivery = WebhookDelivery(
             headers: request.headers.map { (name: $0.name.rawName, value: $0.value) },
             body: Array(body.readableBytesView))

@@ -152,6 +152,33 @@ struct BuildsAPITests {
         #expect(harness.directory.files(under: "logs").isEmpty)
     }
 
+    /// The bodies a route collects whole (JSON, a secret's value, a webhook) have their own limits; one streamed
+    /// past its limit without a Content-Length is 413 like the others, not a 500.
+    @Test(arguments: [
+        ("POST", "/v1/builds", 64 << 10), ("POST", "/v1/triggers", 64 << 10),
+        ("PUT", "/v1/registries/r.example.com", 16 << 10),
+        ("PUT", "/v1/secrets/npmrc", BuildSecretName.maxValueSize),
+    ])
+    func aCollectedBodyStreamedPastItsLimitIs413(method: String, path: String, limit: Int) async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.live) { client in
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(client.port!)\(path)")
+            request.method = .RAW(value: method)
+            request.headers.add(name: "Authorization", value: harness.auth[.authorization]!)
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .stream(
+                AsyncStream { continuation in
+                    continuation.yield(ByteBuffer(string: String(repeating: " ", count: limit + 1)))
+                    continuation.finish()
+                }, length: .unknown)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
+            #expect(response.status.code == 413, "\(method) \(path): \(body)")
+            #expect(body.contains("contextTooLarge"))
+        }
+    }
+
     @Test func aBodyOverTheLimitIs413EvenWithoutContentLength() async throws {
         var limits = BuildGateAPILimits()
         limits.maxContextSize = 4096

@@ -1,3 +1,5 @@
+import AsyncHTTPClient
+import BuildGateAPI
 import BuildGateCore
 import BuildGateTesting
 import Foundation
@@ -282,5 +284,44 @@ struct WebhooksAPITests {
             }
         }
         #expect(try await harness.buildCount() == 1)
+    }
+
+    /// Webhook bodies are capped at 25 MiB (26,214,400 bytes) before anything is hashed: declared over it, refused
+    /// before the body is read; streamed over it without a length, refused when it crosses; at it, read and judged
+    /// on its signature (here none: 401).
+    @Test func aWebhookBodyOver25MiBIsRefusedBeforeItIsVerified() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        let limit = BuildGateAPILimits().maxWebhookBody
+        #expect(limit == 26_214_400)
+        @Sendable func deliver(_ size: Int, declared: Bool, port: Int) async throws -> (Int, String) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/webhooks/github")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "X-GitHub-Event", value: "push")
+            let piece = ByteBuffer(repeating: UInt8(ascii: " "), count: 1 << 20)
+            request.body = .stream(
+                AsyncStream { continuation in
+                    var left = size
+                    while left > 0 {
+                        continuation.yield(piece.getSlice(at: 0, length: min(left, piece.readableBytes))!)
+                        left -= piece.readableBytes
+                    }
+                    continuation.finish()
+                }, length: declared ? .known(Int64(size)) : .unknown)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            return (Int(response.status.code), String(buffer: body))
+        }
+        try await harness.application().test(.live) { client in
+            let port = try #require(client.port)
+            let over = try await deliver(limit + 1, declared: true, port: port)
+            #expect(over.0 == 413 && over.1.contains("contextTooLarge"), "\(over)")
+            let streamed = try await deliver(limit + 1, declared: false, port: port)
+            #expect(streamed.0 == 413, "\(streamed)")
+            let atTheLimit = try await deliver(limit, declared: true, port: port)
+            #expect(atTheLimit.0 == 401, "\(atTheLimit)")
+        }
+        #expect(try await harness.buildCount() == 0)
     }
 }

@@ -506,5 +506,70 @@ struct MetricsEndToEndTests {
     }
 }
 
+extension MetricsEndToEndTests {
+    /// The gauges that move while something happens: a builder's busy slots and capacity (under a builder name no
+    /// other test uses, so the figures are exact), uploads and followers in flight (process-wide: other suites run
+    /// beside this one, so those are read as "at least ours"), and rejected webhook deliveries counted.
+    @Test func busySlotsCapacityUploadsFollowersAndDeliveriesAreMeasuredAsTheyHappen() async throws {
+        bootstrapMetricsOnce
+        let services = try RealServices()
+        let name = "metrics-\(UUID().uuidString.prefix(8).lowercased())"
+        try await services.withGateway(builder: "podman=unix://\(services.podmanSocket),capacity=1,name=\(name)") {
+            gateway, _ in
+            func metric(_ series: String) async throws -> Double? {
+                let text = String(decoding: try await gateway.get("/metrics").1, as: UTF8.self)
+                return text.split(separator: "\n").first { $0.hasPrefix(series + " ") }
+                    .flatMap { Double($0.split(separator: " ").last ?? "") }
+            }
+            func until(_ what: String, _ condition: @escaping (Double) -> Bool, _ series: String) async throws {
+                let deadline = ContinuousClock.now + .seconds(60)
+                while ContinuousClock.now < deadline {
+                    if let value = try await metric(series), condition(value) { return }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                Issue.record("never: \(what) (\(series) = \(String(describing: try await metric(series))))")
+                throw CancellationError()
+            }
+
+            try await until("the builder's capacity", { $0 == 1 }, #"buildgate_builder_capacity{builder="\#(name)"}"#)
+
+            // A build that holds its builder for a while, followed meanwhile.
+            let build = try await gateway.submit(
+                services.context("RUN echo holding && sleep 10"), query: "image=\(services.uniqueImage("metrics"))")
+            try await gateway.waitForLog(build.id, containing: "holding")
+            let follower = Task {
+                let response = try await HTTPClient.shared.execute(
+                    gateway.request("/v1/builds/\(build.id)/logs?follow=true"), timeout: .seconds(300))
+                for try await _ in response.body {}
+            }
+            try await until("a busy slot", { $0 == 1 }, #"buildgate_builder_busy_slots{builder="\#(name)"}"#)
+            try await until("our follower", { $0 >= 1 }, "buildgate_log_followers")
+
+            // An upload whose body is held half-way.
+            let (body, half) = AsyncStream.makeStream(of: ByteBuffer.self)
+            let context = services.context("")
+            half.yield(ByteBuffer(bytes: context.prefix(context.count / 2)))
+            var upload = gateway.request("/v1/builds?image=\(services.uniqueImage("metrics-upload"))")
+            upload.method = .POST
+            upload.body = .stream(body, length: .known(Int64(context.count)))
+            let uploading = Task { try await HTTPClient.shared.execute(upload, timeout: .seconds(120)).status.code }
+            try await until("our upload", { $0 >= 1 }, "buildgate_uploads_active")
+            half.yield(ByteBuffer(bytes: context.suffix(from: context.count / 2)))
+            half.finish()
+            #expect(try await uploading.value == 202)
+
+            try await follower.value
+            try await until("the slot freed", { $0 == 0 }, #"buildgate_builder_busy_slots{builder="\#(name)"}"#)
+
+            let series = #"buildgate_webhook_deliveries_total{forge="gitea",outcome="rejected"}"#
+            let before = try await metric(series) ?? 0
+            let (rejected, _) = try await gateway.postJSON(
+                "/v1/webhooks/gitea", "{}", headers: [("X-Gitea-Event", "push")])
+            #expect(rejected.status.code == 401)
+            try await until("the rejected delivery counted", { $0 >= before + 1 }, series)
+        }
+    }
+}
+
 /// swift-metrics is bootstrapped once per process.
 let bootstrapMetricsOnce: Void = bootstrapMetrics()
