@@ -6,8 +6,10 @@ import Synchronization
 /// The embedded default builder: a `podman system service` on a unix socket in the data directory, started by the
 /// gateway, restarted when it dies, and stopped when the gateway stops.
 ///
-/// Insecure registries are written to a private `registries.conf` for this service, so base images can be pulled
-/// from them too.
+/// The service reads a private `registries.conf` that makes loopback registries insecure (`localhost`, `127.0.0.1`
+/// and `[::1]`, at any port, as dockerd does for pulls) and lists the configured insecure registries, so base images
+/// can be pulled from them too. (A `location` without a port covers every port of that host in containers/image,
+/// Podman's registry library; the end-to-end test that pulls from 127.0.0.1 fails if a Podman stops doing so.)
 ///
 /// The service cannot outlive its gateway, however the gateway ends (a crash or SIGKILL included): beside it runs a
 /// small `sh` watcher whose standard input is a pipe only the gateway holds open; when the kernel closes that pipe
@@ -86,19 +88,23 @@ package final class PodmanServiceSupervisor: Service {
 
     private var pidFile: String { "\(directory)/podman.pid" }
 
+    /// The service's `registries.conf`: loopback registries and `insecure` ones reached without TLS verification.
+    static func registriesConf(insecure: Set<String>) -> String {
+        let locations =
+            ["localhost", "127.0.0.1", "[::1]"] + insecure.subtracting(["localhost", "127.0.0.1", "[::1]"]).sorted()
+        return "unqualified-search-registries = [\"docker.io\"]\n"
+            + locations.map { "\n[[registry]]\nlocation = \"\($0)\"\ninsecure = true\n" }.joined()
+    }
+
     private func launch() throws {
         try? FileManager.default.removeItem(atPath: socketPath)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: try resolveExecutable())
         child.arguments = arguments + ["system", "service", "--time=0", "unix://\(socketPath)"]
         var environment = ProcessInfo.processInfo.environment
-        if !insecureRegistries.isEmpty {
-            let conf = "\(directory)/registries.conf"
-            let entries = insecureRegistries.sorted().map { "[[registry]]\nlocation = \"\($0)\"\ninsecure = true\n" }
-            try ("unqualified-search-registries = [\"docker.io\"]\n\n" + entries.joined(separator: "\n"))
-                .write(toFile: conf, atomically: true, encoding: .utf8)
-            environment["CONTAINERS_REGISTRIES_CONF"] = conf
-        }
+        let conf = "\(directory)/registries.conf"
+        try Self.registriesConf(insecure: insecureRegistries).write(toFile: conf, atomically: true, encoding: .utf8)
+        environment["CONTAINERS_REGISTRIES_CONF"] = conf
         child.environment = environment
         child.standardOutput = FileHandle.nullDevice
         child.standardError = try FileHandle(forWritingTo: logFile())

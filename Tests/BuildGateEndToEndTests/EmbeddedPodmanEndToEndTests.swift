@@ -38,10 +38,10 @@ struct EmbeddedPodmanEndToEndTests {
         if !gone { kill(podman, SIGKILL) }
     }
 
-    /// The README's first example: the embedded Podman, no `--insecure-registry`, a push to a registry on 127.0.0.1.
-    /// dockerd treats loopback registries as insecure by default, and so does the gateway (the push failed with
-    /// "http: server gave HTTP response to HTTPS client").
-    @Test func theEmbeddedBuilderPushesToALoopbackRegistryWithoutBeingToldItIsInsecure() async throws {
+    /// The README's first example: the embedded Podman, no `--insecure-registry`, a base image pulled from and the
+    /// image pushed to a registry on 127.0.0.1. dockerd treats loopback registries as insecure by default, and so
+    /// does the gateway (the push, then the pull, failed with "http: server gave HTTP response to HTTPS client").
+    @Test func theEmbeddedBuilderPullsFromAndPushesToALoopbackRegistryWithoutBeingToldItIsInsecure() async throws {
         let services = try RealServices()
         #expect(services.registry.hasPrefix("127.0.0.1:"))
         let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
@@ -56,13 +56,15 @@ struct EmbeddedPodmanEndToEndTests {
         let client = try GatewayClient(
             baseURL: "http://127.0.0.1:\(try await gateway.port())", dataDirectory: directory.path)
         var tar = TarWriter()
-        tar.file("Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n")
+        tar.file(
+            "Dockerfile", "FROM \(services.registry)/busybox:latest\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n")
         tar.file("hello.txt", "hello \(UUID().uuidString)\n")
         tar.end()
         let image = services.uniqueImage("loopback")
         let built = try await client.waitUntilFinished(try await client.submit(tar.bytes, query: "image=\(image)").id)
         let log = try await client.log(built.id)
         #expect(built.status == "succeeded", "\(built.message ?? ""): \(log)")
+        #expect(log.contains("hello "), "the RUN step ran on the pulled base image")
         #expect(try await services.manifest(of: image).digest == built.images.first?.digest)
     }
 }
