@@ -57,8 +57,9 @@ struct BuildDispatcherTests {
                 drivers: [.podman: driver], clock: clock, configuration: configuration, logger: Logger(label: "test"))
         }
 
-        /// Polls until `condition` holds for the build, or fails after `timeout`.
-        func waitFor(_ id: BuildID, timeout: Duration = .seconds(10), _ condition: (Build) -> Bool) async throws
+        /// Polls until `condition` holds for the build, or fails after `timeout` (a bound for a hung run: a loaded CI
+        /// machine took more than 10 s once, while every suite starts at the same time).
+        func waitFor(_ id: BuildID, timeout: Duration = .seconds(60), _ condition: (Build) -> Bool) async throws
             -> Build
         {
             let deadline = ContinuousClock.now + timeout
