@@ -39,6 +39,7 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         group.get(use: list)
         group.get("{id}", use: show)
         group.post("{id}/cancel", use: cancel)
+        group.post("{id}/rerun", use: rerun)
         group.post("{id}/log-tokens", use: createLogToken)
     }
 
@@ -96,8 +97,8 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
         return try await store(build)
     }
 
-    private func store(_ build: Build) async throws -> Response {
-        switch try await intake.queue(build) {
+    private func store(_ build: Build, origin: String? = nil) async throws -> Response {
+        switch try await intake.queue(build, origin: origin) {
         case .existing(let earlier):
             return try APIResponse.build(earlier, status: .ok)
         case .created(let build):
@@ -189,6 +190,28 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             builds: builds.prefix(limit).map { BuildRepresentation($0) },
             nextCursor: builds.count > limit ? builds[limit - 1].id.rawValue : nil)
         return try APIResponse.json(page, status: .ok)
+    }
+
+    // MARK: - POST /v1/builds/{id}/rerun
+
+    /// A new build of the same stored context (or git commit) with the same parameters, trigger and run policy.
+    @Sendable func rerun(_ request: Request, context: Context) async throws -> Response {
+        let original = try await context.build(in: repository, scope: .buildsWrite)
+        try await limiter.checkQueue(of: original.tenant)
+        try await admission.check(original.request, tenant: original.tenant)
+        if let stored = original.context, !contexts.retain(stored) {
+            throw BuildGateError(
+                .conflict, "the context of build \(original.id) is no longer kept (retention): upload it again")
+        }
+        let now = Date()
+        let queueTTL =
+            original.queueExpiresAt.map { $0.timeIntervalSince(original.createdAt) }
+            ?? TimeInterval(configuration.defaultQueueTTL)
+        let build = Build(
+            id: .generate(), tenant: original.tenant, request: original.request, context: original.context,
+            gitSource: original.gitSource, triggerID: original.triggerID, createdAt: now,
+            queueExpiresAt: now.addingTimeInterval(queueTTL), runKey: original.runKey, runPolicy: original.runPolicy)
+        return try await store(build, origin: "rerun of \(original.id)")
     }
 
     // MARK: - POST /v1/builds/{id}/cancel

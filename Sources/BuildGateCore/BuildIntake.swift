@@ -22,11 +22,11 @@ package struct BuildIntake: Sendable {
         self.onQueued = onQueued
     }
 
-    /// Stores `build` and announces it. When its idempotency key is taken, nothing is written and the earlier
-    /// build is returned as `.existing`.
-    package func queue(_ build: Build) async throws -> BuildCreation {
+    /// Stores `build` and announces it (with `origin`, what brought it). When its idempotency key is taken, nothing
+    /// is written and the earlier build is returned as `.existing`.
+    package func queue(_ build: Build, origin: String? = nil) async throws -> BuildCreation {
         let creation = try await repository.create(build)
-        if case .created(let build) = creation { try await announce(build) }
+        if case .created(let build) = creation { try await announce(build, origin: origin) }
         return creation
     }
 

@@ -19,6 +19,10 @@ package protocol ContextStore: Sendable {
     /// The path of a stored context.
     func path(of context: BuildContext) -> String
 
+    /// Marks a stored context as used again now, as storing the same bytes again would (retention keeps it for the
+    /// new build). Returns false when it is no longer stored.
+    func retain(_ context: BuildContext) -> Bool
+
     /// Deletes a stored context if it was stored before `date` (a context stored again since, for a new build of
     /// the same bytes, stays). Returns whether it is gone now: deleted, or not stored at all.
     func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool

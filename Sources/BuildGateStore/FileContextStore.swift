@@ -56,6 +56,11 @@ package struct FileContextStore: ContextStore {
         "\(contextsDirectory)/\(context.digest.hex)"
     }
 
+    package func retain(_ context: BuildContext) -> Bool {
+        // A new modification time, as a commit of the same bytes gives: `remove(_:ifStoredBefore:)` then keeps it.
+        utimes(path(of: context), nil) == 0
+    }
+
     package func remove(_ digest: ContextDigest, ifStoredBefore date: Date) -> Bool {
         let path = "\(contextsDirectory)/\(digest.hex)"
         var info = stat()

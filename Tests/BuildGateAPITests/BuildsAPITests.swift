@@ -179,6 +179,49 @@ struct BuildsAPITests {
         }
     }
 
+    @Test func aRerunBuildsTheSameContextWithTheSameParametersAsANewBuild() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let first = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/app:1&buildArg=A=1&label=team=x&target=final&timeout=60",
+                method: .post, headers: harness.auth, body: ByteBuffer(bytes: sampleContext()))
+            let original = try first.decode(BuildJSON.self)
+
+            let rerun = try await client.execute(
+                uri: "/v1/builds/\(original.id)/rerun", method: .post, headers: harness.auth)
+            #expect(rerun.status == .accepted)
+            let again = try rerun.decode(BuildJSON.self)
+            #expect(again.id != original.id && again.status == "queued")
+            #expect(rerun.headers[.location] == "/v1/builds/\(again.id)")
+            #expect(again.context?.digest == original.context?.digest)
+            let againID = try #require(BuildID(again.id))
+            let originalID = try #require(BuildID(original.id))
+            let stored = try #require(try await harness.store.build(againID))
+            let before = try #require(try await harness.store.build(originalID))
+            #expect(stored.request == before.request)
+            #expect(try await harness.logs.text(stored.id).contains("(rerun of \(original.id))"))
+
+            // Another tenant's build is not there for this tenant.
+            let other = try await harness.auth(tenant: "other", scopes: [.admin])
+            let foreign = try await client.execute(
+                uri: "/v1/builds/\(original.id)/rerun", method: .post, headers: other)
+            #expect(foreign.status == .notFound)
+            // A read-only token cannot queue builds.
+            let reader = try await harness.auth(tenant: "default", scopes: [.buildsRead])
+            let readOnly = try await client.execute(
+                uri: "/v1/builds/\(original.id)/rerun", method: .post, headers: reader)
+            #expect(readOnly.status == .forbidden)
+
+            // Once retention has removed the context, there is nothing to build again.
+            #expect(harness.contexts.remove(try #require(stored.context).digest, ifStoredBefore: .distantFuture))
+            let gone = try await client.execute(
+                uri: "/v1/builds/\(original.id)/rerun", method: .post, headers: harness.auth)
+            #expect(gone.status == .conflict)
+            #expect(try await harness.buildCount() == 2)
+        }
+    }
+
     @Test func aBodyOverTheLimitIs413EvenWithoutContentLength() async throws {
         var limits = BuildGateAPILimits()
         limits.maxContextSize = 4096
