@@ -10,8 +10,28 @@ struct BuildGateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "buildgate",
         abstract: "A build gateway: upload a Docker build context, get an image pushed, follow its logs.",
-        subcommands: [Serve.self, Token.self, Tenant.self, Migrate.self, Backup.self],
+        subcommands: [
+            Serve.self, Token.self, Tenant.self, Migrate.self, Backup.self, Login.self, Submit.self, Logs.self,
+            Status.self, Cancel.self, Builds.self, Rerun.self,
+        ],
         defaultSubcommand: Serve.self)
+
+    /// As ArgumentParser runs commands, but a usage error exits 2 (the client's documented code), not 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            guard code == .validationFailure else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(ClientExit.refused.rawValue)
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {

@@ -78,6 +78,12 @@ struct GatewayClient: Sendable {
         return try JSONDecoder().decode(BuildJSON.self, from: Data(body))
     }
 
+    /// The newest builds first.
+    func builds() async throws -> [BuildJSON] {
+        struct Page: Decodable { var builds: [BuildJSON] }
+        return try JSONDecoder().decode(Page.self, from: Data(try await get("/v1/builds").1)).builds
+    }
+
     func build(_ id: String) async throws -> BuildJSON {
         let (_, body) = try await get("/v1/builds/\(id)")
         return try JSONDecoder().decode(BuildJSON.self, from: Data(body))
