@@ -16,6 +16,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var pool: BuilderPool
     /// Why queued builds wait, as the dispatcher last saw it.
     package var queueReasons: QueueReasons
+    /// Every build status change, for `GET /v1/events`.
+    package var events: any BuildEventFeed
     /// The readiness checks that fail now (empty: ready), for `GET /readyz`.
     package var readiness: @Sendable () async -> [String]
     /// Free bytes in the data directory (nil: unknown), for refusing uploads with 507 when it runs low.
@@ -40,6 +42,7 @@ package struct BuildGateAPIDependencies: Sendable {
         secrets: any BuildSecretRepository,
         pool: BuilderPool,
         queueReasons: QueueReasons,
+        events: any BuildEventFeed,
         readiness: @escaping @Sendable () async -> [String] = { [] },
         freeDiskBytes: @escaping @Sendable () -> Int64? = { nil },
         metrics: (@Sendable () -> String)? = nil,
@@ -59,6 +62,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.secrets = secrets
         self.pool = pool
         self.queueReasons = queueReasons
+        self.events = events
         self.readiness = readiness
         self.freeDiskBytes = freeDiskBytes
         self.metrics = metrics
@@ -175,6 +179,7 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         to: router.group("v1/registries"))
     SecretsController<Context>(secrets: dependencies.secrets).addRoutes(to: router.group("v1/secrets"))
     BuildersController<Context>(pool: dependencies.pool).addRoutes(to: router.group("v1/builders"))
+    EventsController<Context>(events: dependencies.events).addRoutes(to: router.group("v1/events"))
     WebhooksController<Context>(
         triggers: dependencies.triggers, limits: limits, limiter: limiter, intake: intake
     ).addRoutes(to: router.group("v1/webhooks"))

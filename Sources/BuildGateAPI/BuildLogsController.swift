@@ -44,6 +44,17 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         let build = try await context.build(in: repository, scope: .logsRead)
         let start = query.range?.from ?? query.offset ?? 0
 
+        if request.headers[.accept]?.contains("text/event-stream") == true {
+            // A reconnecting EventSource says where it got to; that wins over the URL's offset.
+            var resume = start
+            if let lastID = request.headers[HTTPField.Name("Last-Event-ID")!] {
+                guard let offset = Int64(lastID.trimmingCharacters(in: .whitespaces)), offset >= 0 else {
+                    throw BuildGateError(.invalidParameter, "Last-Event-ID must be a byte offset (0 or more)")
+                }
+                resume = offset
+            }
+            return eventStream(build, from: resume, request: request)
+        }
         if query.follow {
             return await follow(build, from: start, request: request)
         }
@@ -145,6 +156,83 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
             })
     }
 
+    /// The log as Server-Sent Events: `log` events whose `id` is the byte offset after their bytes, a `status`
+    /// event at the start and on every change of the build's status, and an `end` event with the result once the
+    /// build is over and every byte is sent; a comment every 15 s of quiet. A reader that reconnects with
+    /// `Last-Event-ID` gets every byte after it, once.
+    private func eventStream(_ build: Build, from start: Int64, request: Request) -> Response {
+        var headers = ServerSentEvents.headers
+        headers[.buildStatus] = build.status.rawValue
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { [logs, repository, chunkSize = followChunkSize] writer in
+                BuildGateMetrics.logFollowers.increment()
+                defer { BuildGateMetrics.logFollowers.decrement() }
+                try await request.body.consumeWithCancellationOnInboundClose { _ in
+                    try await writer.write(ServerSentEvents.retry(milliseconds: 2000))
+                    var offset = start
+                    var status = build.status
+                    try await writer.write(Self.statusEvent(status))
+                    var lastWrite = ContinuousClock.now
+                    var lastStatusRead = ContinuousClock.now
+                    while !Task.isCancelled {
+                        // The status is read before the snapshot: a terminal one means the snapshot is the whole log.
+                        let snapshot = await logs.snapshot(build.id)
+                        let over = status.isTerminal || snapshot.isFinished
+                        var heldBack = offset
+                        if snapshot.length > offset {
+                            let bytes = try await logs.read(
+                                build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
+                            guard !bytes.isEmpty else { break }  // removed meanwhile (retention)
+                            let final = over && offset + Int64(bytes.count) == snapshot.length
+                            let count = ServerSentEvents.sendablePrefix(of: bytes, final: final)
+                            if count > 0 {
+                                offset += Int64(count)
+                                try await writer.write(
+                                    ServerSentEvents.event("log", id: String(offset), data: bytes.prefix(count)))
+                                lastWrite = .now
+                                continue
+                            }
+                            heldBack = offset + Int64(bytes.count)
+                        }
+                        if over && offset >= snapshot.length {
+                            let ended = try await repository.build(build.id)
+                            try await writer.write(Self.endEvent(ended, status: status))
+                            break
+                        }
+                        if Task.isShuttingDownGracefully { break }
+                        let changed = await logs.waitForChange(build.id, beyond: heldBack, timeout: .seconds(2))
+                        // The status, when the log is quiet and at most once a second while it is not.
+                        if changed.length <= heldBack || ContinuousClock.now - lastStatusRead >= .seconds(1) {
+                            let now = (try await repository.build(build.id))?.status ?? .failed
+                            lastStatusRead = .now
+                            if now != status {
+                                status = now
+                                try await writer.write(Self.statusEvent(status))
+                                lastWrite = .now
+                            }
+                        }
+                        if ContinuousClock.now - lastWrite >= .seconds(15) {
+                            try await writer.write(ServerSentEvents.heartbeat)
+                            lastWrite = .now
+                        }
+                    }
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    private static func statusEvent(_ status: BuildStatus) -> ByteBuffer {
+        ServerSentEvents.event("status", data: Array(#"{"status":"\#(status.rawValue)"}"#.utf8))
+    }
+
+    private static func endEvent(_ build: Build?, status: BuildStatus) -> ByteBuffer {
+        let end = BuildLogEnd(
+            status: (build?.status ?? status).rawValue, reason: build?.reason?.rawValue, message: build?.message)
+        let data = (try? BuildRepresentation.encoder.encode(end)) ?? Data(#"{"status":"\#(status.rawValue)"}"#.utf8)
+        return ServerSentEvents.event("end", data: Array(data))
+    }
+
     // MARK: - Parsing and headers
 
     private func parse(_ request: Request) throws -> Query {
@@ -208,4 +296,11 @@ extension HTTPField.Name {
     static let logComplete = Self("X-Log-Complete")!
     static let nextOffset = Self("X-Next-Offset")!
     static let idempotencyKey = Self("Idempotency-Key")!
+}
+
+/// The data of a log stream's `end` event.
+private struct BuildLogEnd: Encodable {
+    var status: String
+    var reason: String?
+    var message: String?
 }

@@ -114,7 +114,7 @@ package func buildApplication(
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
             registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
-            pool: pool, queueReasons: dispatcher.queueReasons,
+            pool: pool, queueReasons: dispatcher.queueReasons, events: try SQLiteBuildEventFeed(database: database),
             readiness: {
                 var failing: [String] = []
                 if await !database.isWritable() { failing.append("the database is not writable") }

@@ -25,6 +25,8 @@ package protocol BuildRetentionStore: Sendable {
     func markLogsRemoved(_ ids: [BuildID]) async throws
     /// Deletes the rows of builds that ended before `date`; returns their ids.
     func deleteBuilds(finishedBefore date: Date, limit: Int) async throws -> [BuildID]
+    /// Deletes up to `limit` recorded status changes (`BuildEventFeed`) made before `date`; returns how many.
+    func deleteStateChanges(before date: Date, limit: Int) async throws -> Int
 }
 
 /// Deletes what the retention policy no longer keeps: contexts of ended builds, old logs, old build rows. Runs at
@@ -80,6 +82,8 @@ package struct RetentionSweeper: Service {
         try await store.markLogsRemoved(oldLogs)
         let oldBuilds = try await store.deleteBuilds(finishedBefore: now - policy.builds, limit: batch)
         for id in oldBuilds { await logs.remove(id) }
+        // The changes of `GET /v1/events` are kept as long as build rows.
+        _ = try await store.deleteStateChanges(before: now - policy.builds, limit: batch * 10)
         if removedContexts + oldBuilds.count > 0 {
             logger.info(
                 "retention sweep",

@@ -373,6 +373,16 @@ extension SQLiteBuildStore: BuildRetentionStore {
         }
     }
 
+    package func deleteStateChanges(before date: Date, limit: Int) async throws -> Int {
+        try await database.writer.write { db in
+            try db.execute(
+                sql:
+                    "DELETE FROM buildEvent WHERE sequence IN (SELECT sequence FROM buildEvent WHERE at < ? ORDER BY sequence LIMIT ?)",
+                arguments: [date.timeIntervalSince1970, limit])
+            return db.changesCount
+        }
+    }
+
     package func deleteBuilds(finishedBefore date: Date, limit: Int) async throws -> [BuildID] {
         try await database.writer.write { db in
             try String.fetchAll(

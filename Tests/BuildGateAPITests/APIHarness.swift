@@ -23,6 +23,7 @@ struct APIHarness {
     let triggers: SQLiteTriggerStore
     let registryCredentials: SQLiteRegistryCredentialStore
     let secrets: SQLiteBuildSecretStore
+    let events: SQLiteBuildEventFeed
     /// The (imagined) builder pool: features for the checks at intake, state for `GET /v1/builders`.
     let pool: BuilderPool
     let queueReasons = QueueReasons()
@@ -49,6 +50,7 @@ struct APIHarness {
         triggers = SQLiteTriggerStore(database: database, box: box)
         registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
         secrets = SQLiteBuildSecretStore(database: database, box: box)
+        events = try SQLiteBuildEventFeed(database: database)
         pool = .healthy(builders)
         logs = try FileBuildLogStore(dataDirectory: directory.path)
         contexts = try FileContextStore(dataDirectory: directory.path)
@@ -87,7 +89,7 @@ struct APIHarness {
             dependencies: BuildGateAPIDependencies(
                 repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
                 registryCredentials: registryCredentials, tenantLimits: SQLiteTenantLimitsStore(database: database),
-                secrets: secrets, pool: pool, queueReasons: queueReasons,
+                secrets: secrets, pool: pool, queueReasons: queueReasons, events: events,
                 freeDiskBytes: { [freeDiskBytes] in freeDiskBytes },
                 metrics: { "# TYPE buildgate_up gauge\nbuildgate_up 1\n" },
                 onQueued: {}),
