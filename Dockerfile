@@ -15,7 +15,8 @@ RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product buildgate --static-swift-stdlib \
-    && install -D "$(swift build -c release --show-bin-path)/buildgate" /out/buildgate
+    && install -D "$(swift build -c release --show-bin-path)/buildgate" /out/buildgate \
+    && cp -R "$(swift build -c release --show-bin-path)/buildgate_BuildGateDashboard.resources" /out/
 
 FROM debian:bookworm-slim
 # git fetches webhook sources; tar unpacks contexts for buildctl.
@@ -23,6 +24,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-0 zl
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/buildgate --create-home buildgate
 COPY --from=build /out/buildgate /usr/local/bin/buildgate
+# The dashboard's templates and assets, found beside the binary.
+COPY --from=build /out/buildgate_BuildGateDashboard.resources /usr/local/bin/buildgate_BuildGateDashboard.resources
 COPY --from=buildkit /usr/bin/buildctl /usr/local/bin/buildctl
 COPY migrations /usr/share/buildgate/migrations
 USER 10001:10001

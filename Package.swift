@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -149,6 +150,7 @@ let package = Package(
             dependencies: [
                 "BuildGateAPI",
                 "BuildGateCore",
+                "BuildGateDashboard",
                 "BuildGateStore",
                 "EngineAPIDriver",
                 "BuildKitDriver",
@@ -162,6 +164,18 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BuildGateDashboard",
+            dependencies: [
+                "BuildGateAPI", "BuildGateCore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Resources")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -297,6 +311,7 @@ let package = Package(
                 "BuildGateCore",
                 "BuildGateStore",
                 "BuildGateTesting",
+                "BuildGateDashboard",
                 "BuildNotifications",
                 "KubernetesDiscovery",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -37,6 +37,8 @@ extension AuthenticatedRequestContext {
 /// `/healthz` never need a token.
 struct TokenAuthenticationMiddleware<Context: AuthenticatedRequestContext>: RouterMiddleware {
     let tokens: any AccessTokenRepository
+    /// The dashboard's sessions, taken on `GET` only; nil: no dashboard.
+    let sessions: SessionCookie?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -52,6 +54,12 @@ struct TokenAuthenticationMiddleware<Context: AuthenticatedRequestContext>: Rout
             guard let principal = try await tokens.authenticate(String(token), at: .now), principal.buildID != nil
             else {
                 throw BuildGateError(.unauthorized, "access_token must be a valid log-read token")
+            }
+            context.principal = principal
+        } else if request.method == .get, let session = sessions?.session(in: request.headers, now: .now) {
+            // The dashboard's pages read the API with the person's session (EventSource sends cookies, not headers).
+            guard let principal = try await tokens.authenticate(session.token, at: .now) else {
+                throw BuildGateError(.unauthorized, "the session's API token is unknown, revoked or expired")
             }
             context.principal = principal
         }

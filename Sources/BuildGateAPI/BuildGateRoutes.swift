@@ -18,6 +18,8 @@ package struct BuildGateAPIDependencies: Sendable {
     package var queueReasons: QueueReasons
     /// Every build status change, for `GET /v1/events`.
     package var events: any BuildEventFeed
+    /// The dashboard's session cookies, accepted on `GET`; nil: none.
+    package var sessions: SessionCookie?
     /// The readiness checks that fail now (empty: ready), for `GET /readyz`.
     package var readiness: @Sendable () async -> [String]
     /// Free bytes in the data directory (nil: unknown), for refusing uploads with 507 when it runs low.
@@ -43,6 +45,7 @@ package struct BuildGateAPIDependencies: Sendable {
         pool: BuilderPool,
         queueReasons: QueueReasons,
         events: any BuildEventFeed,
+        sessions: SessionCookie? = nil,
         readiness: @escaping @Sendable () async -> [String] = { [] },
         freeDiskBytes: @escaping @Sendable () -> Int64? = { nil },
         metrics: (@Sendable () -> String)? = nil,
@@ -63,6 +66,7 @@ package struct BuildGateAPIDependencies: Sendable {
         self.pool = pool
         self.queueReasons = queueReasons
         self.events = events
+        self.sessions = sessions
         self.readiness = readiness
         self.freeDiskBytes = freeDiskBytes
         self.metrics = metrics
@@ -135,7 +139,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
             status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
     }
-    router.middlewares.add(TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens))
+    router.middlewares.add(
+        TokenAuthenticationMiddleware<Context>(tokens: dependencies.tokens, sessions: dependencies.sessions))
     let limiter = TenantRateLimiter(
         repository: dependencies.tenantLimits, defaults: limits.tenantDefaults, clock: dependencies.clock)
     router.middlewares.add(TenantRateLimitMiddleware<Context>(limiter: limiter))

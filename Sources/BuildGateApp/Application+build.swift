@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import BuildGateAPI
 import BuildGateCore
+import BuildGateDashboard
 import BuildGateStore
 import BuildKitDriver
 import BuildNotifications
@@ -109,12 +110,14 @@ package func buildApplication(
     try await reaper.expireQueuedBuilds(now: Date())
     services.append(contentsOf: [dispatcher, reaper] as [any Service])
 
+    let sessions = SessionCookie(box: box, secure: configuration.publicURL?.hasPrefix("https://") == true)
     let router = buildRouter(
         context: BuildGateRequestContext.self,
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
             registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
             pool: pool, queueReasons: dispatcher.queueReasons, events: try SQLiteBuildEventFeed(database: database),
+            sessions: sessions,
             readiness: {
                 var failing: [String] = []
                 if await !database.isWritable() { failing.append("the database is not writable") }
@@ -133,6 +136,9 @@ package func buildApplication(
             onQueued: dispatcher.wake),
         limits: configuration.limits,
         logger: logger)
+
+    // The dashboard calls the API in process, through a responder made before its own routes are added.
+    try Dashboard(api: router.buildResponder(), sessions: sessions).addRoutes(to: router.group("ui"))
 
     for endpoint in endpoints {
         logger.info(
