@@ -142,12 +142,21 @@ struct TriggersController<Context: AuthenticatedRequestContext>: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let principal = try context.require(.triggersAdmin)
-        let all = try await triggers.triggers(of: principal.tenant).map(TriggerRepresentation.init)
+        var all: [TriggerRepresentation] = []
+        for trigger in try await triggers.triggers(of: principal.tenant) {
+            all.append(
+                TriggerRepresentation(
+                    trigger, deliveries: try await triggers.recentDeliveries(forTrigger: trigger.id, limit: 5)))
+        }
         return try APIResponse.json(["triggers": all], status: .ok)
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try APIResponse.json(TriggerRepresentation(try await find(context)), status: .ok)
+        let trigger = try await find(context)
+        return try APIResponse.json(
+            TriggerRepresentation(
+                trigger, deliveries: try await triggers.recentDeliveries(forTrigger: trigger.id, limit: 5)),
+            status: .ok)
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
@@ -224,8 +233,19 @@ struct TriggerRepresentation: Encodable {
     var webhookPath: String
     /// The forge's shared webhook URL path.
     var sharedWebhookPath: String
+    /// The latest deliveries (up to 5, newest first): when, the answer's status code, and what it led to.
+    var lastDeliveries: [Delivery]
 
-    init(_ trigger: Trigger) {
+    struct Delivery: Encodable {
+        var deliveryId: String
+        var receivedAt: Date
+        var statusCode: Int
+        /// `queued`, `ignored`, `alreadyQueued`… as the forge was answered.
+        var outcome: String?
+        var buildId: String?
+    }
+
+    init(_ trigger: Trigger, deliveries: [DeliveryRecord] = []) {
         id = trigger.id
         forge = trigger.forge
         repository = trigger.repository
@@ -248,5 +268,15 @@ struct TriggerRepresentation: Encodable {
         createdAt = trigger.createdAt
         webhookPath = "/v1/webhooks/\(trigger.forge)/\(trigger.id)"
         sharedWebhookPath = "/v1/webhooks/\(trigger.forge)"
+        lastDeliveries = deliveries.map { record in
+            struct Answer: Decodable {
+                var status: String?
+                var buildId: String?
+            }
+            let answer = try? JSONDecoder().decode(Answer.self, from: Data(record.response.utf8))
+            return Delivery(
+                deliveryId: record.deliveryID, receivedAt: record.receivedAt, statusCode: record.statusCode,
+                outcome: answer?.status, buildId: answer?.buildId)
+        }
     }
 }

@@ -199,6 +199,8 @@ package protocol TriggerRepository: Sendable {
     /// One trigger with its secret, for its own webhook URL.
     func triggerWithSecret(_ id: String) async throws -> (trigger: Trigger, secret: String)?
     func cloneCredential(forTrigger id: String) async throws -> GitCredential?
+    /// The trigger's latest recorded deliveries, newest first (kept 8 days).
+    func recentDeliveries(forTrigger id: String, limit: Int) async throws -> [DeliveryRecord]
 
     /// Records a delivery exactly once, in one transaction: if `(triggerID, deliveryID)` was seen, returns the stored
     /// answer and writes nothing. Else, when `build` would build a ref and commit that a build of the same trigger
@@ -209,6 +211,22 @@ package protocol TriggerRepository: Sendable {
         triggerID: String, deliveryID: String, build: Build?, at date: Date,
         answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
     ) async throws -> RecordedDelivery
+}
+
+/// A delivery as it was recorded: its id, when it came, and the answer the forge got.
+package struct DeliveryRecord: Sendable, Equatable {
+    package var deliveryID: String
+    package var receivedAt: Date
+    package var statusCode: Int
+    /// The JSON answer (`{"status","reason","buildId",…}`).
+    package var response: String
+
+    package init(deliveryID: String, receivedAt: Date, statusCode: Int, response: String) {
+        self.deliveryID = deliveryID
+        self.receivedAt = receivedAt
+        self.statusCode = statusCode
+        self.response = response
+    }
 }
 
 /// What a new delivery led to.

@@ -107,6 +107,23 @@ package struct SQLiteTriggerStore: TriggerRepository {
         String(decoding: try box.open(row.sealedSecret, context: "trigger-secret:\(row.id)"), as: UTF8.self)
     }
 
+    package func recentDeliveries(forTrigger id: String, limit: Int) async throws -> [DeliveryRecord] {
+        try await database.writer.read { db in
+            try GRDB.Row.fetchAll(
+                db,
+                sql: """
+                    SELECT deliveryId, receivedAt, statusCode, response FROM webhookDelivery
+                    WHERE triggerId = ? ORDER BY receivedAt DESC LIMIT ?
+                    """,
+                arguments: [id, limit]
+            ).map {
+                DeliveryRecord(
+                    deliveryID: $0["deliveryId"], receivedAt: Date(timeIntervalSince1970: $0["receivedAt"]),
+                    statusCode: $0["statusCode"], response: $0["response"])
+            }
+        }
+    }
+
     package func recordDelivery(
         triggerID: String, deliveryID: String, build: Build?, at date: Date,
         answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)

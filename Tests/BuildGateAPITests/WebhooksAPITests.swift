@@ -78,6 +78,17 @@ struct WebhooksAPITests {
             #expect(try again.decode(Answer.self).buildId == answer.buildId)
             #expect(again.headers[HTTPField.Name("X-BuildGate-Redelivery")!] == "true")
             #expect(try await harness.buildCount() == 1)
+
+            // The trigger shows its latest delivery (once: the redelivery was the same one) and what it led to.
+            let shown = try await client.execute(uri: "/v1/triggers/\(trigger.id)", method: .get, headers: harness.auth)
+            struct Shown: Decodable {
+                struct Delivery: Decodable { var statusCode: Int; var outcome: String?; var buildId: String? }
+                var lastDeliveries: [Delivery]
+            }
+            let deliveries = try shown.decode(Shown.self).lastDeliveries
+            #expect(deliveries.count == 1)
+            #expect(deliveries.first?.statusCode == 202 && deliveries.first?.outcome == "queued")
+            #expect(deliveries.first?.buildId == answer.buildId)
         }
     }
 
