@@ -183,6 +183,7 @@ let package = Package(
             dependencies: [
                 "BuildGateCore", "ContextArchive",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

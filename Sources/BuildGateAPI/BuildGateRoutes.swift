@@ -178,6 +178,8 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
             minFreeDiskBytes: limits.minFreeDiskBytes)
     ).addRoutes(to: builds)
     BuildLogsController<Context>(repository: dependencies.repository, logs: dependencies.logs).addRoutes(to: builds)
+    ContextsController<Context>(repository: dependencies.repository, contexts: dependencies.contexts)
+        .addRoutes(to: router.group("v1/contexts"))
     TriggersController<Context>(triggers: dependencies.triggers, limits: limits, admission: admission)
         .addRoutes(to: router.group("v1/triggers"))
     RegistriesController<Context>(credentials: dependencies.registryCredentials).addRoutes(

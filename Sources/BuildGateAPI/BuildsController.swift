@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 
 /// `/v1/builds`: intake, status, listing, cancellation. Logs are `BuildLogsController`'s.
 struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
@@ -62,10 +63,36 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
                 .invalidParameter,
                 "the query string is \(raw.utf8.count) bytes, over the limit of \(BuildDraft.Limits.maxQueryBytes)")
         }
-        let draft = try BuildDraft(
-            query: request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) })
+        var query = request.uri.queryParameters.map { (name: String($0.key), value: String($0.value)) }
+        let storedDigest = query.first { $0.name == "context" }?.value
+        query.removeAll { $0.name == "context" }
+        let draft = try BuildDraft(query: query)
         let (buildRequest, scheduling) = try draft.validated(configuration.bounds)
         try await admission.check(buildRequest, tenant: principal.tenant)
+        if let storedDigest {
+            // A context this tenant uploaded before: nothing is sent again.
+            let stored = try await storedContext(storedDigest, tenant: principal.tenant)
+            let hasBody: Bool
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }) {
+                hasBody = length > 0
+            } else {
+                do { hasBody = try await request.body.collect(upTo: 0).readableBytes > 0 } catch is NIOTooManyBytesError
+                {
+                    hasBody = true
+                }
+            }
+            guard !hasBody else {
+                throw BuildGateError(.invalidParameter, "a build of a stored context (context=) has no body")
+            }
+            let now = Date()
+            return try await store(
+                Build(
+                    id: .generate(), tenant: principal.tenant, request: buildRequest, context: stored, createdAt: now,
+                    idempotencyKey: idempotencyKey,
+                    queueExpiresAt: now.addingTimeInterval(TimeInterval(scheduling.queueTTL)),
+                    runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest),
+                    runPolicy: scheduling.runPolicy))
+        }
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }),
             length > configuration.upload.maxContextSize
         {
@@ -95,6 +122,18 @@ struct BuildsController<Context: AuthenticatedRequestContext>: Sendable {
             runKey: scheduling.storedRunKey(tenant: principal.tenant, request: buildRequest),
             runPolicy: scheduling.runPolicy)
         return try await store(build)
+    }
+
+    /// The context `text` (`sha256:<hex>`) names, if this tenant stored it and it is still kept; kept on for a new
+    /// build from now on.
+    private func storedContext(_ text: String, tenant: TenantID) async throws -> BuildContext {
+        guard let digest = ContextDigest(text) else {
+            throw BuildGateError(.invalidParameter, "'context' must be sha256:<64 lowercase hex digits>")
+        }
+        guard let stored = try await repository.storedContext(digest, tenant: tenant), contexts.retain(stored) else {
+            throw BuildGateError(.notFound, "no context \(digest) stored by this tenant (upload it)")
+        }
+        return stored
     }
 
     private func store(_ build: Build, origin: String? = nil) async throws -> Response {

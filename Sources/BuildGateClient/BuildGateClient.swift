@@ -38,6 +38,22 @@ package struct BuildGateClient: Sendable {
         return try await decode(ClientBuild.self, try await execute(request, timeout: .hours(24)))
     }
 
+    /// Whether this tenant may build the stored context `digest` (`sha256:<hex>`) without sending it again.
+    package func hasContext(_ digest: String) async throws -> Bool {
+        do {
+            _ = try await execute(request("/v1/contexts/\(digest)", method: .HEAD), timeout: .seconds(60))
+            return true
+        } catch BuildGateClientError.refused(status: 404, _, _) {
+            return false
+        }
+    }
+
+    /// Queues a build of a context the gateway already keeps for this tenant (nothing is uploaded).
+    package func submit(storedContext digest: String, query: [(String, String)]) async throws -> ClientBuild {
+        let request = request("/v1/builds" + URLQuery.encode(query + [("context", digest)]), method: .POST)
+        return try await decode(ClientBuild.self, try await execute(request, timeout: .seconds(120)))
+    }
+
     package func build(_ id: String) async throws -> ClientBuild {
         try await decode(ClientBuild.self, try await execute(request("/v1/builds/\(id)"), timeout: .seconds(60)))
     }

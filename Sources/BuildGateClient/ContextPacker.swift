@@ -1,4 +1,5 @@
 import ContextArchive
+import Crypto
 import Foundation
 import NIOCore
 
@@ -91,6 +92,16 @@ package struct ContextPacker: Sendable {
                 skipped.append(path)
             }
         }
+    }
+
+    /// The archive's digest (`sha256:<hex>`), as the gateway will name it: the archive is produced once, hashed and
+    /// dropped, so a context the gateway already keeps need not be sent.
+    package func digest(progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws -> String {
+        var hash = SHA256()
+        for try await piece in archive(progress: progress) {
+            piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
+        }
+        return "sha256:" + hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     /// The gzip-compressed tar, produced as it is read; `progress` hears the file bytes read so far.

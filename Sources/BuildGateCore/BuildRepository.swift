@@ -12,6 +12,11 @@ package protocol BuildRepository: BuildSettlementStore {
     /// The build created earlier with this idempotency key, if any.
     func build(idempotencyKey: String) async throws -> Build?
 
+    /// The context with `digest` as `tenant` stored it: some build of that tenant uploaded it and retention has not
+    /// removed it. Nil otherwise, whether or not another tenant has the same bytes (the right to use a context is
+    /// per tenant, even where the bytes are stored once).
+    func storedContext(_ digest: ContextDigest, tenant: TenantID) async throws -> BuildContext?
+
     /// The build with this id, or nil.
     func build(_ id: BuildID) async throws -> Build?
 

@@ -38,6 +38,19 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
+    package func storedContext(_ digest: ContextDigest, tenant: TenantID) async throws -> BuildContext? {
+        try await database.writer.read { db in
+            try BuildRecord.fetchOne(
+                db,
+                sql: """
+                    SELECT * FROM build WHERE tenantId = ? AND contextDigest = ? AND contextRemoved = 0
+                    ORDER BY id DESC LIMIT 1
+                    """,
+                arguments: [tenant.rawValue, digest.description]
+            )?.build().context
+        }
+    }
+
     package func build(_ id: BuildID) async throws -> Build? {
         try await database.writer.read { db in
             try BuildRecord.fetchOne(db, key: id.rawValue)?.build()

@@ -144,6 +144,9 @@ struct Submit: AsyncParsableCommand {
     @Flag(help: "Return once the build is queued, printing its id.")
     var detach = false
 
+    @Flag(name: .customLong("no-reuse"), help: "Upload the context even when the gateway already keeps it.")
+    var noReuse = false
+
     @Flag(help: "Print the build as JSON (the queued build with --detach, else the finished one) instead of the log.")
     var json = false
 
@@ -174,8 +177,20 @@ struct Submit: AsyncParsableCommand {
 
             let interrupt = Interrupt()
             let parameters = query
+            let reuse = !noReuse
             let build = try await interrupt.upload {
-                try await upload(packer, with: client, query: parameters)
+                // The tar is the same for the same tree: when the gateway keeps it already, it is not sent again.
+                if reuse {
+                    let digest = try await packer.digest { read in
+                        Terminal.progress("hashing \(Terminal.size(read)) of \(Terminal.size(packer.contentBytes))")
+                    }
+                    Terminal.endProgress()
+                    if try await client.hasContext(digest) {
+                        Terminal.error("context \(digest) is already on the gateway: not sent again")
+                        return try await client.submit(storedContext: digest, query: parameters)
+                    }
+                }
+                return try await upload(packer, with: client, query: parameters)
             }
             guard let build else { return .interrupted }
             if detach {

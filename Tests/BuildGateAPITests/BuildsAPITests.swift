@@ -222,6 +222,54 @@ struct BuildsAPITests {
         }
     }
 
+    /// A tenant builds a context it uploaded before without sending it again; no tenant learns what another stored.
+    @Test func aStoredContextIsBuiltByDigestOnlyByTheTenantThatUploadedIt() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.router) { client in
+            let first = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/app:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
+            let digest = try #require(try first.decode(BuildJSON.self).context?.digest)
+            let unknown = "sha256:" + String(repeating: "a", count: 64)
+            let other = try await harness.auth(tenant: "other", scopes: [.admin])
+
+            #expect(
+                try await client.execute(uri: "/v1/contexts/\(digest)", method: .head, headers: harness.auth).status
+                    == .ok)
+            #expect(
+                try await client.execute(uri: "/v1/contexts/\(unknown)", method: .head, headers: harness.auth).status
+                    == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/contexts/\(digest)", method: .head, headers: other).status
+                    == .notFound)
+            #expect(
+                try await client.execute(uri: "/v1/contexts/nonsense", method: .head, headers: harness.auth).status
+                    == .badRequest)
+
+            let again = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/app:2&context=\(digest)", method: .post, headers: harness.auth)
+            #expect(again.status == .accepted)
+            #expect(try again.decode(BuildJSON.self).context?.digest == digest)
+            // The other tenant cannot build it by naming it, and a body beside context= is refused.
+            let foreign = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/app:3&context=\(digest)", method: .post, headers: other)
+            #expect(foreign.status == .notFound)
+            let both = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/app:4&context=\(digest)", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
+            #expect(both.status == .badRequest)
+            #expect(try await harness.buildCount() == 2)
+
+            // Once retention has removed it, it is gone for its tenant too.
+            let stored = try #require(ContextDigest(digest))
+            try await harness.store.markContextRemoved(stored)
+            #expect(
+                try await client.execute(uri: "/v1/contexts/\(digest)", method: .head, headers: harness.auth).status
+                    == .notFound)
+        }
+    }
+
     @Test func aBodyOverTheLimitIs413EvenWithoutContentLength() async throws {
         var limits = BuildGateAPILimits()
         limits.maxContextSize = 4096

@@ -183,6 +183,7 @@ struct OpenAPIContractTests {
                     .replacingOccurrences(of: "{triggerId}", with: "tnothing")
                     .replacingOccurrences(of: "{host}", with: "r.example.com")
                     .replacingOccurrences(of: "{name}", with: "npmrc")
+                    .replacingOccurrences(of: "{digest}", with: "sha256:" + String(repeating: "0", count: 64))
                 let response: TestResponse
                 if operation.path == "/v1/events" {
                     // An event stream lasts until the client leaves: asked with a bad id, it answers at once.

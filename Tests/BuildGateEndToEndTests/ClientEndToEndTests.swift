@@ -60,11 +60,18 @@ struct ClientEndToEndTests {
 
             // The same tree again: the same context digest.
             let first = try #require(try await gateway.builds().first)
+            // The same tree again: the same context digest, which the gateway keeps, so nothing is uploaded.
             let again = try await buildgate(["submit", directory.path, "-t", image, "--detach"], gateway: gateway)
             #expect(again.status == 0, "\(again.output)")
-            let id = again.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(again.output.contains("is already on the gateway: not sent again"), "\(again.output)")
+            let id = try #require(again.output.split(separator: "\n").last.map(String.init))
             #expect(try await gateway.build(id).context?.digest == first.context?.digest)
             #expect(first.context != nil)
+            let forced = try await buildgate(
+                ["submit", directory.path, "-t", image, "--detach", "--no-reuse"], gateway: gateway)
+            #expect(forced.status == 0 && !forced.output.contains("not sent again"), "\(forced.output)")
+            let forcedID = try #require(forced.output.split(separator: "\n").last.map(String.init))
+            #expect(try await gateway.build(forcedID).context?.digest == first.context?.digest)
         }
     }
 
