@@ -29,11 +29,13 @@ package struct BuildGateClient: Sendable {
         self.http = http
     }
 
-    /// Uploads a build context (a gzip-compressed tar) and queues its build; `query` holds the build's parameters
-    /// as `POST /v1/builds` takes them.
-    package func submit(context: HTTPClientRequest.Body, query: [(String, String)]) async throws -> ClientBuild {
+    /// Uploads a build context (a tar, gzip-compressed when `compressed`) and queues its build; `query` holds the
+    /// build's parameters as `POST /v1/builds` takes them.
+    package func submit(context: HTTPClientRequest.Body, compressed: Bool, query: [(String, String)]) async throws
+        -> ClientBuild
+    {
         var request = request("/v1/builds" + URLQuery.encode(query), method: .POST)
-        request.headers.add(name: "Content-Type", value: "application/gzip")
+        request.headers.add(name: "Content-Type", value: compressed ? "application/gzip" : "application/x-tar")
         request.body = context
         return try await decode(ClientBuild.self, try await execute(request, timeout: .hours(24)))
     }

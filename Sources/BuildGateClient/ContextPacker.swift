@@ -96,39 +96,48 @@ package struct ContextPacker: Sendable {
 
     /// The archive's digest (`sha256:<hex>`), as the gateway will name it: the archive is produced once, hashed and
     /// dropped, so a context the gateway already keeps need not be sent.
-    package func digest(progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws -> String {
+    package func digest(compressed: Bool, progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws
+        -> String
+    {
         var hash = SHA256()
-        for try await piece in archive(progress: progress) {
+        for try await piece in archive(compressed: compressed, progress: progress) {
             piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
         }
         return "sha256:" + hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The gzip-compressed tar, produced as it is read; `progress` hears the file bytes read so far.
-    package func archive(progress: @escaping @Sendable (Int64) -> Void = { _ in }) -> Archive {
-        Archive(entries: entries, progress: progress)
+    /// The tar (gzip-compressed when `compressed`), produced as it is read; `progress` hears the file bytes read so
+    /// far. Uncompressed by default, as `docker build` sends it: on a fast link gzip costs more time than it saves.
+    package func archive(compressed: Bool = false, progress: @escaping @Sendable (Int64) -> Void = { _ in }) -> Archive
+    {
+        Archive(entries: entries, compressed: compressed, progress: progress)
     }
 
     /// The archive as an asynchronous sequence of pieces (about 64 KiB each), for a streamed request body.
     package struct Archive: AsyncSequence, Sendable {
         package typealias Element = ByteBuffer
         let entries: [Entry]
+        let compressed: Bool
         let progress: @Sendable (Int64) -> Void
 
-        package func makeAsyncIterator() -> Iterator { Iterator(entries: entries, progress: progress) }
+        package func makeAsyncIterator() -> Iterator {
+            Iterator(entries: entries, deflater: compressed ? try? GzipDeflater() : nil, progress: progress)
+        }
 
         package final class Iterator: AsyncIteratorProtocol {
             private let entries: [Entry]
             private let progress: @Sendable (Int64) -> Void
             private var next = 0
             private var file: (descriptor: Int32, remaining: Int64, path: String)?
-            private var deflater: GzipDeflater?
+            /// Nil: the tar goes out as it is.
+            private let deflater: GzipDeflater?
             private var finished = false
             private var bytesRead: Int64 = 0
             private var input = [UInt8](repeating: 0, count: 256 * 1024)
 
-            init(entries: [Entry], progress: @escaping @Sendable (Int64) -> Void) {
+            init(entries: [Entry], deflater: GzipDeflater?, progress: @escaping @Sendable (Int64) -> Void) {
                 self.entries = entries
+                self.deflater = deflater
                 self.progress = progress
             }
 
@@ -138,8 +147,6 @@ package struct ContextPacker: Sendable {
 
             package func next() async throws -> ByteBuffer? {
                 guard !finished else { return nil }
-                if deflater == nil { deflater = try GzipDeflater() }
-                guard let deflater else { return nil }
                 var output = ByteBuffer()
                 output.reserveCapacity(96 * 1024)
                 while output.readableBytes < 64 * 1024 {
@@ -158,15 +165,13 @@ package struct ContextPacker: Sendable {
                         bytesRead += Int64(count)
                         progress(bytesRead)
                         try input.withUnsafeBytes {
-                            try deflater.deflate(UnsafeRawBufferPointer(rebasing: $0[..<count])) {
-                                output.writeBytes($0)
-                            }
+                            try emit(UnsafeRawBufferPointer(rebasing: $0[..<count]), into: &output)
                         }
                         if current.remaining == 0 {
                             close(current.descriptor)
                             file = nil
                             if case .file(let size) = entries[next - 1].tar.kind {
-                                try compress(TarEntryWriter.padding(after: size), into: &output)
+                                try TarEntryWriter.padding(after: size).withUnsafeBytes { try emit($0, into: &output) }
                             }
                         } else {
                             file = current
@@ -174,15 +179,13 @@ package struct ContextPacker: Sendable {
                         continue
                     }
                     guard next < entries.count else {
-                        try TarEntryWriter.end.withUnsafeBytes { end in
-                            try deflater.deflate(end, finish: true) { output.writeBytes($0) }
-                        }
+                        try TarEntryWriter.end.withUnsafeBytes { try emit($0, into: &output, finish: true) }
                         finished = true
                         break
                     }
                     let entry = entries[next]
                     next += 1
-                    try compress(TarEntryWriter.header(for: entry.tar), into: &output)
+                    try TarEntryWriter.header(for: entry.tar).withUnsafeBytes { try emit($0, into: &output) }
                     if case .file(let size) = entry.tar.kind, size > 0 {
                         let descriptor = open(entry.source, O_RDONLY | O_CLOEXEC)
                         guard descriptor >= 0 else {
@@ -194,8 +197,15 @@ package struct ContextPacker: Sendable {
                 return output
             }
 
-            private func compress(_ bytes: [UInt8], into output: inout ByteBuffer) throws {
-                try bytes.withUnsafeBytes { chunk in try deflater?.deflate(chunk) { output.writeBytes($0) } }
+            /// Archive bytes to the output, through the deflater when there is one.
+            private func emit(_ bytes: UnsafeRawBufferPointer, into output: inout ByteBuffer, finish: Bool = false)
+                throws
+            {
+                guard let deflater else {
+                    output.writeBytes(bytes)
+                    return
+                }
+                try deflater.deflate(bytes, finish: finish) { output.writeBytes($0) }
             }
         }
     }

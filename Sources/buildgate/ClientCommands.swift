@@ -147,6 +147,9 @@ struct Submit: AsyncParsableCommand {
     @Flag(name: .customLong("no-reuse"), help: "Upload the context even when the gateway already keeps it.")
     var noReuse = false
 
+    @Flag(help: "Compress the context with gzip (for a slow link; as docker build --compress).")
+    var compress = false
+
     @Flag(help: "Print the build as JSON (the queued build with --detach, else the finished one) instead of the log.")
     var json = false
 
@@ -178,10 +181,11 @@ struct Submit: AsyncParsableCommand {
             let interrupt = Interrupt()
             let parameters = query
             let reuse = !noReuse
+            let compressed = compress
             let build = try await interrupt.upload {
                 // The tar is the same for the same tree: when the gateway keeps it already, it is not sent again.
                 if reuse {
-                    let digest = try await packer.digest { read in
+                    let digest = try await packer.digest(compressed: compressed) { read in
                         Terminal.progress("hashing \(Terminal.size(read)) of \(Terminal.size(packer.contentBytes))")
                     }
                     Terminal.endProgress()
@@ -190,7 +194,7 @@ struct Submit: AsyncParsableCommand {
                         return try await client.submit(storedContext: digest, query: parameters)
                     }
                 }
-                return try await upload(packer, with: client, query: parameters)
+                return try await upload(packer, compressed: compressed, with: client, query: parameters)
             }
             guard let build else { return .interrupted }
             if detach {
@@ -227,14 +231,16 @@ struct Submit: AsyncParsableCommand {
         return String(absolute.dropFirst(root.count + 1))
     }
 
-    private func upload(_ packer: ContextPacker, with client: BuildGateClient, query: [(String, String)]) async throws
+    private func upload(
+        _ packer: ContextPacker, compressed: Bool, with client: BuildGateClient, query: [(String, String)]
+    ) async throws
         -> ClientBuild
     {
         let total = packer.contentBytes
         let started = ContinuousClock.now
         let build = try await client.submit(
             context: .stream(
-                packer.archive { read in
+                packer.archive(compressed: compressed) { read in
                     let seconds =
                         Double((ContinuousClock.now - started).components.attoseconds) / 1e18
                         + Double((ContinuousClock.now - started).components.seconds)
@@ -244,7 +250,7 @@ struct Submit: AsyncParsableCommand {
                         "uploading \(Terminal.size(read)) of \(Terminal.size(total)) (\(percent)%), \(Terminal.size(rate))/s"
                     )
                 }, length: .unknown),
-            query: query)
+            compressed: compressed, query: query)
         Terminal.endProgress()
         return build
     }

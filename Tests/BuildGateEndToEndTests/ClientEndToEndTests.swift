@@ -81,7 +81,7 @@ struct ClientEndToEndTests {
             let directory = try project(services, dockerfile: "RUN echo about-to-fail && exit 3\n")
             defer { directory.remove() }
             let failed = try await buildgate(
-                ["submit", directory.path, "-t", services.uniqueImage("fail")], gateway: gateway)
+                ["submit", directory.path, "-t", services.uniqueImage("fail"), "--compress"], gateway: gateway)
             #expect(failed.status == 1, "\(failed.output)")
             #expect(failed.output.contains("about-to-fail") && failed.output.contains("failed (buildFailed)"))
 
