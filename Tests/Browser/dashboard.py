@@ -8,17 +8,38 @@ Run by DashboardBrowserTests with a live gateway and its builds:
   BUILDGATE_TO_CANCEL    another running build, to cancel from its page
   BUILDGATE_FOREIGN      a build of another tenant (must answer 404)
   BUILDGATE_ARTIFACTS    where screenshots go: every page on failure, and dashboard-*.png always
+  BUILDGATE_GATE_PORT    a loopback port for the gate the two running builds poll (GET /go/NAME, 404 until this
+                         script releases NAME): they run until the page has shown what it must, however slow
+                         the machine
 Prints one line per step and 'N passed, N failed'; exits non-zero on a failure.
 """
+import http.server
 import os
 import sys
-import time
+import threading
 import traceback
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+released = set()
+
+
+class Gate(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        name = self.path.rsplit("/", 1)[-1]
+        self.send_response(200 if name in released else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *arguments):
+        pass
+
+
+gate = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["BUILDGATE_GATE_PORT"])), Gate)
+threading.Thread(target=gate.serve_forever, daemon=True).start()
 
 url = os.environ["BUILDGATE_URL"].rstrip("/")
 artifacts = os.environ["BUILDGATE_ARTIFACTS"]
@@ -71,6 +92,7 @@ def live_log():
     assert status() in ("running", "starting"), status()
     assert "tick-" in driver.find_element(By.ID, "log").text
     driver.save_screenshot(os.path.join(artifacts, "dashboard-build.png"))
+    released.add("watched")
 
 
 def turns_succeeded():
@@ -85,6 +107,10 @@ def turns_succeeded():
 def cancels():
     driver.get(url + "/ui/builds/" + os.environ["BUILDGATE_TO_CANCEL"])
     driver.find_element(By.ID, "cancel").click()
+    # The gateway has taken the cancel once the build's log says so (the page shows it live); Podman finishes the
+    # step it was running before it stops, so only then is the step let go.
+    wait.until(lambda d: "cancellation requested" in d.find_element(By.ID, "log").text)
+    released.add("cancel")
     wait.until(lambda d: status() == "cancelled")
 
 
@@ -110,6 +136,7 @@ try:
     step("the builds list and builders", builds_list)
     step("another tenant's build is 404", foreign_is_404)
 finally:
+    released.update(["watched", "cancel"])
     driver.quit()
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

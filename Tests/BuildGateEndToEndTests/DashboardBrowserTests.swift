@@ -20,13 +20,26 @@ struct DashboardBrowserTests {
     @Test func aPersonSignsInWatchesABuildLiveCancelsAnotherAndCannotSeeAnotherTenants() async throws {
         let services = try RealServices()
         let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
+        // The builds run until the browser script releases them (each polls a gate the script serves on loopback,
+        // at most five minutes): what the page must show happens while they run, however loaded the machine is.
+        let port = try #require(
+            Int(
+                try await ChildProcess.run([
+                    "python3", "-c",
+                    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])",
+                ]).output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        @Sendable func gated(_ name: String, printing: Bool) -> String {
+            "RUN i=0; until wget -q -O /dev/null http://127.0.0.1:\(port)/go/\(name) || [ $i -gt 600 ]; do i=$((i+1)); "
+                + (printing ? "echo tick-$i; " : "") + "sleep 0.5; done"
+        }
         try await services.withGateway(capacity: 2) { gateway, data in
             let running = try await gateway.submit(
-                services.context("RUN for i in $(seq 1 8); do echo tick-$i; sleep 1; done"),
-                query: "image=\(services.uniqueImage("ui-watched"))")
+                services.context(gated("watched", printing: true)), query: "image=\(services.uniqueImage("ui-watched"))"
+            )
             try await gateway.waitForLog(running.id, containing: "tick-2")
             let toCancel = try await gateway.submit(
-                services.context("RUN echo hold-on && sleep 25"), query: "image=\(services.uniqueImage("ui-cancel"))")
+                services.context("RUN echo hold-on\n" + gated("cancel", printing: false)),
+                query: "image=\(services.uniqueImage("ui-cancel"))")
             try await gateway.waitForLog(toCancel.id, containing: "hold-on")
 
             let created = try await ChildProcess.run(
@@ -45,6 +58,7 @@ struct DashboardBrowserTests {
                     "BUILDGATE_URL": gateway.baseURL, "BUILDGATE_TOKEN": gateway.token,
                     "BUILDGATE_RUNNING": running.id, "BUILDGATE_TO_CANCEL": toCancel.id,
                     "BUILDGATE_FOREIGN": foreign.id, "BUILDGATE_ARTIFACTS": artifacts,
+                    "BUILDGATE_GATE_PORT": String(port),
                 ])
             #expect(result.status == 0, "\(result.output)\n(screenshots in \(artifacts))")
             #expect(result.output.contains("6 passed, 0 failed"), "\(result.output)")
