@@ -99,9 +99,7 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         let (code, body) = try await call(
             .get, "/v1/builds" + URLQuery.encode(query), session: session, context: context)
         guard code == .ok else { return try errorPage(code, body, session: session) }
-        let list =
-            (try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["builds"]
-            as? [[String: Any]] ?? []
+        let list = Self.items(body, under: "builds")
         let rows = list.filter { build in
             search.isEmpty
                 || (build["images"] as? [[String: Any]] ?? []).contains {
@@ -142,36 +140,38 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     @Sendable func builders(_ request: Request, context: Context) async throws -> Response {
-        guard let session = try await session(request) else { return Self.toSignIn }
-        let (code, body) = try await call(.get, "/v1/builders", session: session, context: context)
-        guard code == .ok else { return try errorPage(code, body, session: session) }
-        let list =
-            (try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["builders"]
-            as? [[String: Any]] ?? []
-        let rows = list.map { builder -> [String: Any] in
+        try await listPage("builders", request, context) { builder in
             var row = builder
             row["platformList"] = (builder["platforms"] as? [String] ?? []).joined(separator: ", ")
-            row["healthy"] = builder["health"] as? String == "healthy"
             return row
         }
-        return try page("builders", ["builders": rows, "empty": rows.isEmpty, "nav": "builders"], session: session)
     }
 
     @Sendable func triggers(_ request: Request, context: Context) async throws -> Response {
-        guard let session = try await session(request) else { return Self.toSignIn }
-        let (code, body) = try await call(.get, "/v1/triggers", session: session, context: context)
-        guard code == .ok else { return try errorPage(code, body, session: session) }
-        let list =
-            (try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["triggers"]
-            as? [[String: Any]] ?? []
-        let rows = list.map { trigger -> [String: Any] in
+        try await listPage("triggers", request, context) { trigger in
             var row = trigger
             for key in ["branches", "tags", "events", "images"] {
                 row["\(key)List"] = (trigger[key] as? [String] ?? []).joined(separator: ", ")
             }
             return row
         }
-        return try page("triggers", ["triggers": rows, "empty": rows.isEmpty, "nav": "triggers"], session: session)
+    }
+
+    /// The page `name` listing what `GET /v1/<name>` answers under the key `name`, each item shaped by `row`.
+    private func listPage(
+        _ name: String, _ request: Request, _ context: Context, row: ([String: Any]) -> [String: Any]
+    ) async throws -> Response {
+        guard let session = try await session(request) else { return Self.toSignIn }
+        let (code, body) = try await call(.get, "/v1/\(name)", session: session, context: context)
+        guard code == .ok else { return try errorPage(code, body, session: session) }
+        let rows = Self.items(body, under: name).map(row)
+        return try page(name, [name: rows, "empty": rows.isEmpty, "nav": name], session: session)
+    }
+
+    /// The list of objects under `key` in a JSON answer.
+    private static func items(_ body: ByteBuffer, under key: String) -> [[String: Any]] {
+        ((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any])?[key] as? [[String: Any]]
+            ?? []
     }
 
     /// Cancel or rerun, from the build page's forms; back to the build (the new one, for a rerun).
