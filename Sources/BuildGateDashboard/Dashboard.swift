@@ -125,8 +125,11 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         else {
             return try errorPage(code, body, session: session)
         }
-        let (_, log) = try await call(
-            .get, "/v1/builds/\(URLQuery.percentEncoded(id))/logs", session: session, context: context)
+        // The page carries the log's first MiB; a longer one is shown as far as that, with the rest a download
+        // away (a build printing gigabytes must not make a page of them).
+        let (_, log, cut) = try await call(
+            .get, "/v1/builds/\(URLQuery.percentEncoded(id))/logs", session: session, context: context,
+            keepingAtMost: Self.logShown)
         let text = String(buffer: log)
         build = Self.row(build)
         let steps = (build["steps"] as? [[String: Any]] ?? []).map(Self.step)
@@ -135,6 +138,7 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
             [
                 "build": build, "steps": steps, "hasSteps": !steps.isEmpty,
                 "logHTML": AnsiHTML.lines(text), "logOffset": log.readableBytes,
+                "logCut": cut,
                 "parameters": Self.parameters(build), "nav": "builds",
             ], session: session)
     }
@@ -206,10 +210,24 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         return session
     }
 
+    /// The most log bytes a build page carries.
+    static var logShown: Int { 1 << 20 }
+
     /// Calls the API in process as `session`'s token.
     private func call(
         _ method: HTTPRequest.Method, _ path: String, session: SessionCookie.Session, context: Context
     ) async throws -> (HTTPResponse.Status, ByteBuffer) {
+        let (status, body, _) = try await call(
+            method, path, session: session, context: context, keepingAtMost: 16 << 20)
+        return (status, body)
+    }
+
+    /// The same, keeping at most `limit` bytes of the answer's body (the handler is stopped there); the third value
+    /// says whether the body was longer.
+    private func call(
+        _ method: HTTPRequest.Method, _ path: String, session: SessionCookie.Session, context: Context,
+        keepingAtMost limit: Int
+    ) async throws -> (HTTPResponse.Status, ByteBuffer, Bool) {
         var head = HTTPRequest(method: method, scheme: "http", authority: "buildgate", path: path)
         head.headerFields[.authorization] = "Bearer \(session.token)"
         let request = Request(head: head, body: .init(buffer: ByteBuffer()))
@@ -221,9 +239,13 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: apiContext)
         }
-        let collector = BodyCollector()
-        try await response.body.write(collector.writer)
-        return (response.status, collector.buffer.value)
+        let collector = BodyCollector(limit: limit)
+        do {
+            try await response.body.write(collector.writer)
+        } catch is BodyCollector.Full {
+            return (response.status, collector.buffer.value, true)
+        }
+        return (response.status, collector.buffer.value, false)
     }
 
     private func page(_ template: String, _ values: [String: Any], session: SessionCookie.Session? = nil) throws
@@ -321,23 +343,30 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
     }
 }
 
-/// Collects a response body written by the API's handlers.
+/// Collects a response body written by the API's handlers, up to `limit` bytes: past it the handler's next write
+/// throws `Full`, which stops it (a log of gigabytes is not read to be thrown away).
 private struct BodyCollector {
+    struct Full: Error {}
+
     final class Buffer: @unchecked Sendable {
         var value = ByteBuffer()
     }
     let buffer = Buffer()
+    let limit: Int
 
     struct Writer: ResponseBodyWriter {
         let buffer: Buffer
+        let limit: Int
         mutating func write(_ piece: ByteBuffer) async throws {
-            var piece = piece
-            buffer.value.writeBuffer(&piece)
+            let room = limit - buffer.value.readableBytes
+            var kept = piece.getSlice(at: piece.readerIndex, length: min(room, piece.readableBytes)) ?? ByteBuffer()
+            buffer.value.writeBuffer(&kept)
+            if piece.readableBytes > room { throw Full() }
         }
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
     }
 
-    var writer: Writer { Writer(buffer: buffer) }
+    var writer: Writer { Writer(buffer: buffer, limit: limit) }
 }
 
 extension Data {

@@ -1,5 +1,7 @@
+import AsyncHTTPClient
 import BuildGateTesting
 import Foundation
+import NIOCore
 import Testing
 
 /// Whether Debian's chromium and chromium-driver and Python's Selenium are here (scripts/test installs them).
@@ -62,6 +64,43 @@ struct DashboardBrowserTests {
                 ])
             #expect(result.status == 0, "\(result.output)\n(screenshots in \(artifacts))")
             #expect(result.output.contains("6 passed, 0 failed"), "\(result.output)")
+        }
+    }
+}
+
+/// A build page carries at most the log's first MiB, however much the build printed.
+@Suite(.enabled(if: RealEngines.shouldRun, RealEngines.skipReason), .timeLimit(.minutes(5)))
+struct DashboardLongLogTests {
+    @Test func aBuildThatPrintsMegabytesGetsAPageOfAtMostItsFirstMiB() async throws {
+        let services = try RealServices()
+        try await services.withGateway { gateway, _ in
+            let build = try await gateway.waitUntilFinished(
+                try await gateway.submit(
+                    services.context("RUN head -c 3000000 /dev/zero | tr '\\\\0' x | fold -w 99"),
+                    query: "image=\(services.uniqueImage("long-log"))"
+                ).id)
+            #expect(build.status == "succeeded")
+            #expect(try await gateway.log(build.id).utf8.count > 3_000_000)
+
+            var signIn = HTTPClientRequest(url: "\(gateway.baseURL)/ui/sign-in")
+            signIn.method = .POST
+            signIn.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            signIn.body = .bytes(ByteBuffer(string: "token=\(gateway.token)"))
+            // A sign-in answers with a redirect that carries the cookie: read it, not where it leads.
+            var configuration = HTTPClient.Configuration()
+            configuration.redirectConfiguration = .disallow
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            defer { _ = client.shutdown() }
+            let signedIn = try await client.execute(signIn, timeout: .seconds(30))
+            let cookie = try #require(signedIn.headers.first(name: "Set-Cookie")?.split(separator: ";").first)
+            var page = HTTPClientRequest(url: "\(gateway.baseURL)/ui/builds/\(build.id)")
+            page.headers.add(name: "Cookie", value: String(cookie))
+            let response = try await client.execute(page, timeout: .seconds(30))
+            let html = String(buffer: try await response.body.collect(upTo: 64 << 20))
+            #expect(response.status == .ok)
+            #expect(html.contains("more follows in"))
+            let lines = html.components(separatedBy: #"<div class="line""#).count - 1
+            #expect(lines > 10_000 && lines <= 11_000, "\(lines) lines of 100 bytes on the page")
         }
     }
 }
