@@ -235,6 +235,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "BuildGateClientTests",
+            dependencies: [
+                "BuildGateClient", "BuildGateTesting", "ContextArchive",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "BuildGateStoreTests",
             dependencies: [
                 "BuildGateCore", "BuildGateStore", "BuildGateTesting",
