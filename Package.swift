@@ -316,6 +316,7 @@ let package = Package(
         .testTarget(
             name: "BuildGateAppTests",
             dependencies: [
+                "BuildGateAPI",
                 "BuildGateApp",
                 "BuildGateCore",
                 "BuildGateStore",

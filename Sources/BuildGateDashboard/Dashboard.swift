@@ -43,7 +43,8 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
     package func addRoutes(to group: RouterGroup<Context>) {
         group.get { _, _ in Response.redirect(to: "/ui/builds") }
         group.get("sign-in") { request, _ in
-            try page("sign-in", ["error": request.uri.queryParameters["error"].map(String.init) as Any])
+            // Only a present value may reach the template: an absent one wrapped as `Any` still renders its section.
+            try page("sign-in", request.uri.queryParameters["error"].map { ["error": String($0)] } ?? [:])
         }
         group.post("sign-in", use: signIn)
         group.post("sign-out", use: signOut)
@@ -121,7 +122,7 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         let id = try context.parameters.require("id")
         let (code, body) = try await call(
             .get, "/v1/builds/\(URLQuery.percentEncoded(id))", session: session, context: context)
-        guard code == .ok, var build = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]
+        guard code == .ok, var build = Self.json(body) as? [String: Any]
         else {
             return try errorPage(code, body, session: session)
         }
@@ -172,9 +173,23 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
         return try page(name, [name: rows, "empty": rows.isEmpty, "nav": name], session: session)
     }
 
+    /// An API answer's JSON without its nulls: a template section must not open for an absent value (JSON's null,
+    /// like Swift's nil wrapped in `Any`, is a value to the renderer).
+    static func json(_ body: ByteBuffer) -> Any? {
+        func clean(_ value: Any) -> Any? {
+            switch value {
+            case is NSNull: nil
+            case let object as [String: Any]: object.compactMapValues(clean)
+            case let list as [Any]: list.compactMap(clean)
+            default: value
+            }
+        }
+        return (try? JSONSerialization.jsonObject(with: Data(buffer: body))).flatMap(clean)
+    }
+
     /// The list of objects under `key` in a JSON answer.
     private static func items(_ body: ByteBuffer, under key: String) -> [[String: Any]] {
-        ((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any])?[key] as? [[String: Any]]
+        (json(body) as? [String: Any])?[key] as? [[String: Any]]
             ?? []
     }
 
@@ -186,7 +201,7 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
             .post, "/v1/builds/\(URLQuery.percentEncoded(id))/\(action)", session: session, context: context)
         guard code.code < 300 else { return try errorPage(code, body, session: session) }
         let target =
-            (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["id"] as? String ?? id
+            (Self.json(body) as? [String: Any])?["id"] as? String ?? id
         return Response.redirect(to: "/ui/builds/\(URLQuery.percentEncoded(target))", type: .found)
     }
 
@@ -274,10 +289,10 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
     {
         if status == .unauthorized { return Self.toSignIn }
         let error =
-            (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["error"] as? [String: Any]
+            (Self.json(body) as? [String: Any])?["error"] as? [String: Any]
         var response = try page(
             "error",
-            ["status": status.code, "code": error?["code"] as Any, "message": error?["message"] as Any],
+            ["status": status.code].merging(error ?? [:]) { first, _ in first },
             session: session)
         response.status = status
         return response

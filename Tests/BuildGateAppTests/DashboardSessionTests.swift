@@ -1,3 +1,4 @@
+import BuildGateAPI
 import BuildGateApp
 import BuildGateTesting
 import Foundation
@@ -45,6 +46,10 @@ struct DashboardSessionTests {
                 uri: "/ui/sign-in", method: .post, headers: formType, body: form(["token": "bgt_nope"]))
             #expect(refused.status == .found && refused.headers[.location]?.contains("/ui/sign-in?error=") == true)
             #expect(refused.headers[.setCookie] == nil)
+            let said = try await client.execute(uri: try #require(refused.headers[.location]), method: .get)
+            #expect(String(buffer: said.body).contains(#"role="alert">that token is unknown, revoked or expired<"#))
+            let fresh = try await client.execute(uri: "/ui/sign-in", method: .get)
+            #expect(!String(buffer: fresh.body).contains(#"role="alert""#), "no error, no alert")
 
             let signedIn = try await client.execute(
                 uri: "/ui/sign-in", method: .post, headers: formType, body: form(["token": token]))
@@ -105,5 +110,17 @@ struct AnsiHTMLTests {
         #expect(html.contains(#"<span class="ansi-bold ansi-fg1">red bold</span> after"#))
         #expect(html.contains(#"<span class="ansi-fg10">bright</span> x"#), "\(html)")
         #expect(html.contains(#"id="L3""#) && !html.contains(#"id="L4""#))
+    }
+}
+
+/// What the templates get of an API answer.
+struct DashboardJSONTests {
+    @Test func nullsAreDroppedSoThatTemplateSectionsStayClosed() throws {
+        let json = Dashboard<BuildGateRequestContext>.json(
+            ByteBuffer(string: #"{"reason":null,"images":[null,{"digest":null,"reference":"r/a:1"}],"n":1}"#))
+        let object = try #require(json as? [String: Any])
+        #expect(object["reason"] == nil)
+        #expect((object["images"] as? [[String: Any]])?.map { $0.keys.sorted() } == [["reference"]])
+        #expect(object["n"] as? Int == 1)
     }
 }
