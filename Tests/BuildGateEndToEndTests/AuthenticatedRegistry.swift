@@ -18,7 +18,7 @@ final class AuthenticatedRegistry: Sendable {
             "htpasswd", "-Bbc", "\(directory.path)/htpasswd", username, password,
         ])
         try #require(htpasswd.status == 0, "\(htpasswd.output)")
-        let port = Int.random(in: 20_000...60_000)
+        let port = try freeLoopbackPort()
         address = "127.0.0.1:\(port)"
         try """
         version: 0.1
@@ -33,14 +33,17 @@ final class AuthenticatedRegistry: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        for _ in 0..<50 {
+        // A bound for a registry that never starts, not a timing: a loaded CI run once took longer than the 50 tries
+        // this used to make (about 5 s).
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline && process.isRunning {
             let code = try await ChildProcess.run([
                 "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/v2/",
             ]).output
             if code == "401" { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        Issue.record("the authenticated registry did not start on \(address)")
+        Issue.record("the authenticated registry did not start on \(address) (running: \(process.isRunning))")
     }
 
     func stop() {

@@ -24,12 +24,7 @@ struct DashboardBrowserTests {
         let binary = try #require(RealEngines.gatewayBinary, "BUILDGATE_TEST_BINARY is not set: run scripts/test")
         // The builds run until the browser script releases them (each polls a gate the script serves on loopback,
         // at most five minutes): what the page must show happens while they run, however loaded the machine is.
-        let port = try #require(
-            Int(
-                try await ChildProcess.run([
-                    "python3", "-c",
-                    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])",
-                ]).output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let port = try freeLoopbackPort()
         @Sendable func gated(_ name: String, printing: Bool) -> String {
             "RUN i=0; until wget -q -O /dev/null http://127.0.0.1:\(port)/go/\(name) || [ $i -gt 600 ]; do i=$((i+1)); "
                 + (printing ? "echo tick-$i; " : "") + "sleep 0.5; done"
