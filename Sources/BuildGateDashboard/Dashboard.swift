@@ -333,12 +333,7 @@ package struct Dashboard<Context: AuthenticatedRequestContext>: Sendable {
     }
 
     private static func duration(from start: String?, to end: String?) -> String? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        func date(_ text: String?) -> Date? {
-            text.flatMap { formatter.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) }
-        }
-        guard let from = date(start), let to = date(end) else { return nil }
+        guard let from = APITimestamp.date(start), let to = APITimestamp.date(end) else { return nil }
         let seconds = to.timeIntervalSince(from)
         return seconds < 60
             ? String(format: "%.1fs", seconds) : String(format: "%dm %02ds", Int(seconds) / 60, Int(seconds) % 60)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import BuildGateClient
+import BuildGateCore
 import Foundation
 import NIOCore
 
@@ -261,13 +262,10 @@ struct Summary {
     let text: String
 
     init(_ build: ClientBuild) {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        func date(_ text: String?) -> Date? {
-            text.flatMap { formatter.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) }
-        }
         var duration = ""
-        if let start = date(build.startedAt) ?? date(build.createdAt), let end = date(build.finishedAt) {
+        if let start = APITimestamp.date(build.startedAt) ?? APITimestamp.date(build.createdAt),
+            let end = APITimestamp.date(build.finishedAt)
+        {
             duration = String(format: " in %.1fs", end.timeIntervalSince(start))
         }
         var lines = ["\(build.status)\(build.reason.map { " (\($0))" } ?? "")\(duration): build \(build.id)"]

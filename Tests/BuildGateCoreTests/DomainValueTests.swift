@@ -51,3 +51,13 @@ struct DomainValueTests {
         #expect(try ImageReference(parsing: "127.0.0.1:5000/app:1").isLoopbackRegistry)
     }
 }
+
+struct APITimestampTests {
+    @Test func theAPIsTimesReadBackToTheMillisecondAndOtherTextIsNoTime() {
+        let date = Date(timeIntervalSince1970: 1_796_412_629.815)
+        let text = date.formatted(APITimestamp.style)
+        #expect(text == "2026-12-04T19:30:29.815Z")
+        #expect(abs((APITimestamp.date(text)?.timeIntervalSince1970 ?? 0) - date.timeIntervalSince1970) < 0.001)
+        #expect(APITimestamp.date("yesterday") == nil && APITimestamp.date(nil) == nil)
+    }
+}
