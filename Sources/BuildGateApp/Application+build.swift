@@ -25,15 +25,16 @@ package func buildApplication(
     let dataDirectory = configuration.dataDirectory
     // Configuration that can be refused is read before anything is created (the database, the admin token).
     let kubernetes = try kubernetesCredentials(configuration)
-    let database = try openDatabase(configuration)
-    let store = SQLiteBuildStore(
-        database: database, defaultMaxRunningPerTenant: configuration.limits.tenantDefaults.maxRunningBuilds)
-    let tenantLimits = SQLiteTenantLimitsStore(database: database)
-    let tokens = SQLiteAccessTokenStore(database: database)
+    try FileManager.default.createDirectory(
+        atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     let box = try loadSecretBox(configuration)
-    let triggers = SQLiteTriggerStore(database: database, box: box)
-    let registryCredentials = SQLiteRegistryCredentialStore(database: database, box: box)
-    let secrets = SQLiteBuildSecretStore(database: database, box: box)
+    let stores = try await GatewayStores.open(configuration, box: box, logger: logger)
+    let store = stores.builds
+    let tenantLimits = stores.tenantLimits
+    let tokens = stores.tokens
+    let triggers = stores.triggers
+    let registryCredentials = stores.registryCredentials
+    let secrets = stores.secrets
     try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
@@ -42,7 +43,7 @@ package func buildApplication(
     }
     let credentials = try configuration.registryAuthFile.map(RegistryCredentials.init(file:)) ?? RegistryCredentials()
 
-    var services: [any Service] = []
+    var services: [any Service] = stores.services
     let pool = BuilderPool()
     var endpoints = configuration.builders
     if endpoints.isEmpty && configuration.pools.isEmpty {
@@ -100,6 +101,7 @@ package func buildApplication(
         },
         observer: notifier, settler: settler,
         configuration: dispatcherConfiguration, logger: logger)
+    stores.connect(logs, dispatcher)
     let sweeper = RetentionSweeper(
         store: store, contexts: contexts, logs: logs, policy: configuration.retention, logger: logger)
     services.append(sweeper)
@@ -116,11 +118,11 @@ package func buildApplication(
         dependencies: BuildGateAPIDependencies(
             repository: store, logs: logs, contexts: contexts, tokens: tokens, triggers: triggers,
             registryCredentials: registryCredentials, tenantLimits: tenantLimits, secrets: secrets,
-            pool: pool, queueReasons: dispatcher.queueReasons, events: try SQLiteBuildEventFeed(database: database),
+            pool: pool, queueReasons: dispatcher.queueReasons, events: stores.events,
             sessions: sessions,
             readiness: {
                 var failing: [String] = []
-                if await !database.isWritable() { failing.append("the database is not writable") }
+                if await !stores.isWritable() { failing.append("the database is not writable") }
                 // The same floor as uploads: a gateway that would refuse uploads with 507 is not ready.
                 let floor = configuration.limits.minFreeDiskBytes
                 if let free = freeBytes(dataDirectory), free < floor {
@@ -242,19 +244,36 @@ func openDatabase(_ configuration: BuildGateConfiguration) throws -> BuildGateDa
         path: "\(configuration.dataDirectory)/buildgate.sqlite", migrationsDirectory: configuration.migrationsDirectory)
 }
 
-/// `buildgate migrate`: opens the data directory's database, which applies every pending migration, and lists them.
-package func migrateDatabase(_ configuration: BuildGateConfiguration) throws -> [String] {
-    try openDatabase(configuration).appliedMigrations()
+/// `buildgate migrate`: opens the configured database, which applies every pending migration, and lists them.
+package func migrateDatabase(_ configuration: BuildGateConfiguration, logger: Logger) async throws -> [String] {
+    guard let url = configuration.databaseURL else { return try openDatabase(configuration).appliedMigrations() }
+    let database = try await BuildGatePostgres(
+        url: url, password: try databasePassword(configuration),
+        migrationsDirectory: "\(configuration.migrationsDirectory)/postgres", logger: logger)
+    return try await database.appliedMigrations()
 }
 
-/// `buildgate backup FILE`: a consistent copy of the database (migrations applied first).
+/// `buildgate backup FILE`: a consistent copy of the SQLite database (migrations applied first). PostgreSQL has
+/// its own tools (`pg_dump`), and this refuses.
 package func backupDatabase(_ configuration: BuildGateConfiguration, to destination: String) throws {
+    guard configuration.databaseURL == nil else {
+        throw BuildGateError(.invalidParameter, "backup copies the SQLite database; back PostgreSQL up with pg_dump")
+    }
     try openDatabase(configuration).backup(to: destination)
 }
 
-/// The token store of a data directory, for `buildgate token …`.
-package func openAccessTokens(_ configuration: BuildGateConfiguration) throws -> any AccessTokenRepository {
-    SQLiteAccessTokenStore(database: try openDatabase(configuration))
+/// The token store of the configured database, for `buildgate token …`.
+package func openAccessTokens(_ configuration: BuildGateConfiguration, logger: Logger) async throws
+    -> any AccessTokenRepository
+{
+    try await GatewayStores.open(configuration, box: nil, logger: logger).tokens
+}
+
+/// The PostgreSQL password from `databasePasswordFile` (its last newline dropped), or nil.
+func databasePassword(_ configuration: BuildGateConfiguration) throws -> String? {
+    try configuration.databasePasswordFile.map { file in
+        try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
+    }
 }
 
 private func gitConfiguration(_ configuration: BuildGateConfiguration) -> GitCLISourceFetcher.Configuration {
@@ -286,7 +305,9 @@ func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox 
     return box
 }
 
-/// The tenant limits of a data directory, for `buildgate tenant limits`.
-package func openTenantLimits(_ configuration: BuildGateConfiguration) throws -> any TenantLimitsRepository {
-    SQLiteTenantLimitsStore(database: try openDatabase(configuration))
+/// The tenant limits of the configured database, for `buildgate tenant limits`.
+package func openTenantLimits(_ configuration: BuildGateConfiguration, logger: Logger) async throws
+    -> any TenantLimitsRepository
+{
+    try await GatewayStores.open(configuration, box: nil, logger: logger).tenantLimits
 }

@@ -253,6 +253,16 @@ extension BuildGateConfiguration {
             help: "Directory of the numbered .sql migrations."
         ) { configuration, value in configuration.migrationsDirectory = try value.text("migrationsDirectory") },
         .init(
+            "databaseURL", .text, environment: "BUILDGATE_DATABASE_URL", flag: "--database",
+            default: "SQLite in the data directory",
+            help:
+                "PostgreSQL for several gateways: postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem."
+        ) { configuration, value in configuration.databaseURL = try value.text("databaseURL") },
+        .init(
+            "databasePasswordFile", .text, default: "the URL's password, if any",
+            help: "File holding the PostgreSQL password (instead of one in the URL)."
+        ) { configuration, value in configuration.databasePasswordFile = try value.text("databasePasswordFile") },
+        .init(
             "secretKeyFile", .text, default: "`<data>/secret.key`, created on first start",
             help: "File with the base64 AES-256 key that seals secrets at rest."
         ) { configuration, value in configuration.secretKeyFile = try value.text("secretKeyFile") },

@@ -40,6 +40,9 @@ package struct BuildGateConfiguration: Sendable {
     package var publicURL: String?
     /// A file holding the base64 of the 32-byte AES key that seals secrets at rest; nil: `<data>/secret.key`.
     package var secretKeyFile: String?
+    /// `postgres://…` when several gateways share one PostgreSQL database; nil: SQLite in the data directory.
+    package var databaseURL: String?
+    package var databasePasswordFile: String?
 
     package init(dataDirectory: String, migrationsDirectory: String) {
         self.dataDirectory = dataDirectory

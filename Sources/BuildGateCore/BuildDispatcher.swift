@@ -163,8 +163,8 @@ package final class BuildDispatcher: Service {
             do {
                 let now = clock.now
                 claimed = try await queue.claim(
-                    build.id, builder: endpoint.name, owner: owner, leaseUntil: now + configuration.leaseDuration,
-                    now: now)
+                    build.id, builder: endpoint.name, capacity: endpoint.capacity, owner: owner,
+                    leaseUntil: now + configuration.leaseDuration, now: now)
             } catch {
                 logger.error("claiming a build failed", metadata: ["buildgate.error": "\(error)"])
                 claimed = nil

@@ -9,9 +9,12 @@ package protocol BuildQueue: BuildSettlementStore {
     /// Queued builds a dispatcher may start now, oldest first: those whose tenant is under its running limit.
     func dispatchable(limit: Int) async throws -> [Build]
 
-    /// Claims this queued build for `builder` (`queued → starting`) with a lease, re-checking its tenant's running
-    /// limit in the same statement. Nil when it is no longer queued or its tenant reached the limit meanwhile.
-    func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws -> Build?
+    /// Claims this queued build for `builder` (`queued → starting`) with a lease, re-checking in the same
+    /// transaction its tenant's running limit, its `serial` run key, and that fewer than `capacity` builds hold the
+    /// builder (nil: no limit), as committed by every gateway sharing the store. Nil when it is no longer queued or
+    /// one of those is reached meanwhile.
+    func claim(_ id: BuildID, builder: String, capacity: Int?, owner: String, leaseUntil: Date, now: Date)
+        async throws -> Build?
 
     /// How many builds are queued, starting and running now (for the queue-depth metric).
     func activeCounts() async throws -> [BuildStatus: Int]

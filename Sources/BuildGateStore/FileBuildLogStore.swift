@@ -89,6 +89,8 @@ package final class FileBuildLogStore: BuildLogStore {
 
     private let directory: String
     private let state = Mutex(State())
+    /// Told of every append and finish here (several gateways on one data directory: `announceChanges`).
+    private let announce = Mutex<(@Sendable (BuildID) -> Void)?>(nil)
 
     package init(dataDirectory: String) throws {
         directory = "\(dataDirectory)/logs"
@@ -97,6 +99,22 @@ package final class FileBuildLogStore: BuildLogStore {
     }
 
     private func path(_ id: BuildID) -> String { "\(directory)/\(id.rawValue).log" }
+
+    /// Calls `handler` after each append and finish made here, so gateways sharing the data directory can be told
+    /// (`changedElsewhere` there). It must return quickly.
+    package func announceChanges(_ handler: @escaping @Sendable (BuildID) -> Void) {
+        announce.withLock { $0 = handler }
+    }
+
+    /// Another gateway appended to or finished this log in the shared data directory: the file is the truth, so a
+    /// copy held open here (this gateway ran an earlier attempt) is dropped, and followers here wake to read it.
+    package func changedElsewhere(_ id: BuildID) {
+        state.withLock { state in
+            state.open.removeValue(forKey: id)
+            state.recentlyFinished.removeAll { $0 == id }
+            Self.wakeAll(&state, id)
+        }
+    }
 
     /// The end of the piece holding `offset`.
     static func pieceEnd(containing offset: Int64) -> Int64 {
@@ -126,6 +144,7 @@ package final class FileBuildLogStore: BuildLogStore {
             log.remember(bytes)
             Self.wakeAll(&state, id)
         }
+        announce.withLock { $0 }?(id)
     }
 
     private static func complete(_ id: BuildID) -> BuildGateError {
@@ -168,6 +187,7 @@ package final class FileBuildLogStore: BuildLogStore {
             }
             Self.wakeAll(&state, id)
         }
+        announce.withLock { $0 }?(id)
     }
 
     package func remove(_ id: BuildID) async {

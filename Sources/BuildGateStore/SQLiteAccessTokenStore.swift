@@ -11,7 +11,7 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
         self.database = database
     }
 
-    private struct Row: Codable, FetchableRecord, PersistableRecord {
+    struct Row: Codable, FetchableRecord, PersistableRecord {
         static let databaseTableName = "accessToken"
         /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
         /// both those and the text dates of rows written before.
@@ -64,6 +64,12 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
             let row = try Row.fetchOne(db, key: id)
             return (row, try row?.parentId.flatMap { try Row.fetchOne(db, key: $0) })
         }
+        return try Self.principal(row: row, parent: parent, secret: secret, at: date)
+    }
+
+    /// The principal a token row stands for at `date`, when `secret` is its secret and it (and the token it was
+    /// derived from, `parent`) is neither revoked nor expired.
+    static func principal(row: Row?, parent: Row?, secret: String, at date: Date) throws -> Principal? {
         guard let row, TokenSecret.matches(secret, hash: Array(row.secretHash)) else { return nil }
         let stored = try row.token()
         func valid(_ token: AccessToken) -> Bool {

@@ -7,10 +7,7 @@ import Synchronization
 /// are woken by GRDB's observation of commits that touch the table in this process.
 package final class SQLiteBuildEventFeed: BuildEventFeed {
     private let database: BuildGateDatabase
-    /// The newest sequence this process has seen committed, and the readers waiting for one past theirs.
-    private let state = Mutex<
-        (seen: Int64, waiters: [UUID: (after: Int64, continuation: CheckedContinuation<Void, Never>)])
-    >((0, [:]))
+    private let waiters: SequenceWaiters
     private let observation = Mutex<AnyDatabaseCancellable?>(nil)
 
     package init(database: BuildGateDatabase) throws {
@@ -18,30 +15,20 @@ package final class SQLiteBuildEventFeed: BuildEventFeed {
         let seen = try database.writer.read { db in
             try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM buildEvent") ?? 0
         }
-        state.withLock { $0.seen = seen }
+        waiters = SequenceWaiters(seen: seen)
         let observer = DatabaseRegionObservation(tracking: Table("buildEvent")).start(
             in: database.writer, onError: { _ in }
         ) { [weak self] db in
             guard let self, let newest = try? Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM buildEvent") else {
                 return
             }
-            self.committed(newest)
+            self.waiters.committed(newest)
         }
         observation.withLock { $0 = observer }
     }
 
     deinit {
         observation.withLock { $0?.cancel() }
-    }
-
-    private func committed(_ newest: Int64) {
-        let woken = state.withLock { state in
-            state.seen = max(state.seen, newest)
-            let ready = state.waiters.filter { $0.value.after < newest }
-            for key in ready.keys { state.waiters[key] = nil }
-            return ready.values.map(\.continuation)
-        }
-        for continuation in woken { continuation.resume() }
     }
 
     package func changes(of tenant: TenantID, after sequence: Int64, limit: Int) async throws -> [BuildStateChange] {
@@ -71,25 +58,6 @@ package final class SQLiteBuildEventFeed: BuildEventFeed {
     }
 
     package func waitForChanges(after sequence: Int64, timeout: Duration) async {
-        let key = UUID()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { continuation in
-                        let ready = self.state.withLock { state in
-                            if state.seen > sequence || Task.isCancelled { return true }
-                            state.waiters[key] = (sequence, continuation)
-                            return false
-                        }
-                        if ready { continuation.resume() }
-                    }
-                } onCancel: {
-                    self.state.withLock { $0.waiters.removeValue(forKey: key) }?.continuation.resume()
-                }
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
+        await waiters.wait(after: sequence, timeout: timeout)
     }
 }

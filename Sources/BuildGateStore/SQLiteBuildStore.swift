@@ -236,9 +236,9 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func claim(_ id: BuildID, builder: String, owner: String, leaseUntil: Date, now: Date) async throws
-        -> Build?
-    {
+    package func claim(
+        _ id: BuildID, builder: String, capacity: Int?, owner: String, leaseUntil: Date, now: Date
+    ) async throws -> Build? {
         try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
@@ -249,12 +249,14 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
                         SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
                         WHERE b.id = ? AND b.status = 'queued' AND \(Self.underTenantLimit)
                           AND (b.runPolicy != 'serial' OR NOT EXISTS (
-                              SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN \(BuildStatus.leased.sqlList))))
+                              SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN \(BuildStatus.leased.sqlList)))
+                          AND (? IS NULL OR (SELECT count(*) FROM build s
+                              WHERE s.builder = ? AND s.status IN \(BuildStatus.leased.sqlList)) < ?))
                     RETURNING *
                     """,
                 arguments: [
                     builder, owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, id.rawValue,
-                    defaultMaxRunningPerTenant, defaultMaxRunningPerTenant,
+                    defaultMaxRunningPerTenant, defaultMaxRunningPerTenant, capacity, builder, capacity,
                 ]
             )?.build()
         }

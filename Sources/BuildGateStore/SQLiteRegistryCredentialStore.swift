@@ -12,9 +12,17 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
         self.box = box
     }
 
-    private struct Sealed: Codable {
+    /// What a credential's sealed bytes hold (JSON).
+    struct Sealed: Codable {
         var username: String
         var password: String
+
+        init(_ credential: RegistryCredential) {
+            username = credential.username
+            password = credential.password
+        }
+
+        var credential: RegistryCredential { RegistryCredential(username: username, password: password) }
     }
 
     private static func context(_ tenant: TenantID, _ host: String) -> String { "registry:\(tenant)/\(host)" }
@@ -23,7 +31,7 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
         async throws
     {
         let sealed = try box.seal(
-            try JSONEncoder().encode(Sealed(username: credential.username, password: credential.password)),
+            try JSONEncoder().encode(Sealed(credential)),
             context: Self.context(tenant, host))
         try await database.writer.write { db in
             try db.ensureTenant(tenant, at: date)
@@ -45,9 +53,9 @@ package struct SQLiteRegistryCredentialStore: RegistryCredentialRepository {
                     arguments: [tenant.rawValue, host])
             })
         else { return nil }
-        let value = try JSONDecoder().decode(
-            Sealed.self, from: try box.open(sealed, context: Self.context(tenant, host)))
-        return RegistryCredential(username: value.username, password: value.password)
+        return try JSONDecoder().decode(
+            Sealed.self, from: try box.open(sealed, context: Self.context(tenant, host))
+        ).credential
     }
 
     package func hosts(of tenant: TenantID) async throws -> [(host: String, updatedAt: Date)] {

@@ -13,7 +13,7 @@ package struct SQLiteTriggerStore: TriggerRepository {
         self.box = box
     }
 
-    private struct Row: Codable, FetchableRecord, PersistableRecord {
+    struct Row: Codable, FetchableRecord, PersistableRecord {
         static let databaseTableName = "trigger"
         /// Dates are stored as Unix seconds (REAL), so SQL can compare them with the times it is given; GRDB reads
         /// both those and the text dates of rows written before.

@@ -73,8 +73,8 @@ struct BuildGateBench {
                     let now = Date()
                     guard
                         let build = try await store.claim(
-                            build.id, builder: "bench", owner: "bench", leaseUntil: now.addingTimeInterval(60), now: now
-                        )
+                            build.id, builder: "bench", capacity: nil, owner: "bench",
+                            leaseUntil: now.addingTimeInterval(60), now: now)
                     else { continue }
                     claimed.append(build.id)
                 }

@@ -84,10 +84,14 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "JSON config file (also BUILDGATE_CONFIG).") var config: String?
     @Option(name: .customLong("data-dir"), help: "Data directory.") var dataDirectory: String?
     @Option(help: "Directory of the numbered .sql migrations.") var migrations: String?
+    @Option(help: "PostgreSQL URL, when gateways share one (also BUILDGATE_DATABASE_URL).") var database: String?
+
+    var logger: Logger { Logger(label: "buildgate") }
 
     func configuration() throws -> BuildGateConfiguration {
         var flags = BuildGateConfiguration.Layer()
         flags.values["dataDirectory"] = dataDirectory.map { .text($0) }
+        flags.values["databaseURL"] = database.map { .text($0) }
         flags.values["migrationsDirectory"] = migrations.map { .text($0) }
         let environment = ProcessInfo.processInfo.environment
         var layers = [flags, try BuildGateConfiguration.Layer(environment: environment)]
@@ -121,7 +125,7 @@ struct Token: AsyncParsableCommand {
                 return scope
             }
             guard !parsed.isEmpty else { throw ValidationError("give at least one --scope") }
-            let tokens = try openAccessTokens(try storage.configuration())
+            let tokens = try await openAccessTokens(try storage.configuration(), logger: storage.logger)
             let (token, record) = try await tokens.createToken(
                 tenant: tenant, name: name, scopes: Set(parsed), buildID: nil,
                 expiresAt: expiresIn.map { Date().addingTimeInterval(Double($0)) }, at: Date())
@@ -138,7 +142,7 @@ struct Token: AsyncParsableCommand {
         @Option(help: "Only this tenant's tokens.") var tenant: String?
 
         func run() async throws {
-            let tokens = try openAccessTokens(try storage.configuration())
+            let tokens = try await openAccessTokens(try storage.configuration(), logger: storage.logger)
             for token in try await tokens.tokens(of: tenant.flatMap(TenantID.init)) {
                 let state =
                     token.revokedAt != nil
@@ -156,7 +160,7 @@ struct Token: AsyncParsableCommand {
         @Argument(help: "The token id (the part after bgt_ and before the next _).") var id: String
 
         func run() async throws {
-            let tokens = try openAccessTokens(try storage.configuration())
+            let tokens = try await openAccessTokens(try storage.configuration(), logger: storage.logger)
             guard try await tokens.revokeToken(id: id, at: Date()) else { throw ValidationError("no token \(id)") }
             print("revoked \(id)")
         }
@@ -181,7 +185,8 @@ struct Tenant: AsyncParsableCommand {
             let limits = TenantLimits(
                 maxRunningBuilds: maxRunningBuilds, maxQueuedBuilds: maxQueuedBuilds,
                 requestsPerMinute: requestsPerMinute)
-            try await openTenantLimits(try storage.configuration()).setLimits(limits, for: tenant, at: Date())
+            try await openTenantLimits(try storage.configuration(), logger: storage.logger).setLimits(
+                limits, for: tenant, at: Date())
             print(
                 "limits of \(tenant): running \(maxRunningBuilds.map(String.init) ?? "default"), queued \(maxQueuedBuilds.map(String.init) ?? "default"), requests/min \(requestsPerMinute.map(String.init) ?? "default")"
             )
@@ -195,7 +200,9 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
-        for migration in try migrateDatabase(try storage.configuration()) { print(migration) }
+        for migration in try await migrateDatabase(try storage.configuration(), logger: storage.logger) {
+            print(migration)
+        }
     }
 }
 

@@ -127,7 +127,8 @@ private final class World: Sendable {
         case .claim:
             let owner = "dispatcher-\(choice % 2)"
             let now = Date()
-            if let claimed = try await store.claim(build.id, builder: "b", owner: owner, leaseUntil: now + 15, now: now)
+            if let claimed = try await store.claim(
+                build.id, builder: "b", capacity: nil, owner: owner, leaseUntil: now + 15, now: now)
             {
                 claims.list.withLock { $0.append((owner, claimed)) }
                 try await logs.appendGatewayLine("dispatched", to: build.id)

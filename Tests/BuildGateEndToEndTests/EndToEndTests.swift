@@ -6,6 +6,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
 import Synchronization
 import Testing
@@ -93,7 +94,7 @@ struct EndToEndTests {
             configuration.migrationsDirectory = migrationsDirectory
             let other = GatewayClient(
                 baseURL: gateway.baseURL,
-                token: try await openAccessTokens(configuration).createToken(
+                token: try await openAccessTokens(configuration, logger: Logger(label: "test")).createToken(
                     tenant: TenantID("other")!, name: "e2e", scopes: [.admin], buildID: nil, expiresAt: nil, at: Date()
                 ).token)
             let theirs = try await other.waitUntilFinished(

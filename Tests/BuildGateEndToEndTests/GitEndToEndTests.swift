@@ -4,6 +4,7 @@ import BuildGateCore
 import BuildGateTesting
 import Crypto
 import Foundation
+import Logging
 import Testing
 
 /// Builds from real git: a bare repository served by `git daemon` on loopback, a real Podman and a real registry.
@@ -106,7 +107,7 @@ struct GitEndToEndTests {
             var configuration = try BuildGateConfiguration.resolve([], environment: [:])
             configuration.dataDirectory = directory.path
             configuration.migrationsDirectory = migrationsDirectory
-            let tokens = try openAccessTokens(configuration)
+            let tokens = try await openAccessTokens(configuration, logger: Logger(label: "test"))
             let stranger = GatewayClient(
                 baseURL: gateway.baseURL,
                 token: try await tokens.createToken(

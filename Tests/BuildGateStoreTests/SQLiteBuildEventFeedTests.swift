@@ -38,7 +38,8 @@ struct SQLiteBuildEventFeedTests {
         _ = try await store.create(first)
         _ = try await store.create(other)
         let claimed = try #require(
-            try await store.claim(first.id, builder: "b", owner: "g", leaseUntil: Date() + 60, now: Date()))
+            try await store.claim(
+                first.id, builder: "b", capacity: nil, owner: "g", leaseUntil: Date() + 60, now: Date()))
         #expect(claimed.status == .starting)
         // A write that changes no status records nothing.
         try await database.writer.write { db in
