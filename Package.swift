@@ -221,7 +221,11 @@ let package = Package(
         ),
         .target(
             name: "BuildGateTesting",
-            dependencies: ["BuildGateCore", "BuildGateStore"],
+            dependencies: [
+                "BuildGateCore", "BuildGateStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             path: "Tests/BuildGateTesting",
             swiftSettings: swiftSettings
         ),
@@ -254,6 +258,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

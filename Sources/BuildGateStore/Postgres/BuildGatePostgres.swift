@@ -35,6 +35,9 @@ package final class BuildGatePostgres: Service, Sendable {
 
     deinit { pool.cancel() }
 
+    /// Closes the pool now (tests; a gateway closes it by shutting the service down).
+    package func close() { pool.cancel() }
+
     package func run() async throws {
         try? await gracefulShutdown()
         // Whatever the other services still write during their shutdown went first (they stop before this one).

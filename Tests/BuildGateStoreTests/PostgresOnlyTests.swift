@@ -1,0 +1,101 @@
+import BuildGateCore
+import BuildGateStore
+import BuildGateTesting
+import Foundation
+import GRDB
+import PostgresNIO
+import Testing
+
+/// What only the PostgreSQL store has: its schema kept equal to SQLite's, and logs shared between gateways.
+struct PostgresOnlyTests {
+    /// Every table and column the SQLite migrations leave, and nothing else, in PostgreSQL's (names compared
+    /// case-insensitively: PostgreSQL folds unquoted names to lower case).
+    @Test func bothSchemasHaveTheSameTablesAndColumns() async throws {
+        let directory = try TemporaryDirectory("schema")
+        defer { directory.remove() }
+        let sqlite = try BuildGateDatabase(
+            path: "\(directory.path)/db.sqlite", migrationsDirectory: migrationsDirectory)
+        let sqliteColumns: Set<String> = try await sqlite.writer.read { db in
+            var columns: Set<String> = []
+            let tables = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT name FROM sqlite_master
+                    WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != 'grdb_migrations'
+                    """)
+            for table in tables {
+                for column in try db.columns(in: table) { columns.insert("\(table).\(column.name)".lowercased()) }
+            }
+            return columns
+        }
+        try await TestStores.with(.postgres) { stores in
+            let database = try #require(stores.postgres?.database)
+            let postgresColumns = Set(
+                try await database.rows(
+                    """
+                    SELECT table_name, column_name FROM information_schema.columns
+                    WHERE table_schema = 'public' AND table_name != 'schemamigration'
+                    """
+                ).map { "\(try $0["table_name"].decode(String.self)).\(try $0["column_name"].decode(String.self))" })
+            #expect(sqliteColumns.count > 50)
+            #expect(
+                postgresColumns == sqliteColumns,
+                "only in SQLite: \(sqliteColumns.subtracting(postgresColumns).sorted()); only in PostgreSQL: \(postgresColumns.subtracting(sqliteColumns).sorted())"
+            )
+        }
+    }
+
+    /// Two gateways on one data directory (a ReadWriteMany volume): a follower of a log on B is woken by every
+    /// append A makes and by A finishing it, through NOTIFY, and reads A's bytes from the shared file.
+    @Test func aFollowerOnOneGatewayGetsEveryByteAnotherAppendsLive() async throws {
+        try await TestStores.with(.postgres) { stores in
+            let gatewayB = try #require(try await stores.otherGateway?())
+            let directory = try TemporaryDirectory("shared-logs")
+            defer { directory.remove() }
+            let logsA = try FileBuildLogStore(dataDirectory: directory.path)
+            let logsB = try FileBuildLogStore(dataDirectory: directory.path)
+            // Shared before the services run, as the gateway does; the stores' own listeners are already running,
+            // so these use fresh ones.
+            let sharingA = PostgresNotifications(database: try #require(stores.postgres?.database))
+            let sharingB = PostgresNotifications(database: try #require(gatewayB.postgres?.database))
+            sharingA.shareLogs(of: logsA)
+            sharingB.shareLogs(of: logsB)
+            let runA = Task { try await sharingA.run() }
+            let runB = Task { try await sharingB.run() }
+            defer {
+                runA.cancel()
+                runB.cancel()
+            }
+            try await waitUntil { sharingB.isListening(PostgresNotifications.logs) }
+
+            let id = BuildID.generate()
+            var expected: [UInt8] = []
+            var length: Int64 = 0
+            for line in 0..<20 {
+                let bytes = Array("line \(line) from gateway A\n".utf8)
+                let seen = length
+                let follower = Task { await logsB.waitForChange(id, beyond: seen, timeout: .seconds(30)) }
+                try await waitUntil { logsB.waiterCount(id) == 1 }
+                try await logsA.append(bytes, to: id)
+                let started = ContinuousClock.now
+                let snapshot = await follower.value
+                #expect(ContinuousClock.now - started < .seconds(10), "woken by its timeout, not by A's append")
+                expected += bytes
+                #expect(snapshot.length == Int64(expected.count))
+                length = snapshot.length
+            }
+            var read: [UInt8] = []
+            while read.count < expected.count {
+                read += try await logsB.read(id, from: Int64(read.count), maxLength: 1 << 20)
+            }
+            #expect(read == expected)
+
+            let whole = length
+            let finished = Task { await logsB.waitForChange(id, beyond: whole, timeout: .seconds(30)) }
+            try await waitUntil { logsB.waiterCount(id) == 1 }
+            await logsA.finish(id)
+            #expect(await finished.value.isFinished)
+            await gatewayB.closeAll()
+        }
+    }
+}
