@@ -82,6 +82,7 @@ package func buildApplication(
     let settler = BuildSettler(store: store, logs: logs, observer: notifier, logger: logger)
     var dispatcherConfiguration = BuildDispatcher.Configuration()
     dispatcherConfiguration.leaseDuration = configuration.leaseDuration
+    dispatcherConfiguration.maxAttempts = configuration.maxAttempts
     dispatcherConfiguration.shutdownGracePeriod = configuration.shutdownGrace
     let dispatcher = BuildDispatcher(
         queue: store, logs: logs, contexts: contexts, pool: pool,
@@ -107,7 +108,9 @@ package func buildApplication(
     services.append(sweeper)
     let reaper = LeaseReaper(
         queue: store, logs: logs, interval: configuration.leaseDuration / 3, queueReasons: dispatcher.queueReasons,
-        observer: notifier, onRequeue: dispatcher.wake, settler: settler, logger: logger)
+        observer: notifier, onRequeue: dispatcher.wake, settler: settler,
+        maxAttempts: dispatcherConfiguration.maxAttempts, retryQueueTTL: dispatcherConfiguration.retryQueueTTL,
+        logger: logger)
     try await reaper.settleExpiredLeases(now: Date())
     try await reaper.expireQueuedBuilds(now: Date())
     services.append(contentsOf: [dispatcher, reaper] as [any Service])

@@ -230,6 +230,12 @@ extension BuildGateConfiguration {
         .init("leaseSeconds", .number, default: "15", help: "Dispatcher lease in seconds.") { configuration, value in
             configuration.leaseDuration = try value.seconds("leaseSeconds", atLeast: 2)
         },
+        .init(
+            "buildAttempts", .number, default: "3",
+            help: "Tries per build when its builder or its gateway goes away before a result."
+        ) { configuration, value in
+            configuration.maxAttempts = Int(try value.positive("buildAttempts"))
+        },
         .init("podman", .text, default: "`podman` on `PATH`", help: "podman executable for the embedded builder.") {
             configuration, value in configuration.podmanExecutable = try value.text("podman")
         },

@@ -27,6 +27,8 @@ package struct BuildGateConfiguration: Sendable {
     package var insecureRegistries: Set<String> = []
     package var limits = BuildGateAPILimits()
     package var leaseDuration: Duration = .seconds(15)
+    /// Tries per build when its builder or the gateway running it goes away before a result.
+    package var maxAttempts = 3
     package var retention = RetentionPolicy()
     /// On SIGTERM, how long running builds may take before they are settled as `interrupted`.
     package var shutdownGrace: Duration = .seconds(240)

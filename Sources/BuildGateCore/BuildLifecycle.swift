@@ -25,9 +25,10 @@ package enum BuildLifecycle {
         case engineFinished(BuildOutcome, timedOut: Bool)
         /// A user asked to cancel it.
         case cancelRequested
-        /// The dispatcher that held its lease is gone (a crash, `kill -9`). `interruptedDispatches` counts the
-        /// earlier expiries before the engine accepted it; `cancelRequested` says whether a cancel was pending.
-        case leaseExpired(interruptedDispatches: Int, cancelRequested: Bool)
+        /// The dispatcher that held its lease is gone (a crash, `kill -9`, its gateway's node). `interruptedDispatches`
+        /// counts the earlier expiries before the engine accepted it; `cancelRequested` says whether a cancel was
+        /// pending; it was `attempt` of `maxAttempts`.
+        case leaseExpired(interruptedDispatches: Int, cancelRequested: Bool, attempt: Int, maxAttempts: Int)
         /// Its builder vanished before a result (`attempt` of `maxAttempts`): another builder may take it.
         case infrastructureRetry(attempt: Int, maxAttempts: Int, builder: String, message: String)
         /// It waited in the queue past its TTL; `waitReason` is why, as the dispatcher last saw it.
@@ -87,9 +88,9 @@ package enum BuildLifecycle {
             return settled(.cancelled, .cancelled, "cancelled before it started")
         case (.starting, .cancelRequested), (.running, .cancelRequested):
             return Transition(status: status, notifies: false, marksCancelRequested: true)
-        case (.starting, .leaseExpired(_, cancelRequested: true)):
+        case (.starting, .leaseExpired(_, cancelRequested: true, _, _)):
             return settled(.cancelled, .cancelled, "cancelled before it started")
-        case (.starting, .leaseExpired(let earlier, _)) where earlier + 1 >= maxInterruptedDispatches:
+        case (.starting, .leaseExpired(let earlier, _, _, _)) where earlier + 1 >= maxInterruptedDispatches:
             return settled(
                 .failed, .dispatchAbandoned,
                 "the gateway stopped \(earlier + 1) times while dispatching this build; it is not dispatched again, "
@@ -97,9 +98,21 @@ package enum BuildLifecycle {
         case (.starting, .leaseExpired):
             // Never reached the engine: safe to run again, and nobody will run it twice.
             return Transition(status: .queued, logLine: "the dispatcher that claimed this build is gone; queued again")
-        case (.running, .leaseExpired):
-            // The engine may or may not have finished it: say so rather than guess or build twice.
-            return settled(.failed, .interrupted, "the gateway stopped while this build was running")
+        case (.running, .leaseExpired(_, cancelRequested: true, _, _)):
+            return settled(
+                .cancelled, .cancelled, "cancelled; the gateway running it stopped before the engine said so")
+        case (.running, .leaseExpired(_, _, let attempt, let maxAttempts)) where attempt < maxAttempts:
+            // An infrastructure failure like a vanished builder: the engine lost its client with the gateway, and
+            // its lease had run out before anyone could claim it again, so it never runs twice at once.
+            return Transition(
+                status: .queued,
+                logLine:
+                    "attempt \(attempt) of \(maxAttempts) ended without a result: the gateway running it stopped; "
+                    + "back in the queue for another builder")
+        case (.running, .leaseExpired(_, _, let attempt, let maxAttempts)):
+            return settled(
+                .failed, .interrupted,
+                "attempt \(attempt) of \(maxAttempts) ended without a result: the gateway running it stopped")
         case (.starting, .infrastructureRetry(let attempt, let maxAttempts, let builder, let message)),
             (.running, .infrastructureRetry(let attempt, let maxAttempts, let builder, let message)):
             return Transition(

@@ -48,8 +48,9 @@ package protocol BuildQueue: BuildSettlementStore {
     /// Builds in `starting` or `running` whose lease ended before `now`.
     func expiredLeases(now: Date) async throws -> [Build]
 
-    /// A starting build whose lease expired before `now` (its dispatcher is gone before the engine accepted it) goes
-    /// back to the queue, counting one more interrupted dispatch. Returns the build afterwards, or nil when it no
-    /// longer qualifies (someone renewed or settled it meanwhile).
-    func requeueExpiredLease(_ id: BuildID, now: Date) async throws -> Build?
+    /// A build whose lease expired before `now` (its dispatcher is gone) goes back to the queue, unless a cancel
+    /// is pending: one still starting (the engine never accepted it) counting one more interrupted dispatch, one
+    /// running as its next attempt (`attempt + 1`, its steps cleared). Returns the build afterwards, or nil when it
+    /// no longer qualifies (someone renewed or settled it meanwhile).
+    func requeueExpiredLease(_ id: BuildID, now: Date, queueExpiresAt: Date?) async throws -> Build?
 }

@@ -4,8 +4,10 @@ import ServiceLifecycle
 
 /// Settles builds whose dispatcher is gone, and builds that waited too long: at start-up, then every `interval`.
 ///
-/// A build whose lease expired before it reached the engine goes back to the queue; one that was running ends
-/// `failed` with reason `interrupted` and a line in its log saying so. Never a build that says "running" forever.
+/// A build whose lease expired before it reached the engine goes back to the queue; one that was running goes back
+/// as its next attempt (the gateway running it died: an infrastructure failure), and after `maxAttempts` ends
+/// `failed` with reason `interrupted`; its log says which. Never a build that says "running" forever. With several
+/// gateways on one database, any of them settles what another left behind.
 /// A build still queued at its `queueExpiresAt` ends `expired`, saying why it waited.
 package struct LeaseReaper: Service {
     private let queue: any BuildQueue
@@ -17,6 +19,8 @@ package struct LeaseReaper: Service {
     private let logger: Logger
     private let settler: BuildSettler
     private let clock: any GatewayClock
+    private let maxAttempts: Int
+    private let retryQueueTTL: Duration
 
     package init(
         queue: any BuildQueue,
@@ -27,9 +31,13 @@ package struct LeaseReaper: Service {
         onRequeue: @escaping @Sendable () -> Void = {},
         settler: BuildSettler? = nil,
         clock: any GatewayClock = SystemClock(),
+        maxAttempts: Int = BuildDispatcher.Configuration().maxAttempts,
+        retryQueueTTL: Duration = BuildDispatcher.Configuration().retryQueueTTL,
         logger: Logger
     ) {
         self.clock = clock
+        self.maxAttempts = maxAttempts
+        self.retryQueueTTL = retryQueueTTL
         self.queue = queue
         self.logs = logs
         self.interval = interval
@@ -56,7 +64,8 @@ package struct LeaseReaper: Service {
     package func settleExpiredLeases(now: Date) async throws {
         for build in try await queue.expiredLeases(now: now) {
             let event = BuildLifecycle.Event.leaseExpired(
-                interruptedDispatches: build.interruptedDispatches, cancelRequested: build.cancelRequested)
+                interruptedDispatches: build.interruptedDispatches, cancelRequested: build.cancelRequested,
+                attempt: build.attempt, maxAttempts: maxAttempts)
             guard let transition = BuildLifecycle.transition(from: build.status, on: event) else { continue }
             if transition.isTerminal {
                 if let settled = try await settler.settle(build, on: event, expecting: .expiredLease(now: now), at: now)
@@ -68,7 +77,9 @@ package struct LeaseReaper: Service {
                             "buildgate.build.reason": "\(settled.reason?.rawValue ?? "")",
                         ])
                 }
-            } else if let requeued = try await queue.requeueExpiredLease(build.id, now: now) {
+            } else if let requeued = try await queue.requeueExpiredLease(
+                build.id, now: now, queueExpiresAt: build.status == .running ? now + retryQueueTTL : nil)
+            {
                 if let line = transition.logLine { try await logs.appendGatewayLine(line, to: build.id) }
                 if transition.notifies { await observer.buildChanged(requeued) }
                 onRequeue()

@@ -329,18 +329,22 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
         }
     }
 
-    package func requeueExpiredLease(_ id: BuildID, now: Date) async throws -> Build? {
+    package func requeueExpiredLease(_ id: BuildID, now: Date, queueExpiresAt: Date?) async throws -> Build? {
         try await database.writer.write { db in
             try BuildRecord.fetchOne(
                 db,
                 sql: """
                     UPDATE build
                     SET status = 'queued', builder = NULL, startedAt = NULL, leaseOwner = NULL, leaseExpiresAt = NULL,
-                        interruptedDispatches = interruptedDispatches + 1
-                    WHERE id = ? AND status = 'starting' AND leaseOwner IS NOT NULL AND leaseExpiresAt < ?
+                        interruptedDispatches = interruptedDispatches + (status = 'starting'),
+                        attempt = attempt + (status = 'running'),
+                        steps = CASE WHEN status = 'running' THEN '[]' ELSE steps END,
+                        queueExpiresAt = coalesce(?, queueExpiresAt)
+                    WHERE id = ? AND status IN \(BuildStatus.leased.sqlList) AND cancelRequested = 0
+                      AND leaseOwner IS NOT NULL AND leaseExpiresAt < ?
                     RETURNING *
                     """,
-                arguments: [id.rawValue, now.timeIntervalSince1970]
+                arguments: [queueExpiresAt?.timeIntervalSince1970, id.rawValue, now.timeIntervalSince1970]
             )?.build()
         }
     }

@@ -341,7 +341,7 @@ struct BuildDispatcherTests {
         #expect(try await harness.log(id).contains("cancellation requested"))
     }
 
-    @Test func theReaperInterruptsRunningBuildsAndRequeuesClaimedOnesWhoseLeaseExpired() async throws {
+    @Test func theReaperRetriesRunningBuildsUpToTheirAttemptsAndRequeuesClaimedOnesWhoseLeaseExpired() async throws {
         let harness = try Harness()
         defer { harness.directory.remove() }
         let running = try await harness.enqueue()
@@ -351,19 +351,34 @@ struct BuildDispatcherTests {
         _ = try await harness.store.markRunning(running, owner: "dead")
         _ = try await harness.store.claimNext(builder: "gone", owner: "dead", leaseUntil: now + 1, now: now)
         let reaper = LeaseReaper(
-            queue: harness.store, logs: harness.logs, interval: .seconds(1), logger: Logger(label: "test"))
+            queue: harness.store, logs: harness.logs, interval: .seconds(1), maxAttempts: 2,
+            logger: Logger(label: "test"))
 
         try await reaper.settleExpiredLeases(now: now)
         #expect(try await harness.store.build(running)?.status == .running)
 
         try await reaper.settleExpiredLeases(now: now + 2)
-        let interrupted = try #require(try await harness.store.build(running))
-        #expect(interrupted.status == .failed)
-        #expect(interrupted.reason == .interrupted)
-        #expect(try await harness.log(running).contains("the gateway stopped while this build was running"))
+        let retried = try #require(try await harness.store.build(running))
+        #expect(retried.status == .queued && retried.attempt == 2)
+        #expect(
+            try await harness.log(running).contains(
+                "attempt 1 of 2 ended without a result: the gateway running it stopped; back in the queue"))
         let requeued = try #require(try await harness.store.build(claimed))
-        #expect(requeued.status == .queued)
+        #expect(requeued.status == .queued && requeued.attempt == 1 && requeued.interruptedDispatches == 1)
         #expect(requeued.builder == nil)
+
+        // The second attempt's gateway dies too: that was the last attempt.
+        let again = try #require(
+            try await harness.store.claim(
+                running, builder: "gone", capacity: nil, owner: "dead-again", leaseUntil: now + 3, now: now + 2))
+        #expect(again.attempt == 2)
+        _ = try await harness.store.markRunning(running, owner: "dead-again")
+        try await reaper.settleExpiredLeases(now: now + 4)
+        let interrupted = try #require(try await harness.store.build(running))
+        #expect(interrupted.status == .failed && interrupted.reason == .interrupted)
+        #expect(
+            try await harness.log(running).contains(
+                "attempt 2 of 2 ended without a result: the gateway running it stopped; result: failed (interrupted)"))
     }
 }
 

@@ -11,7 +11,7 @@ struct BuildLifecycleTests {
         .engineAccepted(engine: "Podman"),
         .engineFinished(.succeeded([]), timedOut: false),
         .cancelRequested,
-        .leaseExpired(interruptedDispatches: 0, cancelRequested: false),
+        .leaseExpired(interruptedDispatches: 0, cancelRequested: false, attempt: 3, maxAttempts: 3),
         .infrastructureRetry(attempt: 1, maxAttempts: 3, builder: "b", message: "gone"),
         .queueTTLExpired(waitReason: nil),
         .superseded(by: .generate()),
@@ -75,20 +75,44 @@ struct BuildLifecycleTests {
         let limit = BuildLifecycle.maxInterruptedDispatches
         #expect(
             BuildLifecycle.transition(
-                from: .starting, on: .leaseExpired(interruptedDispatches: limit - 2, cancelRequested: false))?.status
-                == .queued)
+                from: .starting,
+                on: .leaseExpired(interruptedDispatches: limit - 2, cancelRequested: false, attempt: 1, maxAttempts: 3)
+            )?.status == .queued)
         let abandoned = BuildLifecycle.transition(
-            from: .starting, on: .leaseExpired(interruptedDispatches: limit - 1, cancelRequested: false))
+            from: .starting,
+            on: .leaseExpired(interruptedDispatches: limit - 1, cancelRequested: false, attempt: 1, maxAttempts: 3))
         #expect(abandoned?.status == .failed && abandoned?.reason == .dispatchAbandoned)
         #expect(abandoned?.message?.contains("\(limit) times") == true)
         let interrupted = BuildLifecycle.transition(
-            from: .running, on: .leaseExpired(interruptedDispatches: 5, cancelRequested: false))
+            from: .running,
+            on: .leaseExpired(interruptedDispatches: 5, cancelRequested: false, attempt: 3, maxAttempts: 3))
         #expect(interrupted?.reason == .interrupted)
         #expect(
-            interrupted?.logLine == "the gateway stopped while this build was running; result: failed (interrupted)")
+            interrupted?.logLine
+                == "attempt 3 of 3 ended without a result: the gateway running it stopped; result: failed (interrupted)"
+        )
         let cancelled = BuildLifecycle.transition(
-            from: .starting, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true))
+            from: .starting,
+            on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true, attempt: 1, maxAttempts: 3))
         #expect(cancelled?.status == .cancelled)
+    }
+
+    /// A gateway that dies while its build runs is an infrastructure failure like a builder that vanishes: another
+    /// gateway runs the build again on another builder, up to the attempts allowed, and its log says so.
+    @Test func aBuildWhoseGatewayDiedWhileItRanIsRetriedUpToItsAttempts() {
+        let retried = BuildLifecycle.transition(
+            from: .running,
+            on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false, attempt: 1, maxAttempts: 3))
+        #expect(retried?.status == .queued)
+        #expect(
+            retried?.logLine
+                == "attempt 1 of 3 ended without a result: the gateway running it stopped; back in the queue for another builder"
+        )
+        #expect(retried?.notifies == true)
+        let cancelled = BuildLifecycle.transition(
+            from: .running,
+            on: .leaseExpired(interruptedDispatches: 0, cancelRequested: true, attempt: 1, maxAttempts: 3))
+        #expect(cancelled?.status == .cancelled && cancelled?.reason == .cancelled)
     }
 
     @Test func gatewayDecisionsSayWhyBeforeTheResult() {

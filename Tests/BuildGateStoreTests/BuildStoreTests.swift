@@ -142,7 +142,8 @@ struct BuildStoreTests {
 
             _ = try #require(
                 try await store.claimNext(builder: "b", owner: "gateway-1", leaseUntil: start + 1, now: start))
-            let requeued = try #require(try await store.requeueExpiredLease(poison.id, now: start + 2))
+            let requeued = try #require(
+                try await store.requeueExpiredLease(poison.id, now: start + 2, queueExpiresAt: nil))
             #expect(requeued.status == .queued)
             #expect(requeued.interruptedDispatches == 1)
             #expect(try await store.build(poison.id)?.interruptedDispatches == 1)
@@ -153,7 +154,9 @@ struct BuildStoreTests {
             let transition = try #require(
                 BuildLifecycle.transition(
                     from: second.status,
-                    on: .leaseExpired(interruptedDispatches: second.interruptedDispatches, cancelRequested: false)))
+                    on: .leaseExpired(
+                        interruptedDispatches: second.interruptedDispatches, cancelRequested: false, attempt: 1,
+                        maxAttempts: 3)))
             #expect(transition.isTerminal)
             let abandoned = try #require(
                 try await store.settle(
@@ -171,7 +174,9 @@ struct BuildStoreTests {
     }
 
     /// Builds that reached the engine are not counted: one interrupted while running still ends `interrupted`.
-    @Test(arguments: StoreEngine.allCases) func aRunningBuildWhoseLeaseExpiredIsInterruptedAndCountsNoDispatch(
+    /// A running build whose gateway died goes back to the queue as its next attempt (no interrupted dispatch
+    /// counted: the engine had it), with its steps cleared; on its last attempt it ends `interrupted`.
+    @Test(arguments: StoreEngine.allCases) func aRunningBuildWhoseLeaseExpiredIsQueuedAsItsNextAttemptThenInterrupted(
         engine: StoreEngine
     ) async throws {
         try await TestStores.with(engine) { stores in
@@ -181,19 +186,45 @@ struct BuildStoreTests {
             let start = Date()
             _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
             #expect(try await store.markRunning(running.id, owner: "g"))
+            #expect(try await store.recordSteps(running.id, owner: "g", steps: [BuildStep(name: "RUN x")]))
             #expect(
-                try await store.requeueExpiredLease(running.id, now: start + 2) == nil,
-                "a running build is not queued again")
+                try await store.requeueExpiredLease(running.id, now: start, queueExpiresAt: nil) == nil,
+                "a lease still valid is left alone")
+            let requeued = try #require(
+                try await store.requeueExpiredLease(running.id, now: start + 2, queueExpiresAt: start + 3600))
+            #expect(requeued.status == .queued && requeued.attempt == 2 && requeued.interruptedDispatches == 0)
+            #expect(requeued.steps.isEmpty && requeued.builder == nil)
+            #expect(abs((requeued.queueExpiresAt ?? start).timeIntervalSince(start + 3600)) < 0.001)
+
+            _ = try #require(
+                try await store.claimNext(builder: "c", owner: "g2", leaseUntil: start + 3, now: start + 2))
+            #expect(try await store.markRunning(running.id, owner: "g2"))
             let interrupted = try #require(
                 BuildLifecycle.transition(
-                    from: .running, on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false)))
+                    from: .running,
+                    on: .leaseExpired(interruptedDispatches: 0, cancelRequested: false, attempt: 2, maxAttempts: 2)))
             let settled = try #require(
                 try await store.settle(
-                    running.id, expecting: .expiredLease(now: start + 2), to: interrupted, pushedImages: [],
-                    at: start + 2))
+                    running.id, expecting: .expiredLease(now: start + 4), to: interrupted, pushedImages: [],
+                    at: start + 4))
             #expect(settled.status == .failed)
             #expect(settled.reason == .interrupted)
             #expect(settled.interruptedDispatches == 0)
+        }
+    }
+
+    /// A cancel asked for before the gateway died is honoured, not retried.
+    @Test(arguments: StoreEngine.allCases) func anExpiredLeaseWithACancelPendingIsNotQueuedAgain(
+        engine: StoreEngine
+    ) async throws {
+        try await TestStores.with(engine) { stores in
+            let store = stores.builds
+            let value = try build()
+            _ = try await store.create(value)
+            let start = Date()
+            _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
+            _ = try await store.markCancelRequested(value.id)
+            #expect(try await store.requeueExpiredLease(value.id, now: start + 2, queueExpiresAt: nil) == nil)
         }
     }
 

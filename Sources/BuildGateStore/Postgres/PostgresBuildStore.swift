@@ -295,14 +295,17 @@ package struct PostgresBuildStore: BuildRepository, BuildQueue {
             """)
     }
 
-    package func requeueExpiredLease(_ id: BuildID, now: Date) async throws -> Build? {
+    package func requeueExpiredLease(_ id: BuildID, now: Date, queueExpiresAt: Date?) async throws -> Build? {
         try await builds(
             """
             UPDATE build
             SET status = 'queued', builder = NULL, startedAt = NULL, leaseOwner = NULL, leaseExpiresAt = NULL,
-                interruptedDispatches = interruptedDispatches + 1
-            WHERE id = \(id.rawValue) AND status = 'starting' AND leaseOwner IS NOT NULL
-              AND leaseExpiresAt < \(now.timeIntervalSince1970)
+                interruptedDispatches = interruptedDispatches + (status = 'starting')::int,
+                attempt = attempt + (status = 'running')::int,
+                steps = CASE WHEN status = 'running' THEN '[]' ELSE steps END,
+                queueExpiresAt = coalesce(\(queueExpiresAt?.timeIntervalSince1970), queueExpiresAt)
+            WHERE id = \(id.rawValue) AND status IN \(unescaped: Self.leased) AND NOT cancelRequested
+              AND leaseOwner IS NOT NULL AND leaseExpiresAt < \(now.timeIntervalSince1970)
             RETURNING *
             """
         ).first
