@@ -38,7 +38,10 @@ package func buildApplication(
     try await bootstrapAdminToken(tokens, dataDirectory: dataDirectory)
     let logs = try FileBuildLogStore(dataDirectory: dataDirectory)
     let contexts = try FileContextStore(dataDirectory: dataDirectory)
-    for leftover in contexts.leftoverUploads() {
+    // Shared with other gateways, an upload is another's while it is being written (a stalled one is cut off
+    // within minutes by the request deadlines).
+    let shared = configuration.databaseURL != nil
+    for leftover in contexts.leftoverUploads(notModifiedSince: shared ? Date() - 15 * 60 : nil) {
         contexts.discard(upload: leftover)
     }
     let credentials = try configuration.registryAuthFile.map(RegistryCredentials.init(file:)) ?? RegistryCredentials()
@@ -59,7 +62,11 @@ package func buildApplication(
     var driverConfiguration = EngineAPIDriver.Configuration()
     driverConfiguration.insecureRegistries = configuration.insecureRegistries
     let engineDriver = EngineAPIDriver(httpClient: .shared, configuration: driverConfiguration, logger: logger)
-    var buildKitConfiguration = BuildKitDriver.Configuration(workDirectory: "\(dataDirectory)/tmp")
+    // Work directories (BuildKit workspaces, git clones) are this process's own: per host when shared.
+    let workDirectory = shared ? "\(dataDirectory)/tmp/\(ProcessInfo.processInfo.hostName)" : "\(dataDirectory)/tmp"
+    try FileManager.default.createDirectory(
+        atPath: workDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    var buildKitConfiguration = BuildKitDriver.Configuration(workDirectory: workDirectory)
     buildKitConfiguration.buildctl = configuration.buildctlExecutable
     buildKitConfiguration.insecureRegistries = configuration.insecureRegistries
     let buildKitDriver = BuildKitDriver(configuration: buildKitConfiguration, logger: logger)
@@ -94,7 +101,7 @@ package func buildApplication(
         },
         secrets: { tenant, names in try await secrets.secrets(tenant: tenant, names: names) },
         sourceFetcher: GitCLISourceFetcher(
-            contexts: contexts, workDirectory: "\(dataDirectory)/tmp",
+            contexts: contexts, workDirectory: workDirectory,
             configuration: gitConfiguration(configuration)),
         cloneCredentials: { build in
             guard let trigger = build.triggerID else { return nil }
@@ -294,10 +301,17 @@ func loadSecretBox(_ configuration: BuildGateConfiguration) throws -> SecretBox 
     if configuration.secretKeyFile == nil && !FileManager.default.fileExists(atPath: path) {
         var generator = SystemRandomNumberGenerator()
         let key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64EncodedString()
+        // Written whole under another name, then linked into place, which fails if a gateway starting at the same
+        // time on a shared data directory was first: every gateway then reads the one key that won.
+        let draft = "\(path).\(UUID().uuidString.lowercased())"
         guard
             FileManager.default.createFile(
-                atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+                atPath: draft, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
         else {
+            throw BuildGateError(.internalError, "cannot create \(path)")
+        }
+        defer { unlink(draft) }
+        guard link(draft, path) == 0 || errno == EEXIST else {
             throw BuildGateError(.internalError, "cannot create \(path)")
         }
     }

@@ -69,11 +69,17 @@ package struct FileContextStore: ContextStore {
         return unlink(path) == 0 || errno == ENOENT
     }
 
-    /// Paths of uploads left behind (e.g. by a crash); swept at start-up.
-    package func leftoverUploads() -> [String] {
+    /// Paths of uploads left behind (e.g. by a crash); swept at start-up. When gateways share the data directory,
+    /// another one may be writing an upload now: then only those not written since `cutoff` count.
+    package func leftoverUploads(notModifiedSince cutoff: Date? = nil) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: uploadsDirectory)) ?? [])
             .filter { $0.hasPrefix("upload-") }
             .map { "\(uploadsDirectory)/\($0)" }
+            .filter { path in
+                guard let cutoff else { return true }
+                var info = stat()
+                return stat(path, &info) == 0 && TimeInterval(info.st_mtim.tv_sec) < cutoff.timeIntervalSince1970
+            }
     }
 
     private func fsync(path: String, flags: Int32) throws {

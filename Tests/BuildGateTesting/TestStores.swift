@@ -71,22 +71,29 @@ package struct TestStores: Sendable {
                 events: try SQLiteBuildEventFeed(database: database), postgres: nil, otherGateway: nil,
                 close: { directory.remove() })
         case .postgres:
-            guard let base = postgresURL else {
-                if RealEngines.isCI {
-                    Issue.record("BUILDGATE_TEST_POSTGRES_URL is not set: CI runs the store tests on PostgreSQL too")
-                } else {
-                    print("skipped on PostgreSQL: no BUILDGATE_TEST_POSTGRES_URL (scripts/test-services starts one)")
-                }
-                return nil
-            }
-            let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-            try await administer(base, "CREATE DATABASE \(name)")
-            let url = url(base, database: name)
-            let stores = try await postgres(url: url, box: box) {
-                try? await administer(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-            }
-            return stores
+            guard let database = try await freshPostgresDatabase() else { return nil }
+            return try await postgres(url: database.url, box: box, onClose: database.drop)
         }
+    }
+
+    /// A new, empty database on the test PostgreSQL server, and how to drop it. Nil (after recording an issue
+    /// under CI, or printing why outside it) when no server was started.
+    package static func freshPostgresDatabase() async throws
+        -> (url: String, drop: @Sendable () async -> Void)?
+    {
+        guard let base = postgresURL else {
+            if RealEngines.isCI {
+                Issue.record("BUILDGATE_TEST_POSTGRES_URL is not set: CI runs these tests on PostgreSQL too")
+            } else {
+                print("skipped on PostgreSQL: no BUILDGATE_TEST_POSTGRES_URL (scripts/test-services starts one)")
+            }
+            return nil
+        }
+        let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try await administer(base, "CREATE DATABASE \(name)")
+        return (
+            url(base, database: name), { try? await administer(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+        )
     }
 
     /// Stores on an existing PostgreSQL database, as one gateway opens them.
