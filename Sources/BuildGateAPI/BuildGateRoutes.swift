@@ -130,7 +130,9 @@ package func buildRouter<Context: AuthenticatedRequestContext>(
         }
     }
     router.get("readyz") { [readiness = dependencies.readiness] _, _ -> Response in
-        let failing = await readiness()
+        // A draining replica leaves the Service's endpoints while it finishes what it has (rolling updates).
+        let failing =
+            Task.isShuttingDownGracefully ? ["the gateway is draining (shutting down)"] : await readiness()
         guard failing.isEmpty else {
             throw APIError(
                 status: .serviceUnavailable, code: "notReady", message: "not ready: " + failing.joined(separator: "; "))

@@ -22,6 +22,7 @@ struct ShutdownGateTests {
                     uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
                     body: ByteBuffer(bytes: sampleContext()))
                 #expect(before.status == .accepted)
+                #expect(try await client.execute(uri: "/readyz", method: .get).status == .ok)
                 trigger.triggerGracefulShutdown()
                 let upload = try await client.execute(
                     uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
@@ -32,6 +33,10 @@ struct ShutdownGateTests {
                 let webhook = try await client.execute(
                     uri: "/v1/webhooks/github", method: .post, body: ByteBuffer(string: "{}"))
                 #expect(webhook.status == .serviceUnavailable)
+                // A draining replica leaves the Service's endpoints while it finishes what it has.
+                let ready = try await client.execute(uri: "/readyz", method: .get)
+                #expect(ready.status == .serviceUnavailable)
+                #expect(try ready.decode(ErrorEnvelope.self).error.message.contains("draining"))
                 #expect(try await client.execute(uri: "/v1/builds", method: .get, headers: harness.auth).status == .ok)
             }
         }

@@ -125,6 +125,39 @@ struct DeployManifestsTests {
         }
     }
 
+    /// The `ha` overlay: two replicas rolled one at a time, never both disrupted, on PostgreSQL (URL and password
+    /// from a Secret, as the settings the gateway reads) and a ReadWriteMany volume; every other overlay keeps one
+    /// replica replaced whole, as one SQLite writer needs.
+    @Test(arguments: overlays)
+    func onlyTheHAOverlayRunsSeveralReplicasAndTheyShareADatabase(overlay: String) async throws {
+        let (_, objects) = try await render(overlay)
+        let gateway = try #require(objects.first { $0.kind == "Deployment" && $0.name == "buildgate" })
+        let claim = try #require(objects.first { $0.kind == "PersistentVolumeClaim" && $0.name == "buildgate-data" })
+        let modes = claim["spec", "accessModes"] as? [String]
+        let environment = gateway.containers.first?["env"] as? [[String: Any]] ?? []
+        let variables = Set(environment.compactMap { $0["name"] as? String })
+        guard overlay == "ha" else {
+            #expect(gateway["spec", "replicas"] as? Int == 1)
+            #expect(gateway["spec", "strategy", "type"] as? String == "Recreate")
+            #expect(modes == ["ReadWriteOnce"])
+            #expect(!variables.contains("BUILDGATE_DATABASE_URL"))
+            return
+        }
+        #expect(gateway["spec", "replicas"] as? Int == 2)
+        #expect(gateway["spec", "strategy", "type"] as? String == "RollingUpdate")
+        #expect(gateway["spec", "strategy", "rollingUpdate", "maxUnavailable"] as? Int == 0)
+        #expect(modes == ["ReadWriteMany"])
+        let budget = try #require(objects.first { $0.kind == "PodDisruptionBudget" })
+        #expect(budget["spec", "minAvailable"] as? Int == 1)
+        #expect(budget["spec", "selector", "matchLabels"] as? [String: String] == ["app": "buildgate"])
+        let url = try #require(environment.first { $0["name"] as? String == "BUILDGATE_DATABASE_URL" })
+        #expect((url["valueFrom"] as? [String: Any])?["secretKeyRef"] != nil, "the database URL is not from a Secret")
+        // The names the deployment sets are settings `buildgate serve` reads.
+        let settings = Set(BuildGateConfiguration.settings.map(\.environment))
+        #expect(variables.subtracting(["POD_NAMESPACE"]).isSubset(of: settings), "\(variables)")
+        #expect(variables.isSuperset(of: ["BUILDGATE_DATABASE_URL", "BUILDGATE_DATABASE_PASSWORD_FILE"]))
+    }
+
     /// Two components combined keep both pools: the gateway's setting is the base's, and both kinds of pod are
     /// builders under it.
     @Test func twoComponentsCombineWithoutRewritingTheGateway() async throws {
