@@ -212,6 +212,8 @@ let package = Package(
             name: "buildgate-bench",
             dependencies: [
                 "BuildGateCore", "BuildGateStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -8,9 +8,11 @@ import NIOCore
 
 /// The benchmarks' own programs, where a script's language would measure itself rather than the gateway.
 ///
-/// `buildgate-bench queue [COUNT]`: enqueue, claim and complete COUNT builds through the real SQLite store
-/// (WAL, synchronous=FULL, one durable transaction each), against a baseline of COUNT bare single-row durable
-/// INSERT transactions on the same database, measured in the same run. Prints builds/s and the ratio.
+/// `buildgate-bench queue [COUNT] [MIGRATIONS_DIR] [POSTGRES_URL]`: enqueue, claim and complete COUNT builds through
+/// the real SQLite store (WAL, synchronous=FULL, one durable transaction each), or through the PostgreSQL store when
+/// a URL is given (a database is created for the run and dropped), against a baseline of COUNT bare single-row
+/// durable INSERT transactions on the same database, measured in the same run. Prints builds/s and the ratio; on
+/// PostgreSQL also claims from two "gateways" (two pools) with four claimers each.
 ///
 /// `buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES`: FOLLOWERS concurrent `?follow=true` readers
 /// of one build's log (`bench/log-fanout`). Each stamps (CLOCK_MONOTONIC) the arrival of every line
@@ -31,6 +33,10 @@ struct BuildGateBench {
     static func queue(_ arguments: [String]) async throws {
         let count = arguments.first.flatMap(Int.init) ?? 10_000
         let migrations = arguments.dropFirst().first ?? "migrations"
+        if let url = arguments.dropFirst(2).first {
+            try await PostgresQueueBench(count: count, migrations: migrations, serverURL: url).run()
+            return
+        }
         let directory = NSTemporaryDirectory() + "/buildgate-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
