@@ -45,6 +45,39 @@ struct PostgresOnlyTests {
         }
     }
 
+    /// Claims from every gateway take turns under one lock, so each counts what the one before it committed (the
+    /// cross-gateway tests in `SharedStoreTests` show the limits holding; this shows the turn-taking itself, which
+    /// a race too narrow for those tests to catch would otherwise hide): a claim waits while another holds the lock.
+    @Test func aClaimWaitsForTheClaimLock() async throws {
+        try await TestStores.with(.postgres) { stores in
+            let database = try #require(stores.postgres?.database)
+            let build = Build(
+                id: .generate(), request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/a:1")]),
+                context: BuildContext(
+                    digest: ContextDigest(hex: String(repeating: "e", count: 64))!, size: 1, compression: .none),
+                createdAt: Date())
+            _ = try await stores.builds.create(build)
+            let claimLock: Int64 = 0x6275_696c_6467_0002
+            try await database.client.withConnection { holder in
+                try await holder.query("SELECT pg_advisory_lock(\(claimLock))", logger: database.logger)
+                let claim = Task {
+                    try await stores.builds.claim(
+                        build.id, builder: "b", capacity: 1, owner: "o", leaseUntil: Date() + 60, now: Date())
+                }
+                try await waitUntil {
+                    let waiting: Int =
+                        try await database.rows(
+                            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                        ).first?.value("n") ?? 0
+                    return waiting == 1
+                }
+                #expect(try await stores.builds.build(build.id)?.status == .queued, "claimed past the lock")
+                try await holder.query("SELECT pg_advisory_unlock(\(claimLock))", logger: database.logger)
+                #expect(try await claim.value?.status == .starting)
+            }
+        }
+    }
+
     /// Two gateways on one data directory (a ReadWriteMany volume): a follower of a log on B is woken by every
     /// append A makes and by A finishing it, through NOTIFY, and reads A's bytes from the shared file.
     @Test func aFollowerOnOneGatewayGetsEveryByteAnotherAppendsLive() async throws {

@@ -128,11 +128,9 @@ package final class BuildGatePostgres: Service, Sendable {
 
     /// Advisory lock keys (one namespace for the gateway's locks).
     static let migrationLock: Int64 = 0x6275_696c_6467_0001
-    /// Held for the length of a claim transaction: claims are serialized, so builder capacity, tenant running
-    /// limits and `serial` run keys hold across gateways (each claim counts what the ones before it committed).
-    static let claimLock: Int64 = 0x6275_696c_6467_0002
-    /// Taken by the `build_event` trigger function (migration 0001) around numbering an event.
-    static let eventLock: Int64 = 0x6275_696c_6467_0003
+    // Held by SQL the migrations define, named here so the keys stay apart: 0x6275_696c_6467_0002 for the length of a
+    // claim (`claim_build`, 0002: claims are serialized, so builder capacity, tenant running limits and `serial`
+    // run keys hold across gateways), 0x6275_696c_6467_0003 around numbering a build event (`build_event`, 0001).
 
     // MARK: - Configuration
 
@@ -226,7 +224,7 @@ enum SQLStatements {
 
 extension PostgresRandomAccessRow {
     /// The column named as in the SQLite schema (camelCase); PostgreSQL folded it to lower case.
-    func value<Value: PostgresDecodable>(_ column: String, as type: Value.Type = Value.self) throws -> Value {
+    package func value<Value: PostgresDecodable>(_ column: String, as type: Value.Type = Value.self) throws -> Value {
         try self[column.lowercased()].decode(Value.self)
     }
 

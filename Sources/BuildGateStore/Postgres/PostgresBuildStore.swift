@@ -5,10 +5,10 @@ import PostgresNIO
 /// Builds in PostgreSQL: the same `BuildRepository`, `BuildQueue` and retention ports as `SQLiteBuildStore`, for
 /// several gateways sharing one database.
 ///
-/// Status changes are guarded in their `WHERE` clauses exactly as in SQLite. Claims are serialized across gateways
-/// by a transaction-scoped advisory lock, and the candidate row is locked `FOR UPDATE SKIP LOCKED`, so each claim
-/// counts the builds every earlier claim committed: a builder's capacity, a tenant's running limit and a `serial`
-/// run key hold however many gateways claim at once.
+/// Status changes are guarded in their `WHERE` clauses exactly as in SQLite. Claims (`claim_build`, migration 0002)
+/// are serialized across gateways by a transaction-scoped advisory lock, and the candidate row is locked `FOR UPDATE
+/// SKIP LOCKED`, so each claim counts the builds every earlier claim committed: a builder's capacity, a tenant's
+/// running limit and a `serial` run key hold however many gateways claim at once.
 package struct PostgresBuildStore: BuildRepository, BuildQueue {
     private let database: BuildGatePostgres
     /// Running builds per tenant when its row sets no limit; nil means no limit.
@@ -36,21 +36,16 @@ package struct PostgresBuildStore: BuildRepository, BuildQueue {
 
     package func create(_ build: Build) async throws -> BuildCreation {
         let record = try BuildRecord(build)
-        return try await database.transaction { connection in
-            try await connection.ensureTenant(build.tenant, at: build.createdAt, logger: database.logger)
-            let inserted = try await builds(
-                PostgresQuery(
-                    unsafeSQL: BuildRecord.insertSQL + " ON CONFLICT (idempotencyKey) DO NOTHING RETURNING *",
-                    binds: record.postgresBindings),
-                on: connection)
-            if let created = inserted.first { return .created(created) }
-            guard let key = build.idempotencyKey,
-                let existing = try await builds(
-                    "SELECT * FROM build WHERE idempotencyKey = \(key)", on: connection
-                ).first
-            else { throw BuildGateError(.conflict, "build \(build.id) exists") }
-            return .existing(existing)
-        }
+        // One statement (the tenant exists, as in SQLite: a build names a tenant its token or trigger created).
+        let inserted = try await builds(
+            PostgresQuery(
+                unsafeSQL: BuildRecord.insertSQL + " ON CONFLICT (idempotencyKey) DO NOTHING RETURNING *",
+                binds: record.postgresBindings))
+        if !inserted.isEmpty { return .created(build) }
+        guard let key = build.idempotencyKey,
+            let existing = try await self.build(idempotencyKey: key)
+        else { throw BuildGateError(.conflict, "build \(build.id) exists") }
+        return .existing(existing)
     }
 
     package func build(idempotencyKey: String) async throws -> Build? {
@@ -215,30 +210,13 @@ package struct PostgresBuildStore: BuildRepository, BuildQueue {
     package func claim(
         _ id: BuildID, builder: String, capacity: Int?, owner: String, leaseUntil: Date, now: Date
     ) async throws -> Build? {
-        try await database.transaction { connection in
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(\(BuildGatePostgres.claimLock))", logger: database.logger)
-            return try await builds(
-                """
-                UPDATE build
-                SET status = 'starting', builder = \(builder), leaseOwner = \(owner),
-                    leaseExpiresAt = \(leaseUntil.timeIntervalSince1970), startedAt = \(now.timeIntervalSince1970)
-                WHERE id = (
-                    SELECT b.id FROM build b LEFT JOIN tenant t ON t.id = b.tenantId
-                    WHERE b.id = \(id.rawValue) AND b.status = 'queued'
-                      AND (coalesce(t.maxRunningBuilds, \(defaultMaxRunningPerTenant)) IS NULL
-                        OR (SELECT count(*) FROM build r
-                            WHERE r.tenantId = b.tenantId AND r.status IN \(unescaped: Self.leased))
-                           < coalesce(t.maxRunningBuilds, \(defaultMaxRunningPerTenant)))
-                      AND (b.runPolicy != 'serial' OR NOT EXISTS (
-                          SELECT 1 FROM build r WHERE r.runKey = b.runKey AND r.status IN \(unescaped: Self.leased)))
-                      AND (\(capacity)::bigint IS NULL OR (SELECT count(*) FROM build s
-                          WHERE s.builder = \(builder) AND s.status IN \(unescaped: Self.leased)) < \(capacity))
-                    FOR UPDATE OF b SKIP LOCKED)
-                RETURNING *
-                """, on: connection
-            ).first
-        }
+        // One round trip: the function takes the claim lock, then updates under a snapshot taken after it.
+        try await builds(
+            """
+            SELECT * FROM claim_build(\(id.rawValue), \(builder), \(capacity), \(owner),
+                \(leaseUntil.timeIntervalSince1970), \(now.timeIntervalSince1970), \(defaultMaxRunningPerTenant))
+            """
+        ).first
     }
 
     package func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool {

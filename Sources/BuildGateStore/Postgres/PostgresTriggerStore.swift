@@ -133,7 +133,6 @@ package struct PostgresTriggerStore: TriggerRepository {
                 if let active {
                     outcome = .alreadyActive(try BuildRecord(postgres: active.makeRandomAccess()).build())
                 } else {
-                    try await connection.ensureTenant(build.tenant, at: build.createdAt, logger: logger)
                     try await connection.query(
                         PostgresQuery(unsafeSQL: BuildRecord.insertSQL, binds: record.postgresBindings),
                         logger: logger)
