@@ -20,6 +20,8 @@ package final class FileBuildLogStore: BuildLogStore {
     package static let windowPieces = 32
     /// Finished logs kept open for followers still reading them.
     package static let recentlyFinishedLimit = 16
+    /// Read-only descriptors kept for logs not open here.
+    package static let readerLimit = 64
 
     /// A log file's descriptor, closed when the last holder lets go (a reader may outlive the log's eviction).
     private final class LogFile: Sendable {
@@ -81,6 +83,9 @@ package final class FileBuildLogStore: BuildLogStore {
         /// Finished logs still open, oldest first; the oldest is closed when there are more than the limit.
         var recentlyFinished: [BuildID] = []
         var waiters: [BuildID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+        /// Read-only descriptors of logs not open here (written by another gateway, or finished), newest last: a
+        /// follower's every read would otherwise open the file.
+        var readers: [(id: BuildID, file: LogFile)] = []
         /// Waiters numbered but not registered yet, and those of them already cancelled.
         var unregistered: Set<UInt64> = []
         var cancelledBeforeRegistering: Set<UInt64> = []
@@ -193,6 +198,7 @@ package final class FileBuildLogStore: BuildLogStore {
     package func remove(_ id: BuildID) async {
         state.withLock { state in
             state.open.removeValue(forKey: id)
+            state.readers.removeAll { $0.id == id }
             state.recentlyFinished.removeAll { $0 == id }
             Self.wakeAll(&state, id)
         }
@@ -221,7 +227,7 @@ package final class FileBuildLogStore: BuildLogStore {
             let known = snapshot(id, in: state).length
             guard offset < known, maxLength > 0 else { return .memory([]) }
             let count = Int(min(Int64(maxLength), known - offset))
-            guard let log = state.open[id] else { return .file(nil, count: count) }
+            guard let log = state.open[id] else { return .file(reader(id, in: &state), count: count) }
             if let cached = log.cached(from: offset, maxLength: count) { return .memory(cached) }
             // Older than the window: from the file, up to the piece's end, so the next read lands on a piece.
             return .file(log.file, count: Int(min(Int64(count), Self.pieceEnd(containing: offset) - offset)))
@@ -231,12 +237,20 @@ package final class FileBuildLogStore: BuildLogStore {
             return bytes
         case .file(let file?, let count):
             return try withExtendedLifetime(file) { try Self.read(count, at: offset, from: file.descriptor, of: id) }
-        case .file(nil, let count):
-            let descriptor = open(path(id), O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { throw BuildGateError(.internalError, "cannot open the log of \(id)") }
-            defer { close(descriptor) }
-            return try Self.read(count, at: offset, from: descriptor, of: id)
+        case .file(nil, _):
+            throw BuildGateError(.internalError, "cannot open the log of \(id)")
         }
+    }
+
+    /// A read-only descriptor of a log not open here, kept for the next read (the oldest of `readerLimit` goes).
+    private func reader(_ id: BuildID, in state: inout State) -> LogFile? {
+        if let index = state.readers.firstIndex(where: { $0.id == id }) { return state.readers[index].file }
+        let descriptor = open(path(id), O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        let file = LogFile(descriptor)
+        state.readers.append((id, file))
+        if state.readers.count > Self.readerLimit { state.readers.removeFirst() }
+        return file
     }
 
     private static func read(_ count: Int, at offset: Int64, from descriptor: Int32, of id: BuildID) throws
