@@ -94,8 +94,13 @@ package final class FileBuildLogStore: BuildLogStore {
 
     private let directory: String
     private let state = Mutex(State())
-    /// Told of every append and finish here (several gateways on one data directory: `announceChanges`).
-    private let announce = Mutex<(@Sendable (BuildID) -> Void)?>(nil)
+    /// Told of every append and finish here (several gateways on one data directory: `announceChanges`). A class
+    /// holds the closure: a closure kept in the `Mutex` itself gained two reabstraction thunks at every read.
+    private final class Announcer: Sendable {
+        let call: @Sendable (BuildID) -> Void
+        init(_ call: @escaping @Sendable (BuildID) -> Void) { self.call = call }
+    }
+    private let announce = Mutex<Announcer?>(nil)
 
     package init(dataDirectory: String) throws {
         directory = "\(dataDirectory)/logs"
@@ -108,7 +113,7 @@ package final class FileBuildLogStore: BuildLogStore {
     /// Calls `handler` after each append and finish made here, so gateways sharing the data directory can be told
     /// (`changedElsewhere` there). It must return quickly.
     package func announceChanges(_ handler: @escaping @Sendable (BuildID) -> Void) {
-        announce.withLock { $0 = handler }
+        announce.withLock { $0 = Announcer(handler) }
     }
 
     /// Another gateway appended to or finished this log in the shared data directory: the file is the truth, so a
@@ -149,7 +154,7 @@ package final class FileBuildLogStore: BuildLogStore {
             log.remember(bytes)
             Self.wakeAll(&state, id)
         }
-        announce.withLock { $0 }?(id)
+        announce.withLock { $0 }?.call(id)
     }
 
     private static func complete(_ id: BuildID) -> BuildGateError {
@@ -192,7 +197,7 @@ package final class FileBuildLogStore: BuildLogStore {
             }
             Self.wakeAll(&state, id)
         }
-        announce.withLock { $0 }?(id)
+        announce.withLock { $0 }?.call(id)
     }
 
     package func remove(_ id: BuildID) async {
