@@ -50,7 +50,7 @@ final class TenantRateLimiter: Sendable {
     /// 429 when the tenant already has its maximum of queued builds.
     func checkQueue(of tenant: TenantID) async throws {
         guard let max = try await limits(of: tenant).maxQueuedBuilds else { return }
-        let queued = try await repository.queuedBuildCount(of: tenant)
+        let queued = try await repository.queuedBuildCount(of: tenant, upTo: max)
         guard queued < max else {
             throw APIError(
                 status: .tooManyRequests, code: "tooManyRequests",

@@ -54,6 +54,8 @@ package final class BuildDispatcher: Service {
         var isDraining = false
         /// Settled as `interrupted` at shutdown: their drivers' late outcomes are not recorded.
         var interrupted: Set<BuildID> = []
+        /// The periodic look is due: the queue is read even with every slot taken (why builds wait, the metrics).
+        var periodicLookDue = true
     }
     /// Why each queued build waits, as of the last look at the queue.
     package let queueReasons = QueueReasons()
@@ -134,7 +136,16 @@ package final class BuildDispatcher: Service {
 
     /// Looks at the oldest dispatchable builds, places each one the pool can take now (cache affinity, capacity,
     /// health, features) and runs it as a child task; records why the others wait.
+    ///
+    /// A wake-up (a build queued, a slot freed) reads the queue only when some builder has a free slot: with every
+    /// slot taken it could place nothing, and a burst of intake would otherwise read the queue once per build. The
+    /// periodic look (every `pollInterval`) always reads it, for why builds wait and the queue-depth metric.
     private func claimForFreeSlots(into group: inout DiscardingTaskGroup) async {
+        let periodic = state.withLock { state in
+            defer { state.periodicLookDue = false }
+            return state.periodicLookDue
+        }
+        guard periodic || pool.hasFreeSlot else { return }
         let candidates: [Build]
         do {
             candidates = try await queue.dispatchable(limit: configuration.lookahead)
@@ -142,7 +153,7 @@ package final class BuildDispatcher: Service {
             logger.error("reading the queue failed", metadata: ["buildgate.error": "\(error)"])
             return
         }
-        if let counts = try? await queue.activeCounts() { BuildGateMetrics.queueDepth(counts) }
+        if periodic, let counts = try? await queue.activeCounts() { BuildGateMetrics.queueDepth(counts) }
         var activeKeys = (try? await queue.activeRunKeys()) ?? []
         var reasons: [BuildID: String] = [:]
         for build in candidates {
@@ -188,10 +199,11 @@ package final class BuildDispatcher: Service {
         queueReasons.replace(reasons)
     }
 
-    /// Wakes the claim loop every `pollInterval`, so work queued by another process is found too.
+    /// Wakes the claim loop every `pollInterval` for a full look, so work queued by another process is found too.
     private func ringPeriodically() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.pollInterval)
+            state.withLock { $0.periodicLookDue = true }
             wakeUp.yield()
         }
     }

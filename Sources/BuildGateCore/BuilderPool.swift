@@ -116,6 +116,11 @@ package final class BuilderPool: Sendable {
 
     package func lastError(of name: String) -> String? { state.withLock { $0.lastError[name] } }
 
+    /// Whether some healthy builder has a free slot: when none has, a look at the queue can place nothing.
+    package var hasFreeSlot: Bool {
+        state.withLock { $0.members.values.contains { $0.isAvailable && $0.freeSlots > 0 } }
+    }
+
     /// The features each discovered builder offers, for the check at intake. Health does not matter here: a
     /// builder that is down now may be back before the build's turn (it waits, saying why, until its queue TTL).
     package var offeredFeatures: [BuildFeatures] {

@@ -191,6 +191,7 @@ package struct TenantLimits: Sendable, Equatable {
 package protocol TenantLimitsRepository: Sendable {
     func limits(of tenant: TenantID) async throws -> TenantLimits
     func setLimits(_ limits: TenantLimits, for tenant: TenantID, at date: Date) async throws
-    /// The tenant's builds in `queued`.
-    func queuedBuildCount(of tenant: TenantID) async throws -> Int
+    /// The tenant's builds in `queued`, counted up to `limit` (the answer is at most `limit`): what intake asks at
+    /// every new build costs no more than the tenant's limit, however long the queue.
+    func queuedBuildCount(of tenant: TenantID, upTo limit: Int) async throws -> Int
 }

@@ -39,11 +39,12 @@ package struct SQLiteTenantLimitsStore: TenantLimitsRepository {
         }
     }
 
-    package func queuedBuildCount(of tenant: TenantID) async throws -> Int {
+    package func queuedBuildCount(of tenant: TenantID, upTo limit: Int) async throws -> Int {
         try await database.writer.read { db in
             try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM build WHERE tenantId = ? AND status = 'queued'",
-                arguments: [tenant.rawValue]
+                db,
+                sql: "SELECT count(*) FROM (SELECT 1 FROM build WHERE tenantId = ? AND status = 'queued' LIMIT ?)",
+                arguments: [tenant.rawValue, limit]
             ) ?? 0
         }
     }

@@ -140,7 +140,8 @@ package struct SQLiteTriggerStore: TriggerRepository {
             var outcome = DeliveryOutcome.nothing
             if let build, let record {
                 // The signature covers only the body: a captured push replayed under a new delivery id must not
-                // build the same commit again while it is being built.
+                // build the same commit again while it is being built. Found through build_on_triggerId_commit
+                // (migration 0010), whatever the queue's length.
                 let active = try BuildRecord.fetchOne(
                     db,
                     sql: """

@@ -24,9 +24,11 @@ struct BuildGateBench {
         switch arguments.first {
         case "queue": try await queue(Array(arguments.dropFirst()))
         case "follow" where arguments.count == 8: try await follow(Array(arguments.dropFirst()))
+        case "fill" where arguments.count == 5: try await fill(Array(arguments.dropFirst()))
         default:
             print("usage: buildgate-bench queue [COUNT] [MIGRATIONS_DIR]")
             print("       buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES")
+            print("       buildgate-bench fill DATABASE COUNT TRIGGER MIGRATIONS_DIR")
         }
     }
 
@@ -103,6 +105,25 @@ struct BuildGateBench {
             print(
                 String(
                     format: "| %@ | %.2f | %.0f | %.2f× |", name, seconds, Double(count) / seconds, baseline / seconds))
+        }
+    }
+
+    /// `buildgate-bench fill DATABASE COUNT TRIGGER MIGRATIONS_DIR`: queues COUNT builds of trigger TRIGGER (each a
+    /// git build of its own commit, as deliveries queue them) in a gateway's SQLite database, running or not.
+    static func fill(_ arguments: [String]) async throws {
+        guard let count = Int(arguments[1]) else { throw BuildGateError(.invalidParameter, "COUNT is a number") }
+        let store = SQLiteBuildStore(
+            database: try BuildGateDatabase(path: arguments[0], migrationsDirectory: arguments[3]))
+        let request = BuildRequest(images: [try ImageReference(parsing: "127.0.0.1:1/hello:fill")])
+        for _ in 0..<count {
+            let commit = (0..<40).map { _ in "0123456789abcdef".randomElement()! }
+            let source = try GitSource(
+                url: "https://github.com/Codertocat/Hello-World.git", ref: "refs/heads/master", commit: String(commit))
+            _ = try await store.create(
+                Build(
+                    id: .generate(), request: request, context: nil, gitSource: source, triggerID: arguments[2],
+                    createdAt: Date(),
+                    queueExpiresAt: Date() + 86_400))
         }
     }
 

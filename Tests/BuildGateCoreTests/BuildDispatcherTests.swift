@@ -4,6 +4,7 @@ import BuildGateTesting
 import Foundation
 import Logging
 import ServiceLifecycleTestKit
+import Synchronization
 import Testing
 
 /// The dispatcher against the real SQLite queue and file log store, with a scripted driver.
@@ -442,5 +443,91 @@ struct BuildDispatcherSourceTests {
         let build = try await harness.waitFor(id) { $0.status.isTerminal }
         #expect(build.status == .cancelled)
         #expect(build.reason == .cancelled)
+    }
+}
+
+/// The real SQLite queue, counting the dispatcher's looks at it (`dispatchable`).
+private final class CountingQueue: BuildQueue {
+    let inner: SQLiteBuildStore
+    let looks = Mutex(0)
+
+    init(_ inner: SQLiteBuildStore) { self.inner = inner }
+
+    func dispatchable(limit: Int) async throws -> [Build] {
+        looks.withLock { $0 += 1 }
+        return try await inner.dispatchable(limit: limit)
+    }
+    func claim(_ id: BuildID, builder: String, capacity: Int?, owner: String, leaseUntil: Date, now: Date)
+        async throws -> Build?
+    {
+        try await inner.claim(id, builder: builder, capacity: capacity, owner: owner, leaseUntil: leaseUntil, now: now)
+    }
+    func activeCounts() async throws -> [BuildStatus: Int] { try await inner.activeCounts() }
+    func activeRunKeys() async throws -> Set<String> { try await inner.activeRunKeys() }
+    func requeueForRetry(_ id: BuildID, owner: String, queueExpiresAt: Date?) async throws -> Build? {
+        try await inner.requeueForRetry(id, owner: owner, queueExpiresAt: queueExpiresAt)
+    }
+    func queueExpired(now: Date) async throws -> [Build] { try await inner.queueExpired(now: now) }
+    func recordSteps(_ id: BuildID, owner: String, steps: [BuildStep]) async throws -> Bool {
+        try await inner.recordSteps(id, owner: owner, steps: steps)
+    }
+    func attachContext(_ id: BuildID, owner: String, context: BuildContext, gitSource: GitSource) async throws
+        -> Bool
+    {
+        try await inner.attachContext(id, owner: owner, context: context, gitSource: gitSource)
+    }
+    func markRunning(_ id: BuildID, owner: String) async throws -> Bool {
+        try await inner.markRunning(id, owner: owner)
+    }
+    func renewLeases(_ ids: [BuildID], owner: String, until: Date) async throws -> Set<BuildID> {
+        try await inner.renewLeases(ids, owner: owner, until: until)
+    }
+    func build(_ id: BuildID) async throws -> Build? { try await inner.build(id) }
+    func expiredLeases(now: Date) async throws -> [Build] { try await inner.expiredLeases(now: now) }
+    func requeueExpiredLease(_ id: BuildID, now: Date, queueExpiresAt: Date?) async throws -> Build? {
+        try await inner.requeueExpiredLease(id, now: now, queueExpiresAt: queueExpiresAt)
+    }
+    func settle(
+        _ id: BuildID, expecting: SettlementGuard, to transition: BuildLifecycle.Transition,
+        pushedImages: [PushedImage], at date: Date
+    ) async throws -> Build? {
+        try await inner.settle(id, expecting: expecting, to: transition, pushedImages: pushedImages, at: date)
+    }
+    func build(_ id: BuildID, ifStill expected: SettlementGuard) async throws -> Build? {
+        try await inner.build(id, ifStill: expected)
+    }
+}
+
+/// What intake costs the dispatcher: a build queued wakes it, and with every builder slot taken (here: no builder
+/// healthy yet) a wake-up does not read the queue; only the periodic look does. A burst of webhooks over a long
+/// queue read 200 builds per delivery before.
+struct BuildDispatcherIntakeTests {
+    @Test func wakeUpsReadTheQueueOnlyWhenSomeBuilderHasAFreeSlot() async throws {
+        let harness = try BuildDispatcherTests.Harness()
+        defer { harness.directory.remove() }
+        let queue = CountingQueue(harness.store)
+        let endpoint = BuilderEndpoint(name: "later", engine: .podman, address: .unix(path: "/nowhere"), capacity: 4)
+        let pool = BuilderPool()
+        pool.update([endpoint], from: "static")
+        var configuration = BuildDispatcher.Configuration()
+        configuration.pollInterval = .seconds(3600)
+        let dispatcher = BuildDispatcher(
+            queue: queue, logs: harness.logs, contexts: harness.contexts, pool: pool,
+            drivers: [.podman: FakeBuilderDriver(script: .init())], configuration: configuration,
+            logger: Logger(label: "test"))
+        let running = Task { try await dispatcher.run() }
+        defer { running.cancel() }
+        #expect(try await ChildProcess.wait(for: .seconds(30)) { queue.looks.withLock { $0 } == 1 }, "the first look")
+
+        var ids: [BuildID] = []
+        for _ in 0..<40 {
+            ids.append(try await harness.enqueue())
+            dispatcher.wake()
+        }
+        #expect(queue.looks.withLock { $0 } == 1, "wake-ups with no free slot read the queue")
+
+        // A builder becomes healthy: the next wake-up looks, and every build runs.
+        pool.record(endpoint.name, health: .healthy)
+        for id in ids { _ = try await harness.waitFor(id) { $0.status == .succeeded } }
     }
 }

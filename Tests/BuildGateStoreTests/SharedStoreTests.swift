@@ -215,7 +215,10 @@ struct SharedStoreTests {
                 try await stores.tenantLimits.limits(of: tenant)
                     == TenantLimits(maxRunningBuilds: 3, maxQueuedBuilds: 7, requestsPerMinute: nil))
             _ = try await stores.builds.create(try build(tenant: tenant))
-            #expect(try await stores.tenantLimits.queuedBuildCount(of: tenant) == 1)
+            #expect(try await stores.tenantLimits.queuedBuildCount(of: tenant, upTo: 10) == 1)
+            _ = try await stores.builds.create(try build(tenant: tenant))
+            _ = try await stores.builds.create(try build(tenant: tenant))
+            #expect(try await stores.tenantLimits.queuedBuildCount(of: tenant, upTo: 2) == 2, "counted past the limit")
 
             let trigger = Trigger(
                 id: Trigger.generateID(), tenant: tenant, forge: "gitlab", repository: "g/r",

@@ -122,9 +122,12 @@ package struct PostgresTenantLimitsStore: TenantLimitsRepository {
             """)
     }
 
-    package func queuedBuildCount(of tenant: TenantID) async throws -> Int {
+    package func queuedBuildCount(of tenant: TenantID, upTo limit: Int) async throws -> Int {
         try await database.rows(
-            "SELECT count(*) AS n FROM build WHERE tenantId = \(tenant.rawValue) AND status = 'queued'"
+            """
+            SELECT count(*) AS n FROM (
+                SELECT 1 FROM build WHERE tenantId = \(tenant.rawValue) AND status = 'queued' LIMIT \(limit)) AS q
+            """
         ).first?.value("n") ?? 0
     }
 }

@@ -121,12 +121,15 @@ package struct PostgresTriggerStore: TriggerRepository {
             if let build, let record {
                 // The signature covers only the body: a captured push replayed under a new delivery id must not
                 // build the same commit again while it is being built.
+                // Found through build_on_triggerId_commit (migration 0003), whatever the queue's length.
+                let commit = build.gitSource?.commit
                 let active = try await connection.query(
                     """
                     SELECT * FROM build
                     WHERE triggerId = \(triggerID) AND status IN \(unescaped: BuildStatus.active.sqlList)
                       AND (gitSource::jsonb ->> 'ref') IS NOT DISTINCT FROM \(build.gitSource?.ref)
-                      AND (gitSource::jsonb ->> 'commit') IS NOT DISTINCT FROM \(build.gitSource?.commit)
+                      AND ((gitSource::jsonb ->> 'commit') = \(commit) OR (\(commit)::text IS NULL
+                        AND (gitSource::jsonb ->> 'commit') IS NULL))
                     ORDER BY id LIMIT 1
                     """, logger: logger
                 ).collect().first
