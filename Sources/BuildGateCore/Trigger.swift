@@ -209,7 +209,7 @@ package protocol TriggerRepository: Sendable {
     /// the delivery and returned.
     func recordDelivery(
         triggerID: String, deliveryID: String, build: Build?, at date: Date,
-        answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
+        answer: @escaping @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
     ) async throws -> RecordedDelivery
 }
 

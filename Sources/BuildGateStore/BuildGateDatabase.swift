@@ -1,6 +1,7 @@
 import BuildGateCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// The gateway's SQLite database: owns the connection pool and the migrator (GRDB's `AppDatabase` pattern).
 ///
@@ -39,6 +40,82 @@ package final class BuildGateDatabase: Sendable {
     }
 
     private let migrationsDirectory: String
+
+    // MARK: - Group commit
+
+    /// A write waiting for the next batch: `perform` runs it in its own savepoint of the batch's transaction and
+    /// keeps its result; `complete` resumes its caller once the transaction committed (nil) or failed.
+    private struct BatchedWrite: Sendable {
+        let perform: @Sendable (Database) -> Void
+        let complete: @Sendable ((any Error)?) -> Void
+    }
+    private let batch = Mutex<(pending: [BatchedWrite], draining: Bool)>(([], false))
+    /// Writes committed together at most.
+    static let maxBatch = 256
+
+    /// Runs `body` in a write transaction it shares with the other batched writes that arrive while one is being
+    /// committed: one fsync for all of them (group commit), so intake bursts are not bound to one write per disk
+    /// flush. Each write is its own savepoint: one that throws is rolled back alone and its caller gets the error;
+    /// the others commit. Returns once the transaction holding it committed (durable, like `writer.write`).
+    package func batchedWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let outcome = Outcome<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            let write = BatchedWrite(
+                perform: { db in
+                    do {
+                        try db.inSavepoint {
+                            outcome.set(.success(try body(db)))
+                            return .commit
+                        }
+                    } catch {
+                        outcome.set(.failure(error))
+                    }
+                },
+                complete: { failure in
+                    if let failure {
+                        continuation.resume(throwing: failure)
+                    } else {
+                        continuation.resume(
+                            with: outcome.take()
+                                ?? .failure(BuildGateError(.internalError, "a batched write left no result")))
+                    }
+                })
+            let leads = batch.withLock { state in
+                state.pending.append(write)
+                defer { state.draining = true }
+                return !state.draining
+            }
+            if leads { Task { await self.drainBatches() } }
+        }
+    }
+
+    /// Commits the waiting writes, a batch at a time, until none waits.
+    private func drainBatches() async {
+        while true {
+            let writes = batch.withLock { state -> [BatchedWrite] in
+                let taken = Array(state.pending.prefix(Self.maxBatch))
+                state.pending.removeFirst(taken.count)
+                if taken.isEmpty { state.draining = false }
+                return taken
+            }
+            guard !writes.isEmpty else { return }
+            do {
+                try await writer.write { db in
+                    for write in writes { write.perform(db) }
+                }
+                for write in writes { write.complete(nil) }
+            } catch {
+                for write in writes { write.complete(error) }
+            }
+        }
+    }
+
+    /// One batched write's result, set inside the transaction and taken after it committed.
+    private final class Outcome<T: Sendable>: Sendable {
+        private let value = Mutex<Result<T, any Error>?>(nil)
+        func set(_ result: Result<T, any Error>) { value.withLock { $0 = result } }
+        func take() -> Result<T, any Error>? { value.withLock { $0 } }
+    }
 
     /// Opens (creating if needed) the database at `path` and applies the migrations in `migrationsDirectory`.
     package init(path: String, migrationsDirectory: String) throws {

@@ -21,7 +21,8 @@ package struct SQLiteBuildStore: BuildRepository, BuildQueue {
 
     package func create(_ build: Build) async throws -> BuildCreation {
         let record = try BuildRecord(build)
-        return try await database.writer.write { db in
+        // Builds arriving together are committed together (one fsync), each in its own savepoint.
+        return try await database.batchedWrite { db in
             if let key = build.idempotencyKey,
                 let existing = try BuildRecord.filter(Column("idempotencyKey") == key).fetchOne(db)
             {

@@ -126,10 +126,11 @@ package struct SQLiteTriggerStore: TriggerRepository {
 
     package func recordDelivery(
         triggerID: String, deliveryID: String, build: Build?, at date: Date,
-        answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
+        answer: @escaping @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
     ) async throws -> RecordedDelivery {
         let record = try build.map(BuildRecord.init)
-        return try await database.writer.write { db in
+        // Deliveries arriving together are committed together (one fsync), each in its own savepoint.
+        return try await database.batchedWrite { db in
             if let stored = try Row_Delivery.fetchOne(
                 db, sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?",
                 arguments: [triggerID, deliveryID])

@@ -100,7 +100,7 @@ package struct PostgresTriggerStore: TriggerRepository {
 
     package func recordDelivery(
         triggerID: String, deliveryID: String, build: Build?, at date: Date,
-        answer: @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
+        answer: @escaping @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
     ) async throws -> RecordedDelivery {
         let record = try build.map(BuildRecord.init)
         let logger = database.logger
