@@ -24,6 +24,9 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
     /// The same for followers: a thousand of them each holding a 256 KiB piece in flight reached 1 GB of RSS in
     /// `bench/log-fanout`; 32 KiB keeps that near 100 MB and costs them nothing they would notice.
     let followChunkSize = 32 * 1024
+    /// The most one write to a follower carries: what it is behind by, up to 256 KiB (one flush, one `writev`; the
+    /// pieces are shared with other followers at the same offsets, so it is no copy for those).
+    let followBatchSize = 256 * 1024
     /// Followers at the same bytes send one buffer.
     let pieces = SharedLogPieces()
 
@@ -127,7 +130,8 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         headers[.connection] = "close"
         return Response(
             status: .ok, headers: headers,
-            body: ResponseBody { [logs, repository, pieces, chunkSize = followChunkSize] writer in
+            body: ResponseBody {
+                [logs, repository, pieces, chunkSize = followChunkSize, followBatchSize = followBatchSize] writer in
                 BuildGateMetrics.logFollowers.increment()
                 defer { BuildGateMetrics.logFollowers.decrement() }
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
@@ -136,11 +140,21 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                     while !Task.isCancelled {
                         let snapshot = await logs.snapshot(build.id)
                         if snapshot.length > offset {
-                            let bytes = try await logs.read(
-                                build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
-                            guard !bytes.isEmpty else { break }  // removed meanwhile (retention)
-                            try await writer.write(pieces.buffer(bytes, of: build.id, at: offset))
-                            offset += Int64(bytes.count)
+                            // What this follower has not had yet (up to `followBatchSize`) in one write: a
+                            // follower that fell behind catches up in few large writes, not a write per piece.
+                            var buffers: [ByteBuffer] = []
+                            var batched = 0
+                            while offset < snapshot.length && batched < followBatchSize {
+                                let bytes = try await logs.read(
+                                    build.id, from: offset,
+                                    maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
+                                guard !bytes.isEmpty else { break }  // removed meanwhile (retention)
+                                buffers.append(pieces.buffer(bytes, of: build.id, at: offset))
+                                offset += Int64(bytes.count)
+                                batched += bytes.count
+                            }
+                            guard !buffers.isEmpty else { break }
+                            try await writer.write(contentsOf: buffers)
                             continue
                         }
                         if terminal || snapshot.isFinished { break }
