@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import BuildGateCore
 import ContextArchive
 import Hummingbird
@@ -59,29 +60,76 @@ struct ContextIntake: Sendable {
         }
     }
 
+    /// What the socket side found: the context's size, digest and compression.
+    private struct Checked: Sendable {
+        var context: BuildContext
+    }
+
+    /// Bytes handed from the socket side to the disk side at a time.
+    static let handOff = 1 << 20
+
+    /// The socket, the checks (sha256 and the archive validator) and the disk run at once: one task reads and checks
+    /// the body and hands it on in 1 MiB batches; the other writes what it was handed in 4 MiB writes. The hand-off
+    /// waits until the disk side takes the batch (`AsyncChannel`), so a slow disk slows the reading (TCP back-pressure)
+    /// and memory stays at a few MiB per upload, however large.
     private func write(_ body: RequestBody, to path: String, dockerfile: String) async throws -> BuildContext {
-        var digester = ContextArchiveDigester(dockerfile: dockerfile, limits: limits.archive)
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)
         ) { file in
-            var writer = file.bufferedWriter(capacity: .kibibytes(512))
-            for try await buffer in body {
-                guard digester.size + Int64(buffer.readableBytes) <= limits.maxContextSize else {
-                    throw BuildGateError(
-                        .contextTooLarge, "the context is larger than the limit of \(limits.maxContextSize) bytes")
+            let batches = AsyncChannel<[ByteBuffer]>()
+            return try await withThrowingTaskGroup(of: Checked?.self) { group in
+                group.addTask {
+                    do {
+                        var writer = file.bufferedWriter(capacity: .mebibytes(4))
+                        for await batch in batches {
+                            for buffer in batch { try await writer.write(contentsOf: buffer) }
+                        }
+                        try await writer.flush()
+                        return nil
+                    } catch {
+                        batches.finish()  // the socket side stops waiting for a taker
+                        throw error
+                    }
                 }
-                try buffer.withUnsafeReadableBytes { bytes in
-                    try Self.mapArchiveErrors { try digester.consume(bytes) }
+                group.addTask { [limits] in
+                    defer { batches.finish() }
+                    var digester = ContextArchiveDigester(dockerfile: dockerfile, limits: limits.archive)
+                    var batch: [ByteBuffer] = []
+                    var batched = 0
+                    for try await buffer in body {
+                        try Task.checkCancellation()
+                        guard digester.size + Int64(buffer.readableBytes) <= limits.maxContextSize else {
+                            throw BuildGateError(
+                                .contextTooLarge,
+                                "the context is larger than the limit of \(limits.maxContextSize) bytes")
+                        }
+                        try buffer.withUnsafeReadableBytes { bytes in
+                            try Self.mapArchiveErrors { try digester.consume(bytes) }
+                        }
+                        batch.append(buffer)
+                        batched += buffer.readableBytes
+                        if batched >= Self.handOff {
+                            await batches.send(batch)
+                            (batch, batched) = ([], 0)
+                        }
+                    }
+                    if !batch.isEmpty { await batches.send(batch) }
+                    let (summary, sha256) = try Self.mapArchiveErrors { try digester.finish() }
+                    return Checked(
+                        context: BuildContext(
+                            digest: ContextDigest(sha256: sha256), size: digester.size,
+                            compression: summary.compression == .gzip ? .gzip : .none))
                 }
-                try await writer.write(contentsOf: buffer)
+                var checked: Checked?
+                for try await result in group {
+                    if let result { checked = result }
+                }
+                guard let checked else {
+                    throw BuildGateError(.internalError, "the upload ended without its checks")
+                }
+                return checked.context
             }
-            try await writer.flush()
         }
-        let (summary, sha256) = try Self.mapArchiveErrors { try digester.finish() }
-        return BuildContext(
-            digest: ContextDigest(sha256: sha256),
-            size: digester.size,
-            compression: summary.compression == .gzip ? .gzip : .none)
     }
 
     /// `ContextArchiveError` → `BuildGateError` with the code the API maps to 415, 400, 413 or 422.
