@@ -40,12 +40,12 @@ package struct SQLiteTenantLimitsStore: TenantLimitsRepository {
     }
 
     package func queuedBuildCount(of tenant: TenantID, upTo limit: Int) async throws -> Int {
+        // Kept by triggers (migration 0011): one row, however long the queue.
         try await database.writer.read { db in
-            try Int.fetchOne(
-                db,
-                sql: "SELECT count(*) FROM (SELECT 1 FROM build WHERE tenantId = ? AND status = 'queued' LIMIT ?)",
-                arguments: [tenant.rawValue, limit]
-            ) ?? 0
+            min(
+                limit,
+                try Int.fetchOne(db, sql: "SELECT queuedBuilds FROM tenant WHERE id = ?", arguments: [tenant.rawValue])
+                    ?? 0)
         }
     }
 }

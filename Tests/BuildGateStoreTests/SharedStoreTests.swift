@@ -239,6 +239,34 @@ struct SharedStoreTests {
         }
     }
 
+    /// The queued count intake reads (a tenant's `maxQueuedBuilds`) is kept by the database as builds enter and
+    /// leave `queued`, whichever way they do.
+    @Test(arguments: StoreEngine.allCases)
+    func aTenantsQueuedCountFollowsItsBuildsThroughEveryChange(engine: StoreEngine) async throws {
+        try await TestStores.with(engine) { stores in
+            let tenant = TenantID("counted")!
+            try await stores.tenantLimits.setLimits(TenantLimits(), for: tenant, at: Date())
+            func queued() async throws -> Int { try await stores.tenantLimits.queuedBuildCount(of: tenant, upTo: 100) }
+            let builds = try (0..<3).map { _ in try build(tenant: tenant) }
+            for build in builds { _ = try await stores.builds.create(build) }
+            _ = try await stores.builds.create(try build())
+            #expect(try await queued() == 3)
+            let claimed = try #require(
+                try await stores.builds.claim(
+                    builds[0].id, builder: "b", capacity: nil, owner: "o", leaseUntil: Date() + 60, now: Date()))
+            #expect(try await queued() == 2)
+            _ = try await stores.builds.requeueForRetry(claimed.id, owner: "o", queueExpiresAt: nil)
+            #expect(try await queued() == 3)
+            _ = try await stores.builds.settle(
+                builds[1].id, expecting: .queued, to: .init(status: .cancelled), pushedImages: [], at: Date())
+            #expect(try await queued() == 2)
+            #expect(try await stores.builds.deleteBuilds(finishedBefore: Date() + 60, limit: 10) == [builds[1].id])
+            #expect(try await queued() == 2, "deleting a finished build changed the count")
+            #expect(try await stores.tenantLimits.queuedBuildCount(of: tenant, upTo: 1) == 1)
+            #expect(try await stores.tenantLimits.queuedBuildCount(of: .default, upTo: 100) == 1)
+        }
+    }
+
     @Test(arguments: StoreEngine.allCases)
     func retentionFindsWhatItMayRemove(engine: StoreEngine) async throws {
         try await TestStores.with(engine) { stores in
