@@ -33,6 +33,8 @@ package final class FileBuildLogStore: BuildLogStore {
     private struct OpenLog {
         let file: LogFile
         var length: Int64
+        /// When it was last appended to (the store's own tick): the least recent goes when too many are open.
+        var lastAppend: UInt64 = 0
         /// Whole pieces (the first may start mid-piece, where the log stood when it was opened), oldest first.
         var sealed: [(start: Int64, bytes: [UInt8])] = []
         /// The bytes of the piece being filled, from `fillingStart` to `length`.
@@ -90,10 +92,14 @@ package final class FileBuildLogStore: BuildLogStore {
         var unregistered: Set<UInt64> = []
         var cancelledBeforeRegistering: Set<UInt64> = []
         var nextWaiter: UInt64 = 0
+        var tick: UInt64 = 0
     }
 
     private let directory: String
     private let state = Mutex(State())
+    /// Logs kept open for appends (each a descriptor and its newest pieces). Every queued build's log gets a line at
+    /// intake, so without a bound a long queue would hold a descriptor per build.
+    private let openLimit: Int
     /// Told of every append and finish here (several gateways on one data directory: `announceChanges`). A class
     /// holds the closure: a closure kept in the `Mutex` itself gained two reabstraction thunks at every read.
     private final class Announcer: Sendable {
@@ -102,8 +108,9 @@ package final class FileBuildLogStore: BuildLogStore {
     }
     private let announce = Mutex<Announcer?>(nil)
 
-    package init(dataDirectory: String) throws {
+    package init(dataDirectory: String, openLimit: Int = 1024) throws {
         directory = "\(dataDirectory)/logs"
+        self.openLimit = max(1, openLimit)
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
@@ -138,7 +145,9 @@ package final class FileBuildLogStore: BuildLogStore {
         guard !bytes.isEmpty else { return }
         try state.withLock { state in
             guard !state.recentlyFinished.contains(id) else { throw Self.complete(id) }
-            var log = try state.open.removeValue(forKey: id) ?? openForAppending(id)
+            var log = try state.open.removeValue(forKey: id) ?? openForAppending(id, in: &state)
+            state.tick += 1
+            log.lastAppend = state.tick
             defer { state.open[id] = log }
             var written = 0
             while written < bytes.count {
@@ -161,8 +170,15 @@ package final class FileBuildLogStore: BuildLogStore {
         BuildGateError(.conflict, "the log of \(id) is complete; nothing more is appended")
     }
 
-    /// Opens (creating) a log for appends; a finished log (read-only on disk) is refused.
-    private func openForAppending(_ id: BuildID) throws -> OpenLog {
+    /// Opens (creating) a log for appends, first closing the least recently appended one when `openLimit` are
+    /// open (it is opened again at its next append, from the file); a finished log (read-only on disk) is refused.
+    private func openForAppending(_ id: BuildID, in state: inout State) throws -> OpenLog {
+        while state.open.count >= openLimit,
+            let oldest = state.open.min(by: { $0.value.lastAppend < $1.value.lastAppend })?.key
+        {
+            state.open.removeValue(forKey: oldest)
+            state.recentlyFinished.removeAll { $0 == oldest }
+        }
         let descriptor = open(path(id), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw errno == EACCES ? Self.complete(id) : BuildGateError(.internalError, "cannot open the log of \(id)")

@@ -6,6 +6,27 @@ import Synchronization
 import Testing
 
 struct FileBuildLogStoreTests {
+    /// Every queued build's log gets its first line at intake, and a log written here stayed open until its build
+    /// ended: with ten thousand builds queued the gateway ran out of file descriptors (SQLite could not open its
+    /// files, then the process died). The logs kept open are bounded; one closed is opened again on its next
+    /// append, and nothing written is lost.
+    @Test func theLogsKeptOpenAreBoundedHoweverManyBuildsWrite() async throws {
+        let directory = try TemporaryDirectory("logs")
+        defer { directory.remove() }
+        let logs = try FileBuildLogStore(dataDirectory: directory.path, openLimit: 8)
+        func descriptors() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count }
+        let before = try descriptors()
+        let ids = (0..<200).map { _ in BuildID.generate() }
+        for id in ids { try await logs.append(Array("queued\n".utf8), to: id) }
+        #expect(logs.openLogCount <= 8)
+        let grown = try descriptors() - before
+        #expect(grown <= 8 + 4, "descriptors grew by \(grown)")
+        for id in ids.prefix(20) { try await logs.append(Array("running\n".utf8), to: id) }
+        #expect(logs.openLogCount <= 8)
+        for id in ids.prefix(20) { #expect(try await logs.text(id) == "queued\nrunning\n") }
+        #expect(try await logs.text(ids[150]) == "queued\n")
+    }
+
     /// The change handler (gateways sharing logs) is told of every append and finish, and reached the same way
     /// each time. It was kept as a closure in a `Mutex`, and every read of it wrapped the stored closure in two more
     /// reabstraction thunks (the inout access writes it back), so the thousandth append called through two thousand
