@@ -129,10 +129,12 @@ package struct SQLiteTriggerStore: TriggerRepository {
         answer: @escaping @Sendable (DeliveryOutcome) throws -> (statusCode: Int, response: String)
     ) async throws -> RecordedDelivery {
         let record = try build.map(BuildRecord.init)
-        // Deliveries arriving together are committed together (one fsync), each in its own savepoint.
+        // Deliveries arriving together are committed together (one fsync), each in its own savepoint. Every
+        // statement is prepared once per connection (`cachedStatement`), not at every delivery.
         return try await database.batchedWrite { db in
             if let stored = try Row_Delivery.fetchOne(
-                db, sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?",
+                db.cachedStatement(
+                    sql: "SELECT statusCode, response FROM webhookDelivery WHERE triggerId = ? AND deliveryId = ?"),
                 arguments: [triggerID, deliveryID])
             {
                 return RecordedDelivery(
@@ -144,13 +146,13 @@ package struct SQLiteTriggerStore: TriggerRepository {
                 // build the same commit again while it is being built. Found through build_on_triggerId_commit
                 // (migration 0010), whatever the queue's length.
                 let active = try BuildRecord.fetchOne(
-                    db,
-                    sql: """
-                        SELECT * FROM build
-                        WHERE triggerId = ? AND status IN \(BuildStatus.active.sqlList)
-                          AND json_extract(gitSource, '$.ref') IS ? AND json_extract(gitSource, '$.commit') IS ?
-                        ORDER BY id LIMIT 1
-                        """,
+                    db.cachedStatement(
+                        sql: """
+                            SELECT * FROM build
+                            WHERE triggerId = ? AND status IN \(BuildStatus.active.sqlList)
+                              AND json_extract(gitSource, '$.ref') IS ? AND json_extract(gitSource, '$.commit') IS ?
+                            ORDER BY id LIMIT 1
+                            """),
                     arguments: [triggerID, build.gitSource?.ref, build.gitSource?.commit])
                 if let active {
                     outcome = .alreadyActive(try active.build())
@@ -160,15 +162,14 @@ package struct SQLiteTriggerStore: TriggerRepository {
                 }
             }
             let (statusCode, response) = try answer(outcome)
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO webhookDelivery (triggerId, deliveryId, receivedAt, statusCode, response)
                     VALUES (?, ?, ?, ?, ?)
-                    """,
-                arguments: [triggerID, deliveryID, date.timeIntervalSince1970, statusCode, response])
+                    """
+            ).execute(arguments: [triggerID, deliveryID, date.timeIntervalSince1970, statusCode, response])
             // Deliveries are kept 8 days (forges redeliver within days); older ones go as new ones arrive.
-            try db.execute(
-                sql: "DELETE FROM webhookDelivery WHERE receivedAt < ?",
+            try db.cachedStatement(sql: "DELETE FROM webhookDelivery WHERE receivedAt < ?").execute(
                 arguments: [date.addingTimeInterval(-8 * 86_400).timeIntervalSince1970])
             let queued: Build? = if case .queued(let build) = outcome { build } else { nil }
             return RecordedDelivery(statusCode: statusCode, response: response, isRedelivery: false, queued: queued)
