@@ -14,13 +14,20 @@ struct FileBuildLogStoreTests {
         let directory = try TemporaryDirectory("logs")
         defer { directory.remove() }
         let logs = try FileBuildLogStore(dataDirectory: directory.path, openLimit: 8)
-        func descriptors() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count }
+        // This process's descriptors open on files of this test's directory (other tests run at the same time).
+        let name = "/" + URL(fileURLWithPath: directory.path).lastPathComponent + "/"
+        func descriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").filter { fd in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"))?.contains(name)
+                    == true
+            }.count
+        }
         let before = try descriptors()
         let ids = (0..<200).map { _ in BuildID.generate() }
         for id in ids { try await logs.append(Array("queued\n".utf8), to: id) }
         #expect(logs.openLogCount <= 8)
         let grown = try descriptors() - before
-        #expect(grown <= 8 + 4, "descriptors grew by \(grown)")
+        #expect(grown > 0 && grown <= 8, "descriptors grew by \(grown)")
         for id in ids.prefix(20) { try await logs.append(Array("running\n".utf8), to: id) }
         #expect(logs.openLogCount <= 8)
         for id in ids.prefix(20) { #expect(try await logs.text(id) == "queued\nrunning\n") }
