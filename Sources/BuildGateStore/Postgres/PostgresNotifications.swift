@@ -76,11 +76,6 @@ package final class PostgresNotifications: Service, Sendable {
     /// Whether `channel` is being listened on now.
     package func isListening(_ channel: String) -> Bool { listening.withLock { $0.contains(channel) } }
 
-    /// Sends `payload` on `channel` (delivered to every listener, this gateway's too, when it commits).
-    package func notify(_ channel: String, _ payload: String) async throws {
-        try await database.client.query("SELECT pg_notify(\(channel), \(payload))", logger: database.logger)
-    }
-
     package func run() async throws {
         let channels = subscribers.withLock { Array($0.keys) }
         await withGracefulShutdownHandler {
