@@ -40,17 +40,31 @@ package struct SQLiteAccessTokenStore: AccessTokenRepository {
                 revokedAt: revokedAt,
                 parentID: parentId)
         }
+
+        /// A new token's row (only sha256 of its secret) and the token string, shown once.
+        static func new(
+            tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?,
+            parentID: String?, at date: Date
+        ) throws -> (token: String, row: Row) {
+            let (token, id, hash) = TokenSecret.generate()
+            let scopeNames = String(decoding: try JSONEncoder().encode(scopes.sorted().map(\.rawValue)), as: UTF8.self)
+            return (
+                token,
+                Row(
+                    id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
+                    buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil,
+                    parentId: parentID)
+            )
+        }
     }
 
     package func createToken(
         tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, parentID: String?,
         at date: Date
     ) async throws -> (token: String, record: AccessToken) {
-        let (token, id, hash) = TokenSecret.generate()
-        let scopeNames = String(decoding: try JSONEncoder().encode(scopes.sorted().map(\.rawValue)), as: UTF8.self)
-        let row = Row(
-            id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
-            buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil, parentId: parentID)
+        let (token, row) = try Row.new(
+            tenant: tenant, name: name, scopes: scopes, buildID: buildID, expiresAt: expiresAt, parentID: parentID,
+            at: date)
         try await database.writer.write { db in
             try db.ensureTenant(tenant, at: date)
             try row.insert(db)

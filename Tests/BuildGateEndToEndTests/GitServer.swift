@@ -14,7 +14,7 @@ final class GitServer: Sendable {
     init() throws {
         directory = try TemporaryDirectory("git")
         try FileManager.default.createDirectory(atPath: "\(directory.path)/repos", withIntermediateDirectories: true)
-        port = try Self.freePort()
+        port = try freeLoopbackPort()
         daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: "/usr/bin/git")
         daemon.arguments = [
@@ -93,20 +93,4 @@ final class GitServer: Sendable {
 
     struct GitError: Error { var message: String }
 
-    private static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }

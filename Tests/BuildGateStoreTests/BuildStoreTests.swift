@@ -6,19 +6,10 @@ import Testing
 
 /// The build store's contract, on SQLite and on PostgreSQL: the same tests, parameterised by engine.
 struct BuildStoreTests {
-    private func build(key: String? = nil, at date: Date = Date()) throws -> Build {
-        Build(
-            id: .generate(at: date),
-            request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], labels: ["a": "b"]),
-            context: BuildContext(
-                digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: 42, compression: .gzip),
-            createdAt: date, idempotencyKey: key)
-    }
-
     @Test(arguments: StoreEngine.allCases) func aBuildRoundTripsThroughItsRow(engine: StoreEngine) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let original = try build(key: "k1")
+            let original = try sampleBuild(key: "k1")
             #expect(try await store.create(original) == .created(original))
             let loaded = try #require(try await store.build(original.id))
             #expect(loaded.request == original.request)
@@ -32,9 +23,9 @@ struct BuildStoreTests {
     ) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let first = try build(key: "same")
+            let first = try sampleBuild(key: "same")
             _ = try await store.create(first)
-            let second = try build(key: "same")
+            let second = try sampleBuild(key: "same")
             guard case .existing(let existing) = try await store.create(second) else {
                 Issue.record("a second build with the same key was created")
                 return
@@ -51,7 +42,7 @@ struct BuildStoreTests {
     {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            var withSecret = try build(at: Date(timeIntervalSinceNow: -10))
+            var withSecret = try sampleBuild(at: Date(timeIntervalSinceNow: -10))
             withSecret.request.secrets = ["npmrc"]
             withSecret.request.cacheTo = try ImageReference(parsing: "r.example.com/app:cache")
             _ = try await store.create(withSecret)
@@ -81,7 +72,7 @@ struct BuildStoreTests {
             let start = Date(timeIntervalSince1970: 1_700_000_000)
             var ids: [BuildID] = []
             for index in 0..<40 {
-                let value = try build(at: start.addingTimeInterval(Double(index)))
+                let value = try sampleBuild(at: start.addingTimeInterval(Double(index)))
                 ids.append(value.id)
                 _ = try await store.create(value)
             }
@@ -109,7 +100,7 @@ struct BuildStoreTests {
     @Test(arguments: StoreEngine.allCases) func aResultIsStoredOnlyByTheLeaseHolder(engine: StoreEngine) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let value = try build()
+            let value = try sampleBuild()
             _ = try await store.create(value)
             _ = try await store.claimNext(builder: "b", owner: "mine", leaseUntil: Date() + 60, now: Date())
             let succeeded = BuildLifecycle.Transition(status: .succeeded)
@@ -136,7 +127,7 @@ struct BuildStoreTests {
     ) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let poison = try build()
+            let poison = try sampleBuild()
             _ = try await store.create(poison)
             let start = Date()
 
@@ -181,7 +172,7 @@ struct BuildStoreTests {
     ) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let running = try build()
+            let running = try sampleBuild()
             _ = try await store.create(running)
             let start = Date()
             _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
@@ -219,7 +210,7 @@ struct BuildStoreTests {
     ) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let value = try build()
+            let value = try sampleBuild()
             _ = try await store.create(value)
             let start = Date()
             _ = try #require(try await store.claimNext(builder: "b", owner: "g", leaseUntil: start + 1, now: start))
@@ -231,7 +222,7 @@ struct BuildStoreTests {
     @Test(arguments: StoreEngine.allCases) func renewingReportsCancellationRequests(engine: StoreEngine) async throws {
         try await TestStores.with(engine) { stores in
             let store = stores.builds
-            let value = try build()
+            let value = try sampleBuild()
             _ = try await store.create(value)
             _ = try await store.claimNext(builder: "b", owner: "o", leaseUntil: Date() + 60, now: Date())
             #expect(try await store.renewLeases([value.id], owner: "o", until: Date() + 60).isEmpty)
@@ -246,7 +237,7 @@ struct BuildStoreTests {
             let start = Date(timeIntervalSince1970: 1_700_000_000)
             var ids: [BuildID] = []
             for index in 0..<5 {
-                let value = try build(at: start.addingTimeInterval(Double(index)))
+                let value = try sampleBuild(at: start.addingTimeInterval(Double(index)))
                 ids.append(value.id)
                 _ = try await store.create(value)
             }

@@ -57,20 +57,21 @@ struct PostgresOnlyTests {
                     digest: ContextDigest(hex: String(repeating: "e", count: 64))!, size: 1, compression: .none),
                 createdAt: Date())
             _ = try await stores.builds.create(build)
-            let claimLock: Int64 = 0x6275_696c_6467_0002
+            let claimLock = BuildGatePostgres.claimLock
             try await database.client.withConnection { holder in
                 try await holder.query("SELECT pg_advisory_lock(\(claimLock))", logger: database.logger)
                 let claim = Task {
                     try await stores.builds.claim(
                         build.id, builder: "b", capacity: 1, owner: "o", leaseUntil: Date() + 60, now: Date())
                 }
-                try await waitUntil {
-                    let waiting: Int =
-                        try await database.rows(
-                            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                        ).first?.value("n") ?? 0
-                    return waiting == 1
-                }
+                #expect(
+                    try await ChildProcess.wait(for: .seconds(30)) {
+                        let waiting: Int =
+                            try await database.rows(
+                                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                            ).first?.value("n") ?? 0
+                        return waiting == 1
+                    })
                 #expect(try await stores.builds.build(build.id)?.status == .queued, "claimed past the lock")
                 try await holder.query("SELECT pg_advisory_unlock(\(claimLock))", logger: database.logger)
                 #expect(try await claim.value?.status == .starting)
@@ -99,7 +100,7 @@ struct PostgresOnlyTests {
                 runA.cancel()
                 runB.cancel()
             }
-            try await waitUntil { sharingB.isListening(PostgresNotifications.logs) }
+            #expect(try await ChildProcess.wait(for: .seconds(30)) { sharingB.isListening(PostgresNotifications.logs) })
 
             let id = BuildID.generate()
             var expected: [UInt8] = []
@@ -108,7 +109,7 @@ struct PostgresOnlyTests {
                 let bytes = Array("line \(line) from gateway A\n".utf8)
                 let seen = length
                 let follower = Task { await logsB.waitForChange(id, beyond: seen, timeout: .seconds(30)) }
-                try await waitUntil { logsB.waiterCount(id) == 1 }
+                #expect(try await ChildProcess.wait(for: .seconds(30)) { logsB.waiterCount(id) == 1 })
                 try await logsA.append(bytes, to: id)
                 let started = ContinuousClock.now
                 let snapshot = await follower.value
@@ -125,7 +126,7 @@ struct PostgresOnlyTests {
 
             let whole = length
             let finished = Task { await logsB.waitForChange(id, beyond: whole, timeout: .seconds(30)) }
-            try await waitUntil { logsB.waiterCount(id) == 1 }
+            #expect(try await ChildProcess.wait(for: .seconds(30)) { logsB.waiterCount(id) == 1 })
             await logsA.finish(id)
             #expect(await finished.value.isFinished)
             await gatewayB.closeAll()

@@ -16,15 +16,6 @@ struct SQLiteBuildStoreTests {
         store = SQLiteBuildStore(database: database)
     }
 
-    private func build(key: String? = nil, at date: Date = Date()) throws -> Build {
-        Build(
-            id: .generate(at: date),
-            request: BuildRequest(images: [try ImageReference(parsing: "r.example.com/app:1")], labels: ["a": "b"]),
-            context: BuildContext(
-                digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: 42, compression: .gzip),
-            createdAt: date, idempotencyKey: key)
-    }
-
     @Test func theQueueDatabaseIsWALWithFullSynchronousCommits() throws {
         defer { directory.remove() }
         let (journal, synchronous) = try database.writer.writeWithoutTransaction { db in
@@ -36,7 +27,7 @@ struct SQLiteBuildStoreTests {
 
     @Test func aRowWrittenBeforeSecretsAndCachesExistedStillDecodes() async throws {
         defer { directory.remove() }
-        let old = try build()
+        let old = try sampleBuild()
         _ = try await store.create(old)
         // The request JSON as the gateway wrote it before migration 0005.
         try await database.writer.write { db in
@@ -127,7 +118,7 @@ struct SQLiteBuildStoreTests {
 
     @Test func aBackupIsAConsistentOpenableCopyAndNeverOverwrites() async throws {
         defer { directory.remove() }
-        for _ in 0..<5 { _ = try await store.create(try build()) }
+        for _ in 0..<5 { _ = try await store.create(try sampleBuild()) }
         let destination = "\(directory.path)/backup.sqlite"
         try database.backup(to: destination)
         let copy = try BuildGateDatabase(path: destination, migrationsDirectory: migrationsDirectory)

@@ -151,7 +151,10 @@ struct SharedStoreTests {
         try await TestStores.with(engine) { stores in
             let all = try await gateways(stores, 2)
             if let notifications = stores.postgres?.notifications {
-                try await waitUntil { notifications.isListening(PostgresNotifications.events) }
+                #expect(
+                    try await ChildProcess.wait(for: .seconds(30)) {
+                        notifications.isListening(PostgresNotifications.events)
+                    })
             }
             let last = try await stores.events.lastSequence()
             let queued = try build()
@@ -296,17 +299,5 @@ struct SharedStoreTests {
             try await stores.builds.markContextRemoved(digest)
             #expect(try await stores.builds.storedContext(digest, tenant: .default) == nil)
         }
-    }
-}
-
-/// Polls `condition` every 10 ms for up to 30 s.
-func waitUntil(_ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(30)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within 30 s")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(10))
     }
 }

@@ -59,12 +59,12 @@ package enum ChildProcess {
     }
 
     /// Waits (without blocking a thread) until `condition` holds, checking every 100 ms, for at most `timeout`.
-    package static func wait(for timeout: Duration, until condition: () -> Bool) async throws -> Bool {
+    package static func wait(for timeout: Duration, until condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if condition() { return true }
+            if try await condition() { return true }
             try await Task.sleep(for: .milliseconds(100))
         }
-        return condition()
+        return try await condition()
     }
 }

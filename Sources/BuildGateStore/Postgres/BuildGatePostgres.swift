@@ -128,9 +128,10 @@ package final class BuildGatePostgres: Service, Sendable {
 
     /// Advisory lock keys (one namespace for the gateway's locks).
     static let migrationLock: Int64 = 0x6275_696c_6467_0001
-    // Held by SQL the migrations define, named here so the keys stay apart: 0x6275_696c_6467_0002 for the length of a
-    // claim (`claim_build`, 0002: claims are serialized, so builder capacity, tenant running limits and `serial`
-    // run keys hold across gateways), 0x6275_696c_6467_0003 around numbering a build event (`build_event`, 0001).
+    /// The key `claim_build` (migration 0002) holds for the length of a claim: claims are serialized, so builder
+    /// capacity, tenant running limits and `serial` run keys hold across gateways. (0x6275_696c_6467_0003 is held
+    /// around numbering a build event, by `build_event` in 0001.)
+    package static let claimLock: Int64 = 0x6275_696c_6467_0002
 
     // MARK: - Configuration
 

@@ -26,12 +26,6 @@ package struct PostgresBuildStore: BuildRepository, BuildQueue {
         try await database.rows(query).map { try BuildRecord(postgres: $0).build() }
     }
 
-    private func builds(_ query: PostgresQuery, on connection: PostgresConnection) async throws -> [Build] {
-        try await connection.query(query, logger: database.logger).collect().map {
-            try BuildRecord(postgres: $0.makeRandomAccess()).build()
-        }
-    }
-
     // MARK: - BuildRepository
 
     package func create(_ build: Build) async throws -> BuildCreation {

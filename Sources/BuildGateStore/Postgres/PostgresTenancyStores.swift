@@ -16,11 +16,9 @@ package struct PostgresAccessTokenStore: AccessTokenRepository {
         tenant: TenantID, name: String, scopes: Set<Scope>, buildID: BuildID?, expiresAt: Date?, parentID: String?,
         at date: Date
     ) async throws -> (token: String, record: AccessToken) {
-        let (token, id, hash) = TokenSecret.generate()
-        let scopeNames = String(decoding: try JSONEncoder().encode(scopes.sorted().map(\.rawValue)), as: UTF8.self)
-        let row = Row(
-            id: id, tenantId: tenant.rawValue, name: name, secretHash: Data(hash), scopes: scopeNames,
-            buildId: buildID?.rawValue, createdAt: date, expiresAt: expiresAt, revokedAt: nil, parentId: parentID)
+        let (token, row) = try Row.new(
+            tenant: tenant, name: name, scopes: scopes, buildID: buildID, expiresAt: expiresAt, parentID: parentID,
+            at: date)
         try await database.transaction { connection in
             try await connection.ensureTenant(tenant, at: date, logger: database.logger)
             try await connection.query(
