@@ -358,21 +358,9 @@ struct KilledTriggerBuildTests {
                  "statusAPIURL":"http://127.0.0.1:\(client.port!)","statusToken":"ghp_e2e"}
                 """)
             #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
-            let payload = Array(
-                """
-                {"ref":"refs/heads/main","after":"\(commit)","deleted":false,
-                 "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
-                 "head_commit":{"id":"\(commit)","message":"slow"}}
-                """.utf8)
-            let signature = HMAC<SHA256>.authenticationCode(for: payload, using: SymmetricKey(data: Data(secret.utf8)))
-                .map { String(format: "%02x", $0) }.joined()
+            let push = SignedGitHubPush(repository: repository, commit: commit, message: "slow", secret: secret)
             let (hook, hookBody) = try await GatewayClient(baseURL: gateway.baseURL, token: "").post(
-                "/v1/webhooks/github", body: payload,
-                headers: [
-                    ("Content-Type", "application/json"), ("X-GitHub-Event", "push"),
-                    ("X-GitHub-Delivery", UUID().uuidString),
-                    ("X-Hub-Signature-256", "sha256=\(signature)"),
-                ])
+                "/v1/webhooks/github", body: push.body, headers: push.headers)
             #expect(hook.status.code == 202, "\(String(decoding: hookBody, as: UTF8.self))")
             struct Answer: Decodable { var buildId: String }
             let id = try JSONDecoder().decode(Answer.self, from: Data(hookBody)).buildId

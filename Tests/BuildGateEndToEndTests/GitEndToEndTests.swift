@@ -61,19 +61,9 @@ struct GitEndToEndTests {
             #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
             #expect(!String(decoding: triggerBody, as: UTF8.self).contains(secret))
 
-            let payload = Array(
-                """
-                {"ref":"refs/heads/main","before":"\(first)","after":"\(second)","deleted":false,
-                 "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
-                 "head_commit":{"id":"\(second)","message":"second"}}
-                """.utf8)
-            let signature = HMAC<SHA256>.authenticationCode(for: payload, using: SymmetricKey(data: Data(secret.utf8)))
-                .map { String(format: "%02x", $0) }.joined()
-            let delivery = UUID().uuidString
-            let hookHeaders = [
-                ("Content-Type", "application/json"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", delivery),
-                ("X-Hub-Signature-256", "sha256=\(signature)"),
-            ]
+            let push = SignedGitHubPush(
+                repository: repository, commit: second, before: first, message: "second", secret: secret)
+            let (payload, hookHeaders) = (push.body, push.headers)
             let anonymous = GatewayClient(baseURL: gateway.baseURL, token: "")
             let (hook, hookBody) = try await anonymous.post("/v1/webhooks/github", body: payload, headers: hookHeaders)
             #expect(hook.status.code == 202, "\(String(decoding: hookBody, as: UTF8.self))")

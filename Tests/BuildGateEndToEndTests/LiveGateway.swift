@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import BuildGateApp
 import BuildGateTesting
+import Crypto
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -215,5 +216,28 @@ struct RealServices {
         let configBytes = Data(try await blob.body.collect(upTo: 1 << 20).readableBytesView)
         let config = try JSONDecoder().decode(Config.self, from: configBytes)
         return (digest, config.config.labels ?? [:], String(decoding: configBytes, as: UTF8.self))
+    }
+}
+
+/// A GitHub push delivery as a forge sends it: the body (a push of `commit` to `repository`'s main branch) and its
+/// headers, signed with the trigger's `secret` (`X-Hub-Signature-256`) under a new delivery id.
+struct SignedGitHubPush {
+    let body: [UInt8]
+    let headers: [(String, String)]
+
+    init(repository: String, commit: String, before: String? = nil, message: String, secret: String) {
+        let previous = before.map { "\"before\":\"\($0)\"," } ?? ""
+        body = Array(
+            """
+            {"ref":"refs/heads/main",\(previous)"after":"\(commit)","deleted":false,
+             "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
+             "head_commit":{"id":"\(commit)","message":"\(message)"}}
+            """.utf8)
+        let signature = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
+            .map { String(format: "%02x", $0) }.joined()
+        headers = [
+            ("Content-Type", "application/json"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", UUID().uuidString),
+            ("X-Hub-Signature-256", "sha256=\(signature)"),
+        ]
     }
 }

@@ -202,24 +202,12 @@ struct SeveralGatewaysEndToEndTests {
                  "cloneURL":"git://127.0.0.1:9/none.git","images":["\(services.registry)/e2e-shared:{{shortSha}}"]}
                 """)
             #expect(trigger.status.code == 201, "\(String(decoding: triggerBody, as: UTF8.self))")
-            let commit = String(repeating: "ab", count: 20)
-            let payload = Array(
-                """
-                {"ref":"refs/heads/main","after":"\(commit)","deleted":false,
-                 "repository":{"full_name":"\(repository)","clone_url":"https://github.com/\(repository).git"},
-                 "head_commit":{"id":"\(commit)","message":"m"}}
-                """.utf8)
-            let signature = HMAC<SHA256>.authenticationCode(for: payload, using: SymmetricKey(data: Data(secret.utf8)))
-                .map { String(format: "%02x", $0) }.joined()
-            let headers = [
-                ("Content-Type", "application/json"), ("X-GitHub-Event", "push"),
-                ("X-GitHub-Delivery", UUID().uuidString),
-                ("X-Hub-Signature-256", "sha256=\(signature)"),
-            ]
+            let push = SignedGitHubPush(
+                repository: repository, commit: String(repeating: "ab", count: 20), message: "m", secret: secret)
             let (first, firstBody) = try await GatewayClient(baseURL: pair.clientA.baseURL, token: "").post(
-                "/v1/webhooks/github", body: payload, headers: headers)
+                "/v1/webhooks/github", body: push.body, headers: push.headers)
             let (second, secondBody) = try await GatewayClient(baseURL: clientB.baseURL, token: "").post(
-                "/v1/webhooks/github", body: payload, headers: headers)
+                "/v1/webhooks/github", body: push.body, headers: push.headers)
             #expect(first.status.code == 202, "\(String(decoding: firstBody, as: UTF8.self))")
             #expect(second.status.code == 202, "the redelivery answers as the first delivery did")
             #expect(second.headers.first(name: "X-BuildGate-Redelivery") == "true")
