@@ -66,14 +66,12 @@ struct ContextIntake: Sendable {
         var context: BuildContext
     }
 
-    /// Bytes handed from the socket side to the disk side at a time.
+    /// Bytes handed from the socket side to the disk side at a time, and written at a time.
     static let handOff = 1 << 20
-    /// How much written data may wait for the disk before its writeback is started.
-    static let writebackEvery: Int64 = 8 << 20
 
     /// The socket, the checks (sha256 and the archive validator) and the disk run at once: one task reads and checks
-    /// the body and hands it on in 1 MiB batches; the other writes each batch in one write and starts its writeback. The hand-off
-    /// waits until the disk side takes the batch (`AsyncChannel`), so a slow disk slows the reading (TCP back-pressure)
+    /// the body and hands it on in 1 MiB batches; the other writes them, 1 MiB at a time, straight to the disk
+    /// (`UploadFileWriter`: no copy into the page cache, no writeback left for the fsync). The hand-off waits until the disk side takes the batch (`AsyncChannel`), so a slow disk slows the reading (TCP back-pressure)
     /// and memory stays at a few MiB per upload, however large.
     private func write(_ body: RequestBody, to path: String, dockerfile: String) async throws -> BuildContext {
         try await FileSystem.shared.withFileHandle(
@@ -83,24 +81,12 @@ struct ContextIntake: Sendable {
             return try await withThrowingTaskGroup(of: Checked?.self) { group in
                 group.addTask {
                     do {
-                        var offset: Int64 = 0
-                        var writtenBack: Int64 = 0
+                        let writer = UploadFileWriter(capacity: Self.handOff)
+                        try await file.withUnsafeDescriptor { writer.writeDirectly(to: $0.rawValue) }
                         for await batch in batches {
-                            var merged = ByteBuffer()
-                            merged.reserveCapacity(batch.reduce(0) { $0 + $1.readableBytes })
-                            for buffer in batch { merged.writeImmutableBuffer(buffer) }
-                            offset += try await file.write(contentsOf: merged, toAbsoluteOffset: offset)
-                            // Let the disk start on what is written (every 8 MiB) while the rest arrives, so the
-                            // fsync before the 202 finds little left: posix_fadvise starts the writeback of dirty
-                            // pages without waiting for it (and keeps them cached while they are written).
-                            if offset - writtenBack >= Self.writebackEvery {
-                                let (from, length) = (writtenBack, offset - writtenBack)
-                                _ = try await file.withUnsafeDescriptor { descriptor in
-                                    posix_fadvise(descriptor.rawValue, off_t(from), off_t(length), POSIX_FADV_DONTNEED)
-                                }
-                                writtenBack = offset
-                            }
+                            try await file.withUnsafeDescriptor { try writer.write(batch, to: $0.rawValue) }
                         }
+                        try await file.withUnsafeDescriptor { try writer.finish(to: $0.rawValue) }
                         return nil
                     } catch {
                         batches.finish()  // the socket side stops waiting for a taker
