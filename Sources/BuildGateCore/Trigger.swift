@@ -172,14 +172,35 @@ package enum TriggerPlanner {
     }
 
     /// Replaces `{{name}}` placeholders. Values are made tag-safe (`feature/x` → `feature-x`); an unknown or absent
-    /// placeholder renders empty, which the reference check then refuses.
+    /// placeholder renders empty, which the reference check then refuses. Two scans, as every webhook delivery renders
+    /// its images: the known placeholders are filled in, then every `{{…}}` left (no `}` inside) is dropped.
     package static func render(_ template: String, _ values: [String: String]) -> String {
-        var result = template
-        for (name, value) in values {
-            let safe = String(value.map { $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) ? $0 : "-" })
-            result = result.replacingOccurrences(of: "{{\(name)}}", with: safe)
+        let safe = values.mapValues { value in
+            String(value.map { $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) ? $0 : "-" })
         }
-        return result.replacingOccurrences(of: #"\{\{[^}]*\}\}"#, with: "", options: .regularExpression)
+        // Names and values hold no braces, so placeholders never overlap and the order of filling does not matter.
+        let filled = replacingPlaceholders(in: template) { safe[String($0)] }
+        return replacingPlaceholders(in: filled) { $0.contains("}") ? nil : "" }
+    }
+
+    /// `text` with each `{{name}}`, leftmost first, replaced by `replacement(name)`; where that is nil, the
+    /// placeholder is not one and the scan goes on from its second brace.
+    private static func replacingPlaceholders(in text: String, _ replacement: (Substring) -> String?) -> String {
+        var result = ""
+        var rest = text[...]
+        while let open = rest.firstRange(of: "{{") {
+            result += rest[..<open.lowerBound]
+            if let close = rest[open.upperBound...].firstRange(of: "}}"),
+                let value = replacement(rest[open.upperBound..<close.lowerBound])
+            {
+                result += value
+                rest = rest[close.upperBound...]
+            } else {
+                result += "{"
+                rest = rest[rest.index(after: open.lowerBound)...]
+            }
+        }
+        return result + rest
     }
 }
 

@@ -79,6 +79,15 @@ struct TriggerPlannerTests {
         #expect(
             TriggerPlanner.render("r.io/a:{{branch}}-{{tag}}-{{sha}}-{{buildId}}-{{nope}}", values)
                 == "r.io/a:feat---x-v1.2-\(sha)-b1-")
+        // Braces around and inside placeholders: known names are filled first, then every `{{…}}` left is dropped.
+        let cases = [
+            "{{{shortSha}}}": "{6113728}", "{{a{b}}": "", "x{{open": "x{{open", "{{shortSha}x}}": "{{shortSha}x}}",
+            "{{}}": "", "{{shortSha}}{{shortSha}}": "61137286113728", "{{{{tag}}}}": "", "": "",
+            "a}}b{{": "a}}b{{", "{{ü}}ü": "ü",
+        ]
+        for (template, rendered) in cases {
+            #expect(TriggerPlanner.render(template, values) == rendered, "\(template)")
+        }
     }
 
     @Test func globsMatchWithinAndAcrossSegments() {
