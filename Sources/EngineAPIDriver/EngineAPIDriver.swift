@@ -136,23 +136,16 @@ package struct EngineAPIDriver: BuilderDriver {
                 }
                 await events(.accepted(engine: description))
                 var decoder = EngineStreamDecoder()
-                var progress = Progress()
-                var failure: String?
+                var stream = EngineBuildStream()
                 for try await buffer in response.body {
-                    for message in decoder.decode(buffer.readableBytesView) {
-                        if case .error(let text) = message { failure = text }
-                        await report(message, progress: &progress, events: events)
+                    for event in stream.events(of: decoder.decode(buffer.readableBytesView), at: Date()) {
+                        await events(event)
                     }
                 }
-                for message in decoder.finish() {
-                    if case .error(let text) = message { failure = text }
-                    await report(message, progress: &progress, events: events)
+                for event in stream.events(of: decoder.finish(), at: Date()) + stream.finish(at: Date()) {
+                    await events(event)
                 }
-                let settled = progress.renderer.finish()
-                if !settled.isEmpty { await events(.output(settled)) }
-                progress.classicSteps.finish(at: Date(), error: failure)
-                if let steps = progress.steps { await events(.steps(steps)) }
-                if let failure { return .failed(.buildFailed, message: failure) }
+                if let failure = stream.failure { return .failed(.buildFailed, message: failure) }
                 return .succeeded([])
             }
         } catch let error as EngineAPIClient.RequestHeadTooLarge {
@@ -161,44 +154,6 @@ package struct EngineAPIDriver: BuilderDriver {
             if Task.isCancelled { return .failed(.cancelled, message: "the build was stopped") }
             return .failed(
                 .builderUnavailable, message: "lost the builder during the build: \(EngineAPIClient.explain(error))")
-        }
-    }
-
-    /// What the build's stream has shown so far: BuildKit's plain rendering and the steps of either builder.
-    private struct Progress {
-        var renderer = BuildKitPlainRenderer()
-        var buildKitSteps = BuildKitSteps()
-        var classicSteps = ClassicSteps()
-
-        /// The steps of whichever builder reported some.
-        var steps: [BuildStep]? {
-            let steps = buildKitSteps.steps.isEmpty ? classicSteps.steps : buildKitSteps.steps
-            return steps.isEmpty ? nil : steps
-        }
-    }
-
-    private func report(
-        _ message: EngineMessage, progress: inout Progress, events: @Sendable (BuildEvent) async -> Void
-    ) async {
-        switch message {
-        case .buildKitTrace(let aux):
-            // dockerd's BuildKit mode: render the protobuf progress as BuildKit's plain output.
-            if let status = BuildKitStatus(base64: aux) {
-                let text = progress.renderer.render(status)
-                if !text.isEmpty { await events(.output(text)) }
-                if progress.buildKitSteps.record(status) { await events(.steps(progress.buildKitSteps.steps)) }
-            }
-        case .stream(let text):
-            await events(.output(text))
-            if progress.classicSteps.record(text, at: Date()) { await events(.steps(progress.classicSteps.steps)) }
-        case .error(let text):
-            await events(.output(text.hasSuffix("\n") ? "ERROR: \(text)" : "ERROR: \(text)\n"))
-        case .status(let text, let id, let isProgress):
-            // Pull progress bars ("Downloading [=>   ] 1MB/9MB") would flood the log; the milestones stay.
-            guard !isProgress else { return }
-            await events(.output(id.map { "\($0): \(text)\n" } ?? "\(text)\n"))
-        case .imageID, .other:
-            break
         }
     }
 

@@ -31,14 +31,21 @@ package struct EngineStreamDecoder {
     }
 
     package mutating func decode(_ chunk: some Sequence<UInt8>) -> [EngineMessage] {
+        if let messages = chunk.withContiguousStorageIfAvailable({ decode(bytes: $0) }) { return messages }
+        return Array(chunk).withUnsafeBufferPointer { decode(bytes: $0) }
+    }
+
+    private mutating func decode(bytes: UnsafeBufferPointer<UInt8>) -> [EngineMessage] {
         var messages: [EngineMessage] = []
-        for byte in chunk {
-            if byte == UInt8(ascii: "\n") {
-                if let message = Self.message(from: pending) { messages.append(message) }
-                pending.removeAll(keepingCapacity: true)
-            } else if pending.count < maxLineLength {
-                pending.append(byte)
-            }
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let newline = rest.firstIndex(of: UInt8(ascii: "\n"))
+            let piece = rest[..<(newline ?? rest.endIndex)]
+            pending.append(contentsOf: piece.prefix(max(0, maxLineLength - pending.count)))
+            guard let newline else { break }
+            if let message = Self.message(from: pending) { messages.append(message) }
+            pending.removeAll(keepingCapacity: true)
+            rest = rest[(newline + 1)...]
         }
         return messages
     }
@@ -50,9 +57,23 @@ package struct EngineStreamDecoder {
 
     private struct Wire: Decodable {
         struct ErrorDetail: Decodable { var message: String? }
-        struct Aux: Decodable {
-            enum CodingKeys: String, CodingKey { case id = "ID" }
-            var id: String?
+        /// `aux`: the built image (`{"ID":…}`), or, with the id `moby.buildkit.trace`, BuildKit progress (base64).
+        enum Aux: Decodable {
+            struct Image: Decodable {
+                enum CodingKeys: String, CodingKey { case id = "ID" }
+                var id: String?
+            }
+            case image(Image)
+            case text(String)
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let text = try? container.decode(String.self) {
+                    self = .text(text)
+                } else {
+                    self = .image(try container.decode(Image.self))
+                }
+            }
         }
         struct ProgressDetail: Decodable { var current: Int64? }
         var stream: String?
@@ -66,21 +87,19 @@ package struct EngineStreamDecoder {
     }
 
     static func message(from line: [UInt8]) -> EngineMessage? {
-        let trimmed = line.last == UInt8(ascii: "\r") ? Array(line.dropLast()) : line
+        let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
         guard !trimmed.allSatisfy({ $0 == UInt8(ascii: " ") }) else { return nil }
-        struct Trace: Decodable { var id: String; var aux: String }
-        if let trace = try? JSONDecoder().decode(Trace.self, from: Data(trimmed)), trace.id == "moby.buildkit.trace" {
-            return .buildKitTrace(trace.aux)
-        }
+        // One decode per line: build output is most of the stream, and arrives at tens of thousands of lines a second.
         guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(trimmed)) else {
             return .stream(String(decoding: trimmed, as: UTF8.self) + "\n")
         }
+        if wire.id == "moby.buildkit.trace", case .text(let trace) = wire.aux { return .buildKitTrace(trace) }
         if let message = wire.errorDetail?.message ?? wire.error { return .error(message) }
         if let stream = wire.stream { return .stream(stream) }
         if let status = wire.status {
             return .status(status, id: wire.id, isProgress: wire.progress != nil || wire.progressDetail?.current != nil)
         }
-        if let id = wire.aux?.id { return .imageID(id) }
+        if case .image(let image) = wire.aux, let id = image.id { return .imageID(id) }
         return .other
     }
 
