@@ -122,6 +122,11 @@ package final class BuildGateDatabase: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            // Statement journals (inserts fire triggers inside group commits' savepoints) and sorts in memory, not
+            // in files created and deleted in /var/tmp several times a second under load.
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
         self.migrationsDirectory = migrationsDirectory
         writer = try DatabasePool(path: path, configuration: configuration)
         try writer.writeWithoutTransaction { db in
