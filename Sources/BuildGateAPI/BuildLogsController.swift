@@ -179,7 +179,7 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         headers[.buildStatus] = build.status.rawValue
         return Response(
             status: .ok, headers: headers,
-            body: ResponseBody { [logs, repository, chunkSize = followChunkSize] writer in
+            body: ResponseBody { [logs, repository, pieces, chunkSize = followChunkSize] writer in
                 BuildGateMetrics.logFollowers.increment()
                 defer { BuildGateMetrics.logFollowers.decrement() }
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
@@ -201,9 +201,11 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                             let final = over && offset + Int64(bytes.count) == snapshot.length
                             let count = ServerSentEvents.sendablePrefix(of: bytes, final: final)
                             if count > 0 {
+                                // Framed once for every reader of these bytes (`SharedLogPieces`).
+                                let event = pieces.buffer(
+                                    bytes.prefix(count), of: build.id, at: offset, as: .serverSentEvent)
                                 offset += Int64(count)
-                                try await writer.write(
-                                    ServerSentEvents.event("log", id: String(offset), data: bytes.prefix(count)))
+                                try await writer.write(event)
                                 lastWrite = .now
                                 continue
                             }

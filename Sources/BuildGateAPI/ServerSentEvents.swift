@@ -29,20 +29,24 @@ enum ServerSentEvents {
         buffer.writeString("event: \(name)\n")
         if let id { buffer.writeString("id: \(id)\n") }
         buffer.writeStaticString("data: ")
-        var previous: UInt8 = 0
-        for byte in data {
-            switch byte {
-            case UInt8(ascii: "\n") where previous == UInt8(ascii: "\r"):
-                break
-            case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
-                buffer.writeStaticString("\ndata: ")
-            default:
-                buffer.writeInteger(byte)
-            }
-            previous = byte
-        }
+        let framed = data.withContiguousStorageIfAvailable { bytes in writeLines(bytes, to: &buffer) }
+        if framed == nil { Array(data).withUnsafeBufferPointer { writeLines($0, to: &buffer) } }
         buffer.writeStaticString("\n\n")
         return buffer
+    }
+
+    /// Writes `bytes` with each line end (`\n`, `\r\n`, `\r`) turned into a new `data:` line: the runs between line
+    /// ends in one write each.
+    private static func writeLines(_ bytes: UnsafeBufferPointer<UInt8>, to buffer: inout ByteBuffer) {
+        var rest = bytes[...]
+        while let end = rest.firstIndex(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+            buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: rest[..<end])))
+            buffer.writeStaticString("\ndata: ")
+            var next = end + 1
+            if bytes[end] == UInt8(ascii: "\r"), next < rest.endIndex, bytes[next] == UInt8(ascii: "\n") { next += 1 }
+            rest = rest[next...]
+        }
+        buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: rest)))
     }
 
     /// How many of `bytes` can go out in one event now: all of them when `final`, else all but a trailing `\r`

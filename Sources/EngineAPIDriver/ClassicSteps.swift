@@ -10,7 +10,11 @@ struct ClassicSteps {
     /// Takes in one piece of stream text; returns true when the steps changed.
     mutating func record(_ text: String, at date: Date) -> Bool {
         var changed = false
-        for line in text.split(separator: "\n") {
+        // Split as bytes: every line of build output passes here, and only lines starting with `S`, `[`, `-` or a
+        // space can matter (splitting the `String` itself breaks it into grapheme clusters first).
+        for bytes in text.utf8.split(separator: UInt8(ascii: "\n")) {
+            guard let first = bytes.first, Self.mayStartStepLine.contains(first) else { continue }
+            let line = Substring(bytes.last == UInt8(ascii: "\r") ? bytes.dropLast() : bytes)
             if let name = Self.stepName(line) {
                 completeCurrent(at: date)
                 steps.append(BuildStep(name: name, startedAt: date))
@@ -34,6 +38,10 @@ struct ClassicSteps {
     private mutating func completeCurrent(at date: Date) {
         if let last = steps.indices.last, steps[last].completedAt == nil { steps[last].completedAt = date }
     }
+
+    private static let mayStartStepLine: Set<UInt8> = [
+        UInt8(ascii: "S"), UInt8(ascii: "["), UInt8(ascii: "-"), UInt8(ascii: " "),
+    ]
 
     /// `STEP 2/3: RUN make` (Podman) or `Step 2/3 : RUN make` (dockerd) → `[2/3] RUN make`, BuildKit's naming.
     /// Podman prefixes the steps of a multi-stage build with the stage, `[1/2] STEP 2/3: RUN make` →

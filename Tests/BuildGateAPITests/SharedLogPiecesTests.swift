@@ -28,6 +28,19 @@ struct SharedLogPiecesTests {
         #expect(address(again) != address(first))
     }
 
+    @Test func followersOfTheEventStreamShareTheFramedEventOfTheSameBytes() {
+        let pieces = SharedLogPieces(minimumShared: 1024, capacity: 4)
+        let build = BuildID.generate()
+        let piece = Array(String(repeating: "a line of build output\r\n", count: 200).utf8)[...]
+        let first = pieces.buffer(piece, of: build, at: 4096, as: .serverSentEvent)
+        let second = pieces.buffer(piece, of: build, at: 4096, as: .serverSentEvent)
+        #expect(first == ServerSentEvents.event("log", id: String(4096 + piece.count), data: piece))
+        #expect(address(first) == address(second))
+        // The same bytes raw are another buffer, and stay the bytes.
+        let raw = pieces.buffer(piece, of: build, at: 4096)
+        #expect(raw == ByteBuffer(bytes: piece) && address(raw) != address(first))
+    }
+
     private func address(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
         buffer.withUnsafeReadableBytes { $0.baseAddress }
     }
