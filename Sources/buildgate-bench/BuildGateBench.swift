@@ -160,20 +160,32 @@ struct BuildGateBench {
                     var stamps: [[Double]] = []
                     var number = 0
                     var next = Array("\(marker)-\(number)-padding".utf8)
-                    var carry: [UInt8] = []  // the end of the previous piece, for a line cut in two
+                    var carry: [UInt8] = []  // the end of the previous piece, for a marked line cut in two
                     for try await piece in response.body {
                         let now = monotonicSeconds()
                         piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
                         bytes += piece.readableBytes
-                        let window = carry + piece.readableBytesView
-                        var start = 0
-                        while number < lines, let found = find(next, in: window, from: start) {
-                            stamps.append([Double(number), now])
-                            start = found + next.count
-                            number += every
-                            next = Array("\(marker)-\(number)-padding".utf8)
+                        // Searched in place (a copy of every piece cost the followers more than the gateway spent
+                        // sending it): first a marker begun in the previous piece, then the piece itself.
+                        piece.withUnsafeReadableBytes { piece in
+                            var start = 0
+                            if number < lines, !carry.isEmpty {
+                                let joint = carry + piece.prefix(next.count)
+                                if let found = find(next, in: joint, from: 0), found < carry.count {
+                                    stamps.append([Double(number), now])
+                                    start = found + next.count - carry.count
+                                    number += every
+                                    next = Array("\(marker)-\(number)-padding".utf8)
+                                }
+                            }
+                            while number < lines, let found = find(next, in: piece, from: start) {
+                                stamps.append([Double(number), now])
+                                start = found + next.count
+                                number += every
+                                next = Array("\(marker)-\(number)-padding".utf8)
+                            }
+                            carry = Array(piece[max(start, piece.count - next.count + 1)...])
                         }
-                        carry = Array(window[max(start, window.count - next.count)...])
                     }
                     let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
                     return Follower(sha256: digest, bytes: bytes, done: monotonicSeconds(), stamps: stamps)
@@ -188,18 +200,21 @@ struct BuildGateBench {
     /// Where `needle` first occurs in `haystack` at or after `start`: memchr for its first byte, memcmp for the rest
     /// (the generic `firstRange(of:)` cost the followers 200 s of CPU).
     static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        haystack.withUnsafeBytes { hay in
-            needle.withUnsafeBytes { pattern in
-                var at = start
-                while hay.count - at >= pattern.count {
-                    guard let hit = memchr(hay.baseAddress! + at, Int32(pattern[0]), hay.count - at) else { return nil }
-                    at = hay.baseAddress!.distance(to: UnsafeRawPointer(hit))
-                    guard hay.count - at >= pattern.count else { return nil }
-                    if memcmp(hay.baseAddress! + at, pattern.baseAddress!, pattern.count) == 0 { return at }
-                    at += 1
-                }
-                return nil
+        haystack.withUnsafeBytes { find(needle, in: $0, from: start) }
+    }
+
+    static func find(_ needle: [UInt8], in hay: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard let base = hay.baseAddress, !needle.isEmpty else { return nil }
+        return needle.withUnsafeBytes { pattern in
+            var at = start
+            while hay.count - at >= pattern.count {
+                guard let hit = memchr(base + at, Int32(pattern[0]), hay.count - at) else { return nil }
+                at = base.distance(to: UnsafeRawPointer(hit))
+                guard hay.count - at >= pattern.count else { return nil }
+                if memcmp(base + at, pattern.baseAddress!, pattern.count) == 0 { return at }
+                at += 1
             }
+            return nil
         }
     }
 

@@ -18,25 +18,14 @@ struct EngineBuildOutputTests {
         let directory = try TemporaryDirectory("output")
         defer { directory.remove() }
         let lines = 20_000
-        var tar = TarWriter()
-        tar.file(
-            "Dockerfile",
-            """
-            FROM \(registry)/busybox:latest
-            RUN i=0; while [ $i -lt \(lines) ]; do echo line-$i; i=$((i+1)); done
-            RUN echo after-the-loop
+        let job = try podmanJob(
+            dockerfile: """
+                FROM \(registry)/busybox:latest
+                RUN i=0; while [ $i -lt \(lines) ]; do echo line-$i; i=$((i+1)); done
+                RUN echo after-the-loop
 
-            """)
-        tar.end()
-        let contextPath = "\(directory.path)/context.tar"
-        try Data(tar.bytes).write(to: URL(fileURLWithPath: contextPath))
-        let job = BuildJob(
-            id: .generate(),
-            request: BuildRequest(images: [try ImageReference(parsing: "127.0.0.1:1/never:1")], noCache: true),
-            context: BuildContext(
-                digest: ContextDigest(hex: String(repeating: "b", count: 64))!, size: Int64(tar.bytes.count),
-                compression: .none),
-            contextPath: contextPath, registryCredentials: [:])
+                """, in: directory
+        ) { $0.noCache = true }
         let driver = EngineAPIDriver(httpClient: .shared, logger: Logger(label: "test"))
         let endpoint = BuilderEndpoint(name: "podman", engine: .podman, address: .unix(path: socket))
 

@@ -15,20 +15,9 @@ struct EngineRequestHeadTests {
         let socket = try #require(RealEngines.podmanSocket, "BUILDGATE_TEST_PODMAN_SOCKET is not set: run scripts/test")
         let directory = try TemporaryDirectory("head")
         defer { directory.remove() }
-        var tar = TarWriter()
-        tar.file("Dockerfile", "FROM scratch\n")
-        tar.end()
-        let contextPath = "\(directory.path)/context.tar"
-        try Data(tar.bytes).write(to: URL(fileURLWithPath: contextPath))
         // 2,800 arguments: the 41 KB query of the report, about 120 KB once JSON- and percent-encoded.
         let arguments = Dictionary(uniqueKeysWithValues: (0..<2800).map { ("ARG_\($0)", "value-\($0)") })
-        let job = BuildJob(
-            id: .generate(),
-            request: BuildRequest(images: [try ImageReference(parsing: "127.0.0.1:1/never:1")], buildArgs: arguments),
-            context: BuildContext(
-                digest: ContextDigest(hex: String(repeating: "a", count: 64))!, size: Int64(tar.bytes.count),
-                compression: .none),
-            contextPath: contextPath, registryCredentials: [:])
+        let job = try podmanJob(dockerfile: "FROM scratch\n", in: directory) { $0.buildArgs = arguments }
         let driver = EngineAPIDriver(httpClient: .shared, logger: Logger(label: "test"))
         let endpoint = BuilderEndpoint(name: "podman", engine: .podman, address: .unix(path: socket))
 
