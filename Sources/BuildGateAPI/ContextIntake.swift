@@ -71,8 +71,9 @@ struct ContextIntake: Sendable {
 
     /// The socket, the checks (sha256 and the archive validator) and the disk run at once: one task reads and checks
     /// the body and hands it on in 1 MiB batches; the other writes them, 1 MiB at a time, straight to the disk
-    /// (`UploadFileWriter`: no copy into the page cache, no writeback left for the fsync). The hand-off waits until the disk side takes the batch (`AsyncChannel`), so a slow disk slows the reading (TCP back-pressure)
-    /// and memory stays at a few MiB per upload, however large.
+    /// (`UploadFileWriter`: no copy into the page cache, no writeback left for the fsync). The hand-off waits until
+    /// the disk side takes the batch (`AsyncChannel`), so a slow disk slows the reading (TCP back-pressure) and
+    /// memory stays at a few MiB per upload, however large.
     private func write(_ body: RequestBody, to path: String, dockerfile: String) async throws -> BuildContext {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)

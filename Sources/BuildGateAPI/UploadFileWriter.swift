@@ -107,13 +107,13 @@ package final class UploadFileWriter: @unchecked Sendable {
         var done = 0
         while done < count {
             let written = pwrite(descriptor, buffer + done, count - done, off_t(offset))
-            if written < 0 {
-                if errno == EINTR { continue }
-                if errno == EINVAL, isDirect {
+            if written <= 0 {
+                let code = written == 0 ? ENOSPC : errno  // nothing written of a regular file: no room
+                if code == EINTR { continue }
+                if code == EINVAL, isDirect {
                     stopWritingDirectly(to: descriptor)
                     continue
                 }
-                let code = errno
                 throw BuildGateError(
                     code == ENOSPC || code == EDQUOT ? .insufficientStorage : .internalError,
                     "cannot write the upload: \(String(cString: strerror(code)))",
