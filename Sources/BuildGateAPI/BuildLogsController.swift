@@ -179,7 +179,8 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
         headers[.buildStatus] = build.status.rawValue
         return Response(
             status: .ok, headers: headers,
-            body: ResponseBody { [logs, repository, pieces, chunkSize = followChunkSize] writer in
+            body: ResponseBody {
+                [logs, repository, pieces, chunkSize = followChunkSize, followBatchSize = followBatchSize] writer in
                 BuildGateMetrics.logFollowers.increment()
                 defer { BuildGateMetrics.logFollowers.decrement() }
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
@@ -195,21 +196,53 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                         let over = status.isTerminal || snapshot.isFinished
                         var heldBack = offset
                         if snapshot.length > offset {
-                            let bytes = try await logs.read(
-                                build.id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
-                            guard !bytes.isEmpty else { break }  // removed meanwhile (retention)
-                            let final = over && offset + Int64(bytes.count) == snapshot.length
-                            let count = ServerSentEvents.sendablePrefix(of: bytes, final: final)
-                            if count > 0 {
-                                // Framed once for every reader of these bytes (`SharedLogPieces`).
-                                let event = pieces.buffer(
-                                    bytes.prefix(count), of: build.id, at: offset, as: .serverSentEvent)
-                                offset += Int64(count)
-                                try await writer.write(event)
+                            // What this reader has not had yet, up to `followBatchSize`, as events of a piece each
+                            // (framed once for every reader of these bytes: `SharedLogPieces`) in one write.
+                            var events: [ByteBuffer] = []
+                            var batched = 0
+                            var removed = false
+                            while offset < snapshot.length && batched < followBatchSize {
+                                var bytes = try await logs.read(
+                                    build.id, from: offset,
+                                    maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
+                                guard !bytes.isEmpty else {  // removed meanwhile (retention)
+                                    removed = true
+                                    break
+                                }
+                                var end = offset + Int64(bytes.count)
+                                var count = ServerSentEvents.sendablePrefix(
+                                    of: bytes, final: over && end == snapshot.length)
+                                // A piece's end may cut a character or a `\r\n`, and reads stop there: the next
+                                // piece's first bytes (a character has at most 3 more) complete it, else the same
+                                // bytes would be read again and again.
+                                while count < bytes.count && end < snapshot.length {
+                                    let more = try await logs.read(
+                                        build.id, from: end, maxLength: Int(min(3, snapshot.length - end)))
+                                    guard !more.isEmpty else { break }
+                                    bytes = (Array(bytes) + more)[...]
+                                    end += Int64(more.count)
+                                    count = ServerSentEvents.sendablePrefix(
+                                        of: bytes, final: over && end == snapshot.length)
+                                }
+                                if count > 0 {
+                                    events.append(
+                                        pieces.buffer(
+                                            bytes.prefix(count), of: build.id, at: offset, as: .serverSentEvent))
+                                    offset += Int64(count)
+                                    batched += count
+                                }
+                                if count < bytes.count {
+                                    // An unfinished character or line end waits for the rest.
+                                    heldBack = offset + Int64(bytes.count - count)
+                                    break
+                                }
+                            }
+                            if !events.isEmpty {
+                                try await writer.write(contentsOf: events)
                                 lastWrite = .now
                                 continue
                             }
-                            heldBack = offset + Int64(bytes.count)
+                            if removed { break }
                         }
                         if over && offset >= snapshot.length {
                             let ended = try await repository.build(build.id)

@@ -14,20 +14,22 @@ import NIOCore
 /// durable INSERT transactions on the same database, measured in the same run. Prints builds/s and the ratio; on
 /// PostgreSQL also claims from two "gateways" (two pools) with four claimers each.
 ///
-/// `buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES`: FOLLOWERS concurrent `?follow=true` readers
-/// of one build's log (`bench/log-fanout`). Each stamps (CLOCK_MONOTONIC) the arrival of every line
-/// `MARKER-N-padding` with N a multiple of EVERY below LINES, and hashes what it got. Prints one JSON object.
+/// `buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES [sse]`: FOLLOWERS concurrent `?follow=true`
+/// readers of one build's log (`bench/log-fanout`), or with `sse` readers of its event stream
+/// (`Accept: text/event-stream`, the `log` events' data joined back into the log's bytes). Each stamps
+/// (CLOCK_MONOTONIC) the arrival of every line `MARKER-N-padding` with N a multiple of EVERY below LINES, and hashes
+/// what it got. Prints one JSON object.
 @main
 struct BuildGateBench {
     static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
         switch arguments.first {
         case "queue": try await queue(Array(arguments.dropFirst()))
-        case "follow" where arguments.count == 8: try await follow(Array(arguments.dropFirst()))
+        case "follow" where arguments.count == 8 || arguments.count == 9: try await follow(Array(arguments.dropFirst()))
         case "fill" where arguments.count == 5: try await fill(Array(arguments.dropFirst()))
         default:
             print("usage: buildgate-bench queue [COUNT] [MIGRATIONS_DIR]")
-            print("       buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES")
+            print("       buildgate-bench follow URL TOKEN BUILD FOLLOWERS MARKER EVERY LINES [sse]")
             print("       buildgate-bench fill DATABASE COUNT TRIGGER MIGRATIONS_DIR")
         }
     }
@@ -135,9 +137,11 @@ struct BuildGateBench {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = followers
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let events = arguments.count > 7 && arguments[7] == "sse"
         let request = {
             var request = HTTPClientRequest(url: "\(url)/v1/builds/\(build)/logs?follow=true")
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            if events { request.headers.add(name: "Accept", value: "text/event-stream") }
             return request
         }()
 
@@ -157,14 +161,19 @@ struct BuildGateBench {
                     }
                     var hash = SHA256()
                     var bytes = 0
+                    var decoder = EventStreamData()
                     var stamps: [[Double]] = []
                     var number = 0
                     var next = Array("\(marker)-\(number)-padding".utf8)
                     var carry: [UInt8] = []  // the end of the previous piece, for a marked line cut in two
                     for try await piece in response.body {
                         let now = monotonicSeconds()
-                        piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
-                        bytes += piece.readableBytes
+                        if events {
+                            bytes += decoder.take(piece) { hash.update(bufferPointer: $0) }
+                        } else {
+                            piece.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
+                            bytes += piece.readableBytes
+                        }
                         // Searched in place (a copy of every piece cost the followers more than the gateway spent
                         // sending it): first a marker begun in the previous piece, then the piece itself.
                         piece.withUnsafeReadableBytes { piece in
@@ -195,6 +204,61 @@ struct BuildGateBench {
         }
         try await client.shutdown()
         FileHandle.standardOutput.write(try JSONEncoder().encode(["followers": results]))
+    }
+
+    /// The bytes of an event stream's `log` events, in order: each event's `data:` lines joined with `\n`, as a reader
+    /// joins them, which gives the log back byte for byte.
+    struct EventStreamData {
+        private var line: [UInt8] = []
+        private var event = ""
+        private var dataLines = 0
+
+        /// Feeds `piece`; hands each run of log bytes to `output`; returns how many there were.
+        mutating func take(_ piece: ByteBuffer, _ output: (UnsafeRawBufferPointer) -> Void) -> Int {
+            var count = 0
+            piece.withUnsafeReadableBytes { bytes in
+                var start = 0
+                while start < bytes.count {
+                    guard let base = bytes.baseAddress,
+                        let hit = memchr(base + start, Int32(UInt8(ascii: "\n")), bytes.count - start)
+                    else {
+                        line += bytes[start...]
+                        return
+                    }
+                    let end = base.distance(to: UnsafeRawPointer(hit))
+                    if line.isEmpty {
+                        count += complete(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), output)
+                    } else {
+                        line += bytes[start..<end]
+                        count += line.withUnsafeBytes { complete($0, output) }
+                        line.removeAll(keepingCapacity: true)
+                    }
+                    start = end + 1
+                }
+            }
+            return count
+        }
+
+        private mutating func complete(_ line: UnsafeRawBufferPointer, _ output: (UnsafeRawBufferPointer) -> Void)
+            -> Int
+        {
+            if line.isEmpty {
+                (event, dataLines) = ("", 0)
+            } else if line.starts(with: "event: ".utf8) {
+                event = String(decoding: line.dropFirst(7), as: UTF8.self)
+            } else if event == "log", line.starts(with: "data: ".utf8) {
+                let newline: [UInt8] = [UInt8(ascii: "\n")]
+                var count = line.count - 6
+                if dataLines > 0 {
+                    newline.withUnsafeBytes(output)
+                    count += 1
+                }
+                output(UnsafeRawBufferPointer(rebasing: line.dropFirst(6)))
+                dataLines += 1
+                return count
+            }
+            return 0
+        }
     }
 
     /// Where `needle` first occurs in `haystack` at or after `start`: memchr for its first byte, memcmp for the rest

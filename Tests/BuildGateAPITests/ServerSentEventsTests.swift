@@ -155,6 +155,38 @@ struct ServerSentEventsStreamTests {
         }
     }
 
+    /// A reader far behind gets its events a batch at a time (several pieces per write): still every byte once,
+    /// and no event cuts a character where a 32 KiB piece does (3-byte characters, so pieces end mid-character).
+    /// Such a cut once made the stream spin: the piece's last bytes were held back for the rest of the character,
+    /// and the next read, stopping at the same piece end, returned only them again.
+    @Test(.timeLimit(.minutes(1)))
+    func aReaderFarBehindGetsEveryByteInWholeCharacters() async throws {
+        let harness = try await APIHarness()
+        defer { harness.directory.remove() }
+        try await harness.application().test(.live) { client in
+            let port = try #require(client.port)
+            let created = try await client.execute(
+                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
+                body: ByteBuffer(bytes: sampleContext()))
+            let id = try #require(BuildID(try created.decode(BuildJSON.self).id))
+            for line in 1...24 {
+                try await harness.logs.append(Array("\(line) \(String(repeating: "✓", count: 10_000))\n".utf8), to: id)
+            }
+            let cancel = try await client.execute(uri: "/v1/builds/\(id)/cancel", method: .post, headers: harness.auth)
+            #expect(cancel.status == .ok)
+
+            let read = try await read("/v1/builds/\(id)/logs", port: port, headers: harness.auth) { _ in false }
+            let whole = try await harness.logs.text(id)
+            #expect(whole.utf8.count > 700_000)
+            let logs = read.events.filter { $0.name == "log" }
+            #expect(logs.map(\.data).joined() == whole, "every byte once")
+            #expect(logs.allSatisfy { !$0.data.contains("\u{FFFD}") }, "no character cut in two")
+            #expect(logs.count >= whole.utf8.count / (32 * 1024), "an event per piece")
+            #expect(logs.last?.id == String(whole.utf8.count))
+            #expect(read.events.last?.name == "end")
+        }
+    }
+
     @Test func theTenantsChangesStreamFromTheirDurableSequence() async throws {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
