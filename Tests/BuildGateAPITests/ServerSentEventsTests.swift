@@ -110,7 +110,10 @@ struct ServerSentEventsStreamTests {
         return (events, reader.lastEventID)
     }
 
-    @Test func aReaderThatDropsAndResumesWithLastEventIDGetsEveryByteOnce() async throws {
+    /// A live gateway with one queued build (an upload), whose log the test writes.
+    private func withQueuedBuild(
+        _ body: @escaping @Sendable (any TestClientProtocol, APIHarness, _ port: Int, BuildID) async throws -> Void
+    ) async throws {
         let harness = try await APIHarness()
         defer { harness.directory.remove() }
         try await harness.application().test(.live) { client in
@@ -118,7 +121,12 @@ struct ServerSentEventsStreamTests {
             let created = try await client.execute(
                 uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
                 body: ByteBuffer(bytes: sampleContext()))
-            let id = try #require(BuildID(try created.decode(BuildJSON.self).id))
+            try await body(client, harness, port, try #require(BuildID(try created.decode(BuildJSON.self).id)))
+        }
+    }
+
+    @Test func aReaderThatDropsAndResumesWithLastEventIDGetsEveryByteOnce() async throws {
+        try await withQueuedBuild { client, harness, port, id in
             for line in 1...40 { try await harness.logs.append(Array("line \(line) ✓\n".utf8), to: id) }
 
             // The first reader leaves after a few events.
@@ -161,14 +169,7 @@ struct ServerSentEventsStreamTests {
     /// and the next read, stopping at the same piece end, returned only them again.
     @Test(.timeLimit(.minutes(1)))
     func aReaderFarBehindGetsEveryByteInWholeCharacters() async throws {
-        let harness = try await APIHarness()
-        defer { harness.directory.remove() }
-        try await harness.application().test(.live) { client in
-            let port = try #require(client.port)
-            let created = try await client.execute(
-                uri: "/v1/builds?image=r.example.com/a:1", method: .post, headers: harness.auth,
-                body: ByteBuffer(bytes: sampleContext()))
-            let id = try #require(BuildID(try created.decode(BuildJSON.self).id))
+        try await withQueuedBuild { client, harness, port, id in
             for line in 1...24 {
                 try await harness.logs.append(Array("\(line) \(String(repeating: "✓", count: 10_000))\n".utf8), to: id)
             }
