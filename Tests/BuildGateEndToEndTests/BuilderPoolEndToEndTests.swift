@@ -13,10 +13,12 @@ struct BuilderPoolEndToEndTests {
         let directory: String
         let process: Process
         var socket: String { "\(directory)/podman.sock" }
-        private var podman: [String] {
+        /// With a tmp dir of its own: the default, /run/libpod, is shared by every Podman on the machine, and
+        /// `stop`'s `system reset` would delete it while other tests' Podman services use it.
+        private static func podman(_ directory: String) -> [String] {
             [
-                "podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
-                "--cgroup-manager", "cgroupfs",
+                "podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--tmpdir",
+                "\(directory)/libpod", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
             ]
         }
 
@@ -26,10 +28,7 @@ struct BuilderPoolEndToEndTests {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let registries = try #require(RealEngines.environment["BUILDGATE_TEST_DIR"]).appending("/registries.conf")
             let process = try ChildProcess.start(
-                [
-                    "podman", "--root", "\(directory)/storage", "--runroot", "\(directory)/run", "--runtime", "runc",
-                    "--cgroup-manager", "cgroupfs", "system", "service", "--time=0", "unix://\(directory)/podman.sock",
-                ],
+                podman(directory) + ["system", "service", "--time=0", "unix://\(directory)/podman.sock"],
                 environment: ["CONTAINERS_REGISTRIES_CONF": registries], logFile: "\(directory)/service.log")
             let podman = PrivatePodman(directory: directory, process: process)
             let started = try await ChildProcess.wait(for: .seconds(20)) {
@@ -43,7 +42,7 @@ struct BuilderPoolEndToEndTests {
 
         func stop() async {
             if process.isRunning { process.terminate() }
-            _ = try? await ChildProcess.run(podman + ["system", "reset", "--force"])
+            _ = try? await ChildProcess.run(Self.podman(directory) + ["system", "reset", "--force"])
             try? FileManager.default.removeItem(atPath: directory)
         }
     }
