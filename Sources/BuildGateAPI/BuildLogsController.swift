@@ -202,27 +202,13 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                             var batched = 0
                             var removed = false
                             while offset < snapshot.length && batched < followBatchSize {
-                                var bytes = try await logs.read(
-                                    build.id, from: offset,
-                                    maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
-                                guard !bytes.isEmpty else {  // removed meanwhile (retention)
+                                guard
+                                    let (bytes, count) = try await Self.eventBytes(
+                                        of: build.id, from: offset, in: snapshot, over: over, chunkSize: chunkSize,
+                                        logs: logs)
+                                else {
                                     removed = true
                                     break
-                                }
-                                var end = offset + Int64(bytes.count)
-                                var count = ServerSentEvents.sendablePrefix(
-                                    of: bytes, final: over && end == snapshot.length)
-                                // A piece's end may cut a character or a `\r\n`, and reads stop there: the next
-                                // piece's first bytes (a character has at most 3 more) complete it, else the same
-                                // bytes would be read again and again.
-                                while count < bytes.count && end < snapshot.length {
-                                    let more = try await logs.read(
-                                        build.id, from: end, maxLength: Int(min(3, snapshot.length - end)))
-                                    guard !more.isEmpty else { break }
-                                    bytes = (Array(bytes) + more)[...]
-                                    end += Int64(more.count)
-                                    count = ServerSentEvents.sendablePrefix(
-                                        of: bytes, final: over && end == snapshot.length)
                                 }
                                 if count > 0 {
                                     events.append(
@@ -269,6 +255,29 @@ struct BuildLogsController<Context: AuthenticatedRequestContext>: Sendable {
                 }
                 try await writer.finish(nil)
             })
+    }
+
+    /// The bytes of the next `log` event from `offset` (a piece, up to `chunkSize`) and how many of them can go out
+    /// now (`ServerSentEvents.sendablePrefix`); nil when the log was removed meanwhile (retention). Reads stop at a
+    /// piece's end, which may cut a character or a `\r\n`: then the next piece's first bytes (a character has at most
+    /// 3 more) are taken too, else the same held-back bytes would be read again and again.
+    private static func eventBytes(
+        of id: BuildID, from offset: Int64, in snapshot: BuildLogSnapshot, over: Bool, chunkSize: Int,
+        logs: any BuildLogStore
+    ) async throws -> (bytes: ArraySlice<UInt8>, sendable: Int)? {
+        var bytes = try await logs.read(
+            id, from: offset, maxLength: Int(min(Int64(chunkSize), snapshot.length - offset)))
+        guard !bytes.isEmpty else { return nil }
+        var end = offset + Int64(bytes.count)
+        var sendable = ServerSentEvents.sendablePrefix(of: bytes, final: over && end == snapshot.length)
+        while sendable < bytes.count && end < snapshot.length {
+            let more = try await logs.read(id, from: end, maxLength: Int(min(3, snapshot.length - end)))
+            guard !more.isEmpty else { break }
+            bytes = (Array(bytes) + more)[...]
+            end += Int64(more.count)
+            sendable = ServerSentEvents.sendablePrefix(of: bytes, final: over && end == snapshot.length)
+        }
+        return (bytes, sendable)
     }
 
     private static func statusEvent(_ status: BuildStatus) -> ByteBuffer {

@@ -1,7 +1,6 @@
 import AsyncAlgorithms
 import BuildGateCore
 import ContextArchive
-import Foundation
 import Hummingbird
 import NIOCore
 import NIOFileSystem

@@ -1,4 +1,5 @@
 import BuildGateAPI
+import BuildGateCore
 import BuildGateTesting
 import Foundation
 import NIOCore
@@ -50,6 +51,18 @@ struct UploadFileWriterTests {
         try writer.finish(to: descriptor)
         #expect(writer.offset == Int64(bytes.count))
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == bytes)
+    }
+
+    /// A disk that fills up while the context is written is the client's 507 (`insufficientStorage`), not a 500.
+    @Test func aFullDiskIsInsufficientStorage() throws {
+        let descriptor = open("/dev/full", O_WRONLY | O_CLOEXEC)  // every write fails with ENOSPC
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let writer = UploadFileWriter(capacity: 4096)
+        let error = #expect(throws: BuildGateError.self) {
+            try writer.write([ByteBuffer(repeating: 0x61, count: 10_000)], to: descriptor)
+        }
+        #expect(error?.code == .insufficientStorage)
     }
 
     /// Whether `path` is on ext4 or xfs (`stat -f`), which take direct writes.
